@@ -1,0 +1,319 @@
+package call
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wallphone/wallphone/audio"
+	"github.com/wallphone/wallphone/device/sim"
+	"github.com/wallphone/wallphone/pin"
+	"github.com/wallphone/wallphone/policy"
+	"github.com/wallphone/wallphone/registry"
+	"github.com/wallphone/wallphone/store"
+	"github.com/wallphone/wallphone/trunk/simtrunk"
+)
+
+// Numbers of the demo facility, as a caller keys them.
+const (
+	dialPrivileged = "5125550100"
+	dialRecorded   = "5125550123"
+	dialBlocked    = "5125550166"
+	dialFree       = "8006564673"
+)
+
+var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// event is one record the machine logged.
+type event struct {
+	name  string
+	at    time.Time
+	attrs map[string]string
+}
+
+// recordingHandler keeps every record the machine logs.
+type recordingHandler struct {
+	mu     sync.Mutex // guards events
+	events []event
+}
+
+func (h *recordingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordingHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *recordingHandler) WithGroup(string) slog.Handler            { return h }
+func (h *recordingHandler) Handle(_ context.Context, r slog.Record) error {
+	e := event{name: r.Message, attrs: map[string]string{}}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "at" {
+			e.at = a.Value.Time()
+		}
+		e.attrs[a.Key] = a.Value.String()
+		return true
+	})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.events = append(h.events, e)
+	return nil
+}
+
+// fakeRecorder keeps counts only, and lets a test make Start or Write fail.
+type fakeRecorder struct {
+	starts   []RecordingInfo
+	frames   int
+	sound    int // frames in which either side was not silent
+	closed   int
+	startErr error
+}
+
+func (r *fakeRecorder) Start(info RecordingInfo) (Recording, error) {
+	if r.startErr != nil {
+		return nil, r.startErr
+	}
+	r.starts = append(r.starts, info)
+	return (*fakeRecording)(r), nil
+}
+
+type fakeRecording fakeRecorder
+
+func (r *fakeRecording) Write(caller, called *audio.Frame) error {
+	r.frames++
+	if *caller != (audio.Frame{}) || *called != (audio.Frame{}) {
+		r.sound++
+	}
+	return nil
+}
+func (r *fakeRecording) Close() error { r.closed++; return nil }
+
+type harness struct {
+	t       *testing.T
+	now     time.Time
+	board   *sim.Board
+	callee  *simtrunk.Trunk
+	m       *Machine
+	rec     *fakeRecorder
+	db      *store.DB
+	pol     *policy.Policy
+	reg     Registry
+	log     *recordingHandler
+	prompts *audio.Prompts
+}
+
+var (
+	promptsOnce sync.Once
+	prompts     *audio.Prompts
+	promptsErr  error
+	demoOnce    sync.Once
+	demoPolicy  []byte
+	demoErr     error
+)
+
+func testPolicy(t testing.TB) *policy.Policy {
+	t.Helper()
+	demoOnce.Do(func() { demoPolicy, demoErr = policy.Demo(rand.Reader, pin.TestParams()) })
+	if demoErr != nil {
+		t.Fatal(demoErr)
+	}
+	p, err := policy.Parse(demoPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func testRegistry(t testing.TB) Registry {
+	t.Helper()
+	r, err := registry.New(registry.Demo())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	promptsOnce.Do(func() { prompts, promptsErr = audio.LoadPrompts() })
+	if promptsErr != nil {
+		t.Fatal(promptsErr)
+	}
+	db, err := store.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	h := &harness{t: t, now: epoch, db: db, rec: &fakeRecorder{}, pol: testPolicy(t),
+		reg: testRegistry(t), log: &recordingHandler{}, prompts: prompts}
+	h.board = sim.New(sim.Options{Mic: audio.Tone(0.1, 440)})
+	h.callee = simtrunk.New(simtrunk.Options{
+		Now:   func() time.Time { return h.now },
+		Voice: func() audio.Source { return audio.Tone(0.2, 1000) },
+	})
+	dev := h.board.Device()
+	h.m, err = New(Config{
+		Keypad: dev.Keypad, Hook: dev.Hook, Handset: dev.Handset,
+		Trunk: h.callee, Prompts: prompts,
+		Policy:   func() *policy.Policy { return h.pol },
+		Registry: func() Registry { return h.reg },
+		Recorder: h.rec, Store: db, DeviceID: "wp-test", Logger: slog.New(h.log),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func (h *harness) tick() {
+	h.now = h.now.Add(audio.FrameDuration)
+	h.m.Tick(h.now)
+}
+
+func (h *harness) wait(d time.Duration) {
+	for end := h.now.Add(d); h.now.Before(end); {
+		h.tick()
+	}
+}
+
+// waitFor ticks until the named event appears (after the events already seen), failing after
+// limit of simulated time.
+func (h *harness) waitFor(name string, limit time.Duration) event {
+	h.t.Helper()
+	seen := len(h.events())
+	for end := h.now.Add(limit); h.now.Before(end); {
+		h.tick()
+		evs := h.events()
+		for _, e := range evs[seen:] {
+			if e.name == name {
+				return e
+			}
+		}
+	}
+	h.t.Fatalf("no %s event within %s; events: %s", name, limit, h.names())
+	return event{}
+}
+
+// waitState ticks until the machine is in state, failing after limit of simulated time.
+func (h *harness) waitState(state string, limit time.Duration) {
+	h.t.Helper()
+	for end := h.now.Add(limit); h.m.State() != state; h.tick() {
+		if !h.now.Before(end) {
+			h.t.Fatalf("state %s, want %s within %s; events: %s", h.m.State(), state, limit, h.names())
+		}
+	}
+}
+
+func (h *harness) offhook() { h.board.SetOffHook(true); h.tick() }
+func (h *harness) onhook()  { h.board.SetOffHook(false); h.tick() }
+func (h *harness) press(k string) {
+	h.t.Helper()
+	if err := h.board.Press(k); err != nil {
+		h.t.Fatal(err)
+	}
+	h.tick()
+}
+func (h *harness) do(action string) {
+	h.t.Helper()
+	if err := h.callee.Do(action); err != nil {
+		h.t.Fatal(err)
+	}
+	h.tick()
+}
+
+func (h *harness) events() []event {
+	h.log.mu.Lock()
+	defer h.log.mu.Unlock()
+	return append([]event(nil), h.log.events...)
+}
+
+func (h *harness) names() string {
+	var b strings.Builder
+	for _, e := range h.events() {
+		b.WriteString(e.name)
+		if e.name == "prompt" {
+			b.WriteString("(" + e.attrs["prompt"] + ")")
+		}
+		b.WriteByte(' ')
+	}
+	return b.String()
+}
+
+func (h *harness) last(name string) (event, bool) {
+	evs := h.events()
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].name == name {
+			return evs[i], true
+		}
+	}
+	return event{}, false
+}
+
+func (h *harness) count(name string) int {
+	n := 0
+	for _, e := range h.events() {
+		if e.name == name {
+			n++
+		}
+	}
+	return n
+}
+
+// login lifts the handset and gets to number entry as caller id.
+func (h *harness) login(id, pin string) {
+	h.t.Helper()
+	h.offhook()
+	h.press("1")
+	h.press(id + "#")
+	h.press(pin + "#")
+	if h.m.State() != "enter_number" {
+		h.t.Fatalf("after login as %s: state %s; events %s", id, h.m.State(), h.names())
+	}
+}
+
+// dial enters a number and waits for the phone to have rung the called party.
+func (h *harness) dial(digits string) {
+	h.t.Helper()
+	h.press(digits + "#")
+	h.waitState("ringing", 30*time.Second)
+}
+
+// toAccept gets a recorded call to the point where the called party may accept.
+func (h *harness) toAccept() {
+	h.t.Helper()
+	h.login("1001", "1234")
+	h.dial(dialRecorded)
+	h.do("answer")
+	h.waitState("await_accept", 30*time.Second)
+}
+
+// records reads back every stored call record.
+func (h *harness) records() []Record {
+	h.t.Helper()
+	var out []Record
+	err := h.db.Calls(func(_ string, b []byte) error {
+		var r Record
+		if err := json.Unmarshal(b, &r); err != nil {
+			return err
+		}
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+func (h *harness) onlyRecord() Record {
+	h.t.Helper()
+	rs := h.records()
+	if len(rs) != 1 {
+		h.t.Fatalf("%d call records, want 1: %+v", len(rs), rs)
+	}
+	return rs[0]
+}
+
+var errBoom = errors.New("boom")

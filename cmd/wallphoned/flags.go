@@ -1,0 +1,76 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+type config struct {
+	board    string
+	dataDir  string
+	logMode  string
+	clock    string
+	callee   string
+	policy   string
+	registry string
+	earpiece string
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("wallphoned", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.board, "board", "sim", "board `name`: sim (the simulated phone, worked from standard input)")
+	fs.StringVar(&c.dataDir, "data", "", "data `directory` (default: $XDG_STATE_HOME/wallphone-sim for the sim board)")
+	fs.StringVar(&c.logMode, "log", "text", "event log format: text (captions for a person) or json (one object per line)")
+	fs.StringVar(&c.clock, "clock", "real", "sim board: real (wall clock) or virtual (time passes only with wait)")
+	fs.StringVar(&c.callee, "callee", "manual", "sim board: the called party is manual (callee commands) or auto (answers and accepts by itself)")
+	fs.StringVar(&c.policy, "policy", "", "facility policy `file` (default: policy.json in the data directory, a demo written on first run)")
+	fs.StringVar(&c.registry, "registry", "", "privileged-number registry `file` (default: registry.json in the data directory, a demo written on first run); none runs with no registry")
+	fs.StringVar(&c.earpiece, "earpiece", "", "sim board: write what the earpiece plays to this `file` (raw s16le, 8 kHz, mono)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: wallphoned [flags]\n\nThe wall phone agent. flags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.logMode != "text" && c.logMode != "json" {
+		return c, fmt.Errorf("--log %q: want text or json", c.logMode)
+	}
+	if c.clock != "real" && c.clock != "virtual" {
+		return c, fmt.Errorf("--clock %q: want real or virtual", c.clock)
+	}
+	if c.callee != "manual" && c.callee != "auto" {
+		return c, fmt.Errorf("--callee %q: want manual or auto", c.callee)
+	}
+	if c.dataDir == "" {
+		c.dataDir = defaultDataDir(c.board)
+	}
+	if c.policy == "" {
+		c.policy = filepath.Join(c.dataDir, "policy.json")
+	}
+	if c.registry == "" {
+		c.registry = filepath.Join(c.dataDir, "registry.json")
+	}
+	return c, nil
+}
+
+func defaultDataDir(board string) string {
+	if board != "sim" {
+		return "/var/lib/wallphone"
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "wallphone-sim")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "wallphone-sim")
+	}
+	return "wallphone-sim"
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+)
+
+func newLogger(mode string, w io.Writer) *slog.Logger {
+	if mode == "json" {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(&captionHandler{w: w, mu: new(sync.Mutex)})
+}
+
+// captionHandler prints events for a person at a terminal: prompts as the captions of what
+// the earpiece says, everything else as one short line.
+type captionHandler struct {
+	w     io.Writer
+	mu    *sync.Mutex // guards w, shared by handlers derived with With
+	attrs []slog.Attr
+}
+
+func (h *captionHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+
+func (h *captionHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &captionHandler{w: h.w, mu: h.mu, attrs: append(append([]slog.Attr(nil), h.attrs...), as...)}
+}
+
+func (h *captionHandler) WithGroup(string) slog.Handler { return h }
+
+func (h *captionHandler) Handle(_ context.Context, r slog.Record) error {
+	at := r.Time
+	var fields []string
+	var text, to string
+	add := func(a slog.Attr) bool {
+		switch a.Key {
+		case "event", "call_id":
+		case "at":
+			at = a.Value.Time()
+		case "text":
+			text = a.Value.String()
+		case "to":
+			to = a.Value.String()
+			fields = append(fields, a.Key+"="+a.Value.String())
+		default:
+			v := a.Value.String()
+			if strings.ContainsAny(v, " \t\"") {
+				v = fmt.Sprintf("%q", v)
+			}
+			fields = append(fields, a.Key+"="+v)
+		}
+		return true
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	var b strings.Builder
+	b.WriteString(at.Format(time.TimeOnly))
+	b.WriteString("  ")
+	if r.Level > slog.LevelInfo {
+		b.WriteString(r.Level.String() + " ")
+	}
+	if r.Message == "prompt" {
+		who := "earpiece"
+		if to == "callee" {
+			who = "to called party"
+		}
+		fmt.Fprintf(&b, "[%s] %q\n", who, text)
+	} else {
+		b.WriteString(r.Message)
+		for _, f := range fields {
+			b.WriteString("  " + f)
+		}
+		b.WriteByte('\n')
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err := io.WriteString(h.w, b.String())
+	return err
+}

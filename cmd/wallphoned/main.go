@@ -1,0 +1,40 @@
+// Command wallphoned is the agent that runs on the wall phone. With --board sim it runs the
+// same call logic on any computer, on a simulated phone worked from standard input.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "wallphoned:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole agent; only main exits.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	switch cfg.board {
+	case "sim":
+		return runSim(ctx, cfg, stdin, stdout, stderr)
+	}
+	return fmt.Errorf("unknown board %q (boards: sim)", cfg.board)
+}

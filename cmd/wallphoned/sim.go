@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/wallphone/wallphone/audio"
+	"github.com/wallphone/wallphone/call"
+	"github.com/wallphone/wallphone/device/sim"
+	"github.com/wallphone/wallphone/policy"
+	"github.com/wallphone/wallphone/trunk/simtrunk"
+)
+
+// virtualEpoch is where a virtual clock starts, so that scripted runs print the same times.
+var virtualEpoch = time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
+
+// simPhone is the simulated board, its called party and the call machine, driven from lines
+// of input on one goroutine.
+type simPhone struct {
+	log     *slog.Logger
+	stderr  io.Writer
+	board   *sim.Board
+	callee  *simtrunk.Trunk
+	machine *call.Machine
+	virtual bool
+	now     time.Time // the virtual clock; unused with the real one
+}
+
+func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer) error {
+	log := newLogger(cfg.logMode, stdout)
+	a, err := openAgent(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+
+	p := &simPhone{log: log, stderr: stderr, virtual: cfg.clock == "virtual", now: virtualEpoch}
+	var ear *os.File
+	if cfg.earpiece != "" {
+		if ear, err = os.Create(cfg.earpiece); err != nil {
+			return fmt.Errorf("earpiece file: %w", err)
+		}
+		defer ear.Close()
+	}
+	opts := sim.Options{Mic: audio.Tone(0.1, 440)}
+	if ear != nil {
+		opts.Earpiece = bufio.NewWriterSize(ear, 64<<10)
+		defer opts.Earpiece.(*bufio.Writer).Flush()
+	}
+	p.board = sim.New(opts)
+	voice, lang := audio.PromptSimFarEnd, audio.English
+	p.callee = simtrunk.New(simtrunk.Options{
+		Now:    p.clock,
+		Auto:   cfg.callee == "auto",
+		Voice:  func() audio.Source { return a.prompts.Clip(voice, lang).Source() },
+		Logger: log,
+	})
+	dev := p.board.Device()
+	p.machine, err = call.New(call.Config{
+		Keypad: dev.Keypad, Hook: dev.Hook, Handset: dev.Handset,
+		Trunk:    p.callee,
+		Prompts:  a.prompts,
+		Policy:   func() *policy.Policy { return a.policy },
+		Registry: func() call.Registry { return a.registry },
+		Recorder: discardRecorder{log: log},
+		Store:    a.db,
+		DeviceID: a.deviceID,
+		Logger:   log,
+	})
+	if err != nil {
+		return err
+	}
+	if cfg.logMode == "text" {
+		fmt.Fprintln(stderr, "Simulated wall phone ready; type help for the commands, quit to stop.")
+	}
+	err = p.loop(ctx, stdin)
+	p.machine.Shutdown(p.clock())
+	log.Info("agent stopped", "event", "agent_stopped")
+	return err
+}
+
+func (p *simPhone) clock() time.Time {
+	if p.virtual {
+		return p.now
+	}
+	return time.Now()
+}
+
+// loop reads commands until quit, end of input or cancellation. With the real clock the
+// machine ticks every 20 ms and a wait only delays the next command; with the virtual clock
+// nothing moves but by wait, so a script runs the same every time, as fast as it can.
+func (p *simPhone) loop(ctx context.Context, stdin io.Reader) error {
+	lines := make(chan string)
+	readErr := make(chan error, 1)
+	// resume lets the reader go on after the loop has dealt with a line; with the real clock a
+	// wait is slept out in the reader so that ticks go on meanwhile.
+	resume := make(chan time.Duration)
+	go func() {
+		sc := bufio.NewScanner(stdin)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+			var d time.Duration
+			select {
+			case d = <-resume:
+			case <-ctx.Done():
+				return
+			}
+			if d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+		readErr <- sc.Err()
+	}()
+
+	var tick <-chan time.Time
+	if !p.virtual {
+		t := time.NewTicker(audio.FrameDuration)
+		defer t.Stop()
+		tick = t.C
+	}
+	lineNo := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-tick:
+			p.machine.Tick(now)
+		case err := <-readErr:
+			return err
+		case line := <-lines:
+			lineNo++
+			quit, sleep := p.command(ctx, lineNo, line)
+			if quit {
+				return nil
+			}
+			select {
+			case resume <- sleep:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+// command carries out one line. It returns whether to stop, and how long the reader should
+// sleep before the next line (real clock only).
+func (p *simPhone) command(ctx context.Context, lineNo int, line string) (quit bool, sleep time.Duration) {
+	c, err := sim.ParseCommand(line)
+	if err != nil {
+		// The phone stays as it was: a typo on the console must not end a call.
+		fmt.Fprintf(p.stderr, "line %d: %v\n", lineNo, err)
+		p.log.Warn("bad command", "event", "command_error", "line", lineNo, "err", err.Error())
+		return false, 0
+	}
+	switch c.Op {
+	case sim.OffHook:
+		p.board.SetOffHook(true)
+	case sim.OnHook:
+		p.board.SetOffHook(false)
+	case sim.Press:
+		if err := p.board.Press(c.Keys); err != nil {
+			fmt.Fprintf(p.stderr, "line %d: %v\n", lineNo, err)
+		}
+	case sim.Callee:
+		if err := p.callee.Do(c.Action); err != nil {
+			fmt.Fprintf(p.stderr, "line %d: %v\n", lineNo, err)
+			p.log.Warn("bad command", "event", "command_error", "line", lineNo, "err", err.Error())
+		}
+	case sim.Wait:
+		if !p.virtual {
+			return false, c.Wait
+		}
+		p.advance(ctx, c.Wait)
+		return false, 0
+	case sim.Help:
+		fmt.Fprintln(p.stderr, sim.Usage)
+		return false, 0
+	case sim.Quit:
+		return true, 0
+	}
+	if p.virtual && c.Op != sim.Nothing {
+		// One tick after every action, so that the phone sees it at the time it was given.
+		p.advance(ctx, audio.FrameDuration)
+	}
+	return false, 0
+}
+
+func (p *simPhone) advance(ctx context.Context, d time.Duration) {
+	for end := p.now.Add(d); p.now.Before(end); {
+		p.now = p.now.Add(audio.FrameDuration)
+		p.machine.Tick(p.now)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
