@@ -127,6 +127,10 @@ type Machine struct {
 	now time.Time
 	st  state
 	s   *session // nil while idle
+
+	// The frames of one tick, kept here because frames passed to the devices' interface
+	// methods would otherwise be allocated afresh each tick.
+	mic, ear, far, out audio.Frame
 }
 
 // session is everything about one off-hook, from lifting the handset to putting it down.
@@ -210,9 +214,9 @@ func (m *Machine) Tick(now time.Time) {
 	}
 	if m.s == nil {
 		// The earpiece is not at anyone's ear, but the devices keep their pace.
-		var f audio.Frame
-		m.cfg.Handset.Capture(&f)
-		m.cfg.Handset.Play(&f)
+		m.cfg.Handset.Capture(&m.mic)
+		m.ear.Silence()
+		m.cfg.Handset.Play(&m.ear)
 		return
 	}
 	if m.s.leg != nil {
@@ -614,14 +618,16 @@ func (m *Machine) media() {
 	if s == nil {
 		return
 	}
-	var mic, ear, far, out audio.Frame
-	m.cfg.Handset.Capture(&mic)
+	mic, ear, far, out := &m.mic, &m.ear, &m.far, &m.out
+	ear.Silence()
+	far.Silence()
+	m.cfg.Handset.Capture(mic)
 	haveFar := false
 	if m.st == talking {
-		haveFar = s.leg.Receive(&far)
+		haveFar = s.leg.Receive(far)
 	}
 	if s.toCaller != nil {
-		if !s.toCaller.Next(&ear) {
+		if !s.toCaller.Next(ear) {
 			done := s.toCallerDone
 			s.toCaller, s.toCallerDone = nil, nil
 			s.activity = m.now
@@ -630,16 +636,16 @@ func (m *Machine) media() {
 			}
 		}
 	} else if haveFar {
-		ear = far
+		*ear = *far
 	}
-	m.cfg.Handset.Play(&ear)
+	m.cfg.Handset.Play(ear)
 	if s.leg == nil {
 		return
 	}
 	switch {
 	case s.toCallee != nil:
-		if s.toCallee.Next(&out) {
-			s.leg.Send(&out)
+		if s.toCallee.Next(out) {
+			s.leg.Send(out)
 		} else {
 			s.toCallee = nil
 			m.emit("notice_played", slog.String("to", "callee"))
@@ -647,9 +653,9 @@ func (m *Machine) media() {
 			s.deadline = m.now.Add(s.pol.Limits.AcceptTimeout)
 		}
 	case m.st == talking:
-		s.leg.Send(&mic)
+		s.leg.Send(mic)
 		if s.rec != nil {
-			if err := s.rec.Write(&mic, &far); err != nil {
+			if err := s.rec.Write(mic, far); err != nil {
 				m.emit("recording_failed", slog.String("error", err.Error()))
 				m.end("recording_failed", audio.PromptCallFailed)
 			}

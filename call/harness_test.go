@@ -91,7 +91,7 @@ func (r *fakeRecording) Write(caller, called *audio.Frame) error {
 func (r *fakeRecording) Close() error { r.closed++; return nil }
 
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	now     time.Time
 	board   *sim.Board
 	callee  *simtrunk.Trunk
@@ -135,7 +135,7 @@ func testRegistry(t testing.TB) Registry {
 	return r
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	promptsOnce.Do(func() { prompts, promptsErr = audio.LoadPrompts() })
 	if promptsErr != nil {
