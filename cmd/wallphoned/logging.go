@@ -66,13 +66,16 @@ func (h *captionHandler) Handle(_ context.Context, r slog.Record) error {
 	if r.Level > slog.LevelInfo {
 		b.WriteString(r.Level.String() + " ")
 	}
-	if r.Message == "prompt" {
+	switch r.Message {
+	case "prompt":
 		who := "earpiece"
 		if to == "callee" {
 			who = "to called party"
 		}
 		fmt.Fprintf(&b, "[%s] %q\n", who, text)
-	} else {
+	case "callee_says":
+		fmt.Fprintf(&b, "[earpiece, called party] %q\n", text)
+	default:
 		b.WriteString(r.Message)
 		for _, f := range fields {
 			b.WriteString("  " + f)

@@ -55,10 +55,11 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 	p.board = sim.New(opts)
 	voice, lang := audio.PromptSimFarEnd, audio.English
 	p.callee = simtrunk.New(simtrunk.Options{
-		Now:    p.clock,
-		Auto:   cfg.callee == "auto",
-		Voice:  func() audio.Source { return a.prompts.Clip(voice, lang).Source() },
-		Logger: log,
+		Now:       p.clock,
+		Auto:      cfg.callee == "auto",
+		Voice:     func() audio.Source { return a.prompts.Clip(voice, lang).Source() },
+		VoiceText: a.prompts.Clip(voice, lang).Text(),
+		Logger:    log,
 	})
 	dev := p.board.Device()
 	p.machine, err = call.New(call.Config{
@@ -79,6 +80,8 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "Simulated wall phone ready; type help for the commands, quit to stop.")
 	}
 	err = p.loop(ctx, stdin)
+	// One last look at the phone, so that an onhook given just before quit counts as one.
+	p.machine.Tick(p.clock())
 	p.machine.Shutdown(p.clock())
 	log.Info("agent stopped", "event", "agent_stopped")
 	return err

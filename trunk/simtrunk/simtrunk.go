@@ -25,6 +25,9 @@ type Options struct {
 	AnswerAfter time.Duration
 	// Voice is what the called party says, started afresh each time it runs out; nil is silence.
 	Voice func() audio.Source
+	// VoiceText is the words of Voice, logged (as callee_says) when the called party starts
+	// talking, so that a person at the simulated phone can read what the earpiece says.
+	VoiceText string
 	// Logger receives what the called party does; nil discards.
 	Logger *slog.Logger
 }
@@ -255,6 +258,9 @@ func (l *Leg) Receive(f *audio.Frame) bool {
 	if l.state != legAnswered || l.t.opts.Voice == nil {
 		return false
 	}
+	if l.voice == nil {
+		l.t.log.Info("callee_says", "event", "callee_says", "text", l.t.opts.VoiceText)
+	}
 	if l.voice == nil || !l.voice.Next(f) {
 		l.voice = l.t.opts.Voice()
 		if !l.voice.Next(f) {
@@ -274,5 +280,5 @@ func (l *Leg) Hangup() {
 	}
 	l.state = legEnded
 	l.stats.HungUpBy = "phone"
-	l.t.log.Info("callee_hung_up_by_phone", "event", "callee_released")
+	l.t.log.Info("callee_released", "event", "callee_released")
 }
