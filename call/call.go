@@ -474,11 +474,12 @@ func (m *Machine) legEvent(ev trunk.Event) {
 			return
 		}
 		m.emit("answered")
-		s.toCaller, s.toCallerDone = nil, nil
 		if s.decision.Kind != Recorded {
 			m.connect()
 			return
 		}
+		// The caller keeps hearing ringback while the called party hears the notice: nothing
+		// of the called party reaches the caller before the accept.
 		m.st = notice
 		clip := m.clip(audio.PromptNoticeCallee)
 		m.emitPrompt(clip, "callee")
@@ -558,6 +559,7 @@ func (m *Machine) connect() {
 		s.warn30 = s.endAt.Add(-30 * time.Second)
 	}
 	m.st = talking
+	s.toCaller, s.toCallerDone = nil, nil // the ringback
 	m.emit("connected", slog.Bool("recorded", s.recorded), slog.Duration("limit", limit))
 }
 

@@ -1,11 +1,13 @@
 package call
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -102,6 +104,7 @@ type harness struct {
 	reg     Registry
 	log     *recordingHandler
 	prompts *audio.Prompts
+	ear     *bytes.Buffer // everything the earpiece played, s16le; nil unless asked for
 }
 
 var (
@@ -135,7 +138,10 @@ func testRegistry(t testing.TB) Registry {
 	return r
 }
 
-func newHarness(t testing.TB) *harness {
+func newHarness(t testing.TB) *harness { return newHarnessEar(t, nil) }
+
+// newHarnessEar is newHarness with everything the earpiece plays written to ear.
+func newHarnessEar(t testing.TB, ear *bytes.Buffer) *harness {
 	t.Helper()
 	promptsOnce.Do(func() { prompts, promptsErr = audio.LoadPrompts() })
 	if promptsErr != nil {
@@ -148,7 +154,12 @@ func newHarness(t testing.TB) *harness {
 	t.Cleanup(func() { db.Close() })
 	h := &harness{t: t, now: epoch, db: db, rec: &fakeRecorder{}, pol: testPolicy(t),
 		reg: testRegistry(t), log: &recordingHandler{}, prompts: prompts}
-	h.board = sim.New(sim.Options{Mic: audio.Tone(0.1, 440)})
+	h.ear = ear
+	opts := sim.Options{Mic: audio.Tone(0.1, 440)}
+	if ear != nil {
+		opts.Earpiece = ear
+	}
+	h.board = sim.New(opts)
 	h.callee = simtrunk.New(simtrunk.Options{
 		Now:   func() time.Time { return h.now },
 		Voice: func() audio.Source { return audio.Tone(0.2, 1000) },
@@ -317,3 +328,37 @@ func (h *harness) onlyRecord() Record {
 }
 
 var errBoom = errors.New("boom")
+
+// farEndFrames reports, for each frame the earpiece played, whether it carried the called
+// party's voice (the 1 kHz tone of the harness), by the share of its energy at 1 kHz.
+func (h *harness) farEndFrames() []bool {
+	b := h.ear.Bytes()
+	n := len(b) / (2 * audio.FrameSamples)
+	out := make([]bool, n)
+	for i := range n {
+		var f audio.Frame
+		for j := range f {
+			k := 2 * (i*audio.FrameSamples + j)
+			f[j] = int16(uint16(b[k]) | uint16(b[k+1])<<8)
+		}
+		out[i] = toneShare(&f, 1000) > 0.8
+	}
+	return out
+}
+
+// toneShare is the Goertzel power at freq over the frame's whole power (0 for silence).
+func toneShare(f *audio.Frame, freq float64) float64 {
+	coeff := 2 * math.Cos(2*math.Pi*freq/audio.SampleRate)
+	var s1, s2, total float64
+	for _, v := range f {
+		x := float64(v)
+		total += x * x
+		s0 := x + coeff*s1 - s2
+		s2, s1 = s1, s0
+	}
+	if total == 0 {
+		return 0
+	}
+	power := s1*s1 + s2*s2 - coeff*s1*s2
+	return power / (total * float64(len(f)) / 2)
+}
