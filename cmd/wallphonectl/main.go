@@ -1,0 +1,136 @@
+// Command wallphonectl is the people's tool: for the facility's staff who write the policy,
+// and for technicians and testers who read what a phone recorded in its state database.
+//
+//	wallphonectl pin hash            PINs on standard input, one per line → argon2id verifiers
+//	wallphonectl policy check FILE   validate a facility policy and summarise it
+//	wallphonectl calls --data DIR    the call records a phone keeps, one JSON object per line
+package main
+
+import (
+	"bufio"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/wallphone/wallphone/pin"
+	"github.com/wallphone/wallphone/policy"
+	"github.com/wallphone/wallphone/store"
+)
+
+// errUsage marks a command line that could not be understood: exit status 2.
+var errUsage = errors.New("usage")
+
+const usage = `usage:
+  wallphonectl pin hash            read PINs from standard input, one per line; print a verifier for each
+  wallphonectl policy check FILE   check a facility policy file and summarise it
+  wallphonectl calls --data DIR    print the call records in a phone's data directory (the agent must be stopped)`
+
+func main() {
+	err := run(os.Args[1:], os.Stdin, os.Stdout)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprintln(os.Stderr, usage)
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(os.Stderr, "wallphonectl: %v\n%s\n", err, usage)
+		os.Exit(2)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "wallphonectl:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: no command", errUsage)
+	}
+	switch cmd := args[0]; {
+	case cmd == "-h" || cmd == "--help" || cmd == "help":
+		return flag.ErrHelp
+	case cmd == "pin" && len(args) == 2 && args[1] == "hash":
+		return pinHash(stdin, stdout)
+	case cmd == "policy" && len(args) == 3 && args[1] == "check":
+		return policyCheck(args[2], stdout)
+	case cmd == "calls":
+		return calls(args[1:], stdout)
+	}
+	return fmt.Errorf("%w: unknown command %q", errUsage, args)
+}
+
+// pinHash makes verifiers with the parameters the phones use; a PIN must be keyable on a
+// wall phone, or nobody could ever enter it.
+func pinHash(stdin io.Reader, stdout io.Writer) error {
+	sc := bufio.NewScanner(stdin)
+	n := 0
+	for sc.Scan() {
+		n++
+		p := sc.Text()
+		if len(p) < 4 || len(p) > 12 {
+			return fmt.Errorf("line %d: a PIN has 4 to 12 digits", n)
+		}
+		for _, c := range p {
+			if c < '0' || c > '9' {
+				return fmt.Errorf("line %d: a PIN has only the digits 0-9", n)
+			}
+		}
+		v, err := pin.Hash(p, pin.DefaultParams(), rand.Reader)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, v)
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if n == 0 {
+		return errors.New("no PIN on standard input")
+	}
+	return nil
+}
+
+func policyCheck(path string, stdout io.Writer) error {
+	p, err := policy.Load(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok\nfacility: %s\nversion: %d\ncallers: %d\nblocked numbers: %d\nfree numbers: %d\n",
+		path, p.Facility, p.Version, len(p.Callers()), len(p.Blocked()), len(p.Free()))
+	l := p.Limits
+	fmt.Fprintf(stdout, "limits: %d PIN attempts, lockout %s, call %s, privileged call %s\n",
+		l.MaxPINAttempts, l.Lockout, l.CallLimit, l.PrivilegedCallLimit)
+	return nil
+}
+
+func calls(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("calls", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	data := fs.String("data", "", "the phone's data directory")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: calls: %v", errUsage, err)
+	}
+	if *data == "" || fs.NArg() != 0 {
+		return fmt.Errorf("%w: calls needs --data DIR and nothing else", errUsage)
+	}
+	path := filepath.Join(*data, "state.db")
+	if _, err := os.Stat(path); err != nil {
+		// Opening would create an empty database; a typo in the path must not do that.
+		return fmt.Errorf("no state database: %w", err)
+	}
+	db, err := store.Open(path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	w := bufio.NewWriter(stdout)
+	err = db.Calls(func(_ string, rec []byte) error {
+		w.Write(rec)
+		return w.WriteByte('\n')
+	})
+	if err != nil {
+		return err
+	}
+	return w.Flush()
+}
