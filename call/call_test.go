@@ -9,6 +9,8 @@ import (
 
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/registry"
+	"github.com/wallphone/wallphone/store"
+	"github.com/wallphone/wallphone/trunk"
 )
 
 func TestDecide(t *testing.T) {
@@ -565,6 +567,63 @@ func TestEntry(t *testing.T) {
 		p, _ := h.last("prompt")
 		if p.attrs["lang"] != "es" || p.attrs["prompt"] != "enter_number" {
 			t.Fatal(p)
+		}
+	})
+}
+
+// failingTrunk refuses every call, as a trunk with no route would.
+type failingTrunk struct{}
+
+func (failingTrunk) Dial(string) (trunk.Leg, error) { return nil, errBoom }
+
+// failingStore fails every write, as a full or damaged flash would.
+type failingStore struct{ Store }
+
+func (failingStore) SetLockout(string, store.Lockout) error { return errBoom }
+func (failingStore) PutCall(string, []byte) error           { return errBoom }
+
+func TestFaults(t *testing.T) {
+	t.Run("dial fails", func(t *testing.T) {
+		h := newHarness(t)
+		h.m.cfg.Trunk = failingTrunk{}
+		h.login("1001", "1234")
+		h.press(dialRecorded + "#")
+		e := h.waitFor("call_ended", 30*time.Second)
+		if e.attrs["reason"] != "failed" {
+			t.Fatal(e)
+		}
+		if p, _ := h.last("prompt"); p.attrs["prompt"] != string(audio.PromptCallFailed) {
+			t.Fatal(p)
+		}
+	})
+	t.Run("store cannot count a wrong PIN", func(t *testing.T) {
+		h := newHarness(t)
+		h.m.cfg.Store = failingStore{h.db}
+		h.offhook()
+		h.press("1")
+		h.press("1001#")
+		h.press("9999#")
+		// A wrong PIN that cannot be counted ends the session: otherwise PINs could be tried
+		// without limit while the store is broken.
+		e, ok := h.last("call_ended")
+		if !ok || e.attrs["reason"] != "phone_error" || h.count("pin_rejected") != 0 {
+			t.Fatalf("%v; %s", e, h.names())
+		}
+		if p, _ := h.last("prompt"); p.attrs["prompt"] != string(audio.PromptUnavailable) {
+			t.Fatal(p)
+		}
+	})
+	t.Run("store cannot keep the call record", func(t *testing.T) {
+		h := newHarness(t)
+		h.m.cfg.Store = failingStore{h.db}
+		h.login("1001", "1234")
+		h.onhook()
+		// The call still ends properly; the failure is logged.
+		if h.count("call_ended") != 1 || h.m.State() != "idle" {
+			t.Fatal(h.names())
+		}
+		if _, ok := h.last("store call record"); !ok {
+			t.Fatal("the lost record was not reported")
 		}
 	})
 }

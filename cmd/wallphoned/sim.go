@@ -98,6 +98,10 @@ func (p *simPhone) clock() time.Time {
 // machine ticks every 20 ms and a wait only delays the next command; with the virtual clock
 // nothing moves but by wait, so a script runs the same every time, as fast as it can.
 func (p *simPhone) loop(ctx context.Context, stdin io.Reader) error {
+	// The reader goroutine ends with the loop, except while blocked reading stdin, which
+	// nothing can interrupt; the process exits then anyway.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	lines := make(chan string)
 	readErr := make(chan error, 1)
 	// resume lets the reader go on after the loop has dealt with a line; with the real clock a
