@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 )
@@ -109,6 +110,10 @@ func ParseJSON(b []byte) (*Memory, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
+	}
+	// A second document (two files run together) would otherwise be dropped unread.
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("registry: data after the registry")
 	}
 	return New(f)
 }

@@ -13,6 +13,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -50,8 +52,22 @@ type DB struct {
 
 // Open opens or creates the state database at path. The errors name the file and say what to
 // do, because the person reading them is at a wall phone with a laptop.
-func Open(path string) (*DB, error) {
-	b, err := bolt.Open(path, 0o600, &bolt.Options{
+func Open(path string) (db *DB, err error) {
+	// bbolt trusts the pages it reads: in a damaged file (one cut short, say) they can point
+	// past the end of the map, which faults and would kill the process, or hold nonsense that
+	// bbolt panics on. Either way the file is damaged, and the person at the phone needs to
+	// be told which file and what to do.
+	var b *bolt.DB
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if b != nil {
+				b.Close()
+			}
+			db, err = nil, damaged(path, r)
+		}
+	}()
+	b, err = bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: time.Second,
 		// Small and fixed: the file holds state, not bulk data, and 32-bit boards cannot map
 		// much.
@@ -61,17 +77,28 @@ func Open(path string) (*DB, error) {
 	case errors.Is(err, bolterrors.ErrTimeout):
 		return nil, fmt.Errorf("%s: %w: stop the other wallphoned first", path, ErrLocked)
 	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum),
-		errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrInvalidMapping):
-		return nil, fmt.Errorf("%s: %w (%v): stop the agent, move the file aside for inspection and start again; a fresh database is created, and PIN lockouts and call records in the old one are not carried over", path, ErrDamaged, err)
+		errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrInvalidMapping),
+		tooShort(err):
+		return nil, damaged(path, err)
 	case err != nil:
-		return nil, fmt.Errorf("open state database %s: %w", path, err)
+		return nil, fmt.Errorf("open state database %s: %w (check that the data directory exists and the agent may read and write it)", path, err)
 	}
-	db := &DB{path: path, bolt: b}
+	db = &DB{path: path, bolt: b}
 	if err := db.init(); err != nil {
 		b.Close()
 		return nil, err
 	}
 	return db, nil
+}
+
+func damaged(path string, cause any) error {
+	return fmt.Errorf("%s: %w (%v): stop the agent, move the file aside for inspection and start again; a fresh database is created, and PIN lockouts and call records in the old one are not carried over", path, ErrDamaged, cause)
+}
+
+// tooShort reports bbolt's refusal of a file shorter than its two meta pages, which is an
+// error of its own rather than one of its sentinels.
+func tooShort(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "file size too small")
 }
 
 func (db *DB) init() error {
