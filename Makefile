@@ -60,13 +60,18 @@ prompts:
 	  { apt-get update -qq && apt-get install -y -qq espeak-ng sox; }
 	scripts/gen-prompts.sh
 
-# Go modules (and the pinned tools in go.mod) are fetched by the go command itself; the race
-# detector needs a C compiler.
+# Go modules (and the pinned tools in go.mod) are fetched by the go command itself. From
+# Debian: gcc for the race detector, and the stock age tool, which the tests use to show that
+# any single segment decrypts without wallphone's code.
+APT_NEEDS := gcc:gcc age:age
 deps:
 	@command -v $(GO) >/dev/null || { echo "Go is required (go.mod names the version)"; exit 1; }
-	@if ! command -v gcc >/dev/null; then \
-	  if command -v apt-get >/dev/null; then apt-get update -qq && apt-get install -y -qq gcc libc6-dev; \
-	  else echo "gcc is required for the race detector"; exit 1; fi; fi
+	@missing=""; for pair in $(APT_NEEDS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq $$missing; \
+	  else echo "needed:$$missing"; exit 1; fi; fi
 	@$(GO) mod download
 
 clean:

@@ -750,6 +750,10 @@ type Record struct {
 	Connected       time.Time `json:"connected,omitzero"`
 	Recorded        bool      `json:"recorded"`
 	EndReason       string    `json:"end_reason"`
+	// Destroyed says the recording was destroyed because the number turned out privileged
+	// (under DestroyedRegistryVersion); Number is then empty.
+	Destroyed                bool   `json:"destroyed,omitempty"`
+	DestroyedRegistryVersion uint64 `json:"destroyed_registry_version,omitempty"`
 }
 
 func (m *Machine) record() []byte {

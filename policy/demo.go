@@ -50,10 +50,13 @@ func demoLimits() fileLimits {
 	}
 }
 
+// DemoSpoolMaxBytes is the demo phone's spool bound.
+const DemoSpoolMaxBytes = 256 << 20
+
 // Demo returns the demo facility's policy file, indented JSON, with PIN verifiers made with
-// params and salts from rand. The numbers are written the ways people write them, as a real
+// params and salts from rand, sealing recordings to recipients. The numbers are written the ways people write them, as a real
 // file would have them; Parse normalises them.
-func Demo(rand io.Reader, params pin.Params) ([]byte, error) {
+func Demo(rand io.Reader, params pin.Params, recipients []string) ([]byte, error) {
 	type demoCaller struct {
 		id, pin, lang string
 		allowed       []string
@@ -87,6 +90,12 @@ func Demo(rand io.Reader, params pin.Params) ([]byte, error) {
 		Callers:        &callers,
 		BlockedNumbers: &[]string{"(512) 555-0166"},
 		FreeNumbers:    &[]string{"1-800-656-4673"},
+		Recording: &fileRecording{
+			Recipients:    &recipients,
+			Segment:       ptr("5s"),
+			SpoolMaxBytes: ptr[int64](DemoSpoolMaxBytes),
+			WhenFull:      ptr(WhenFullRefuse),
+		},
 	}
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {

@@ -39,8 +39,19 @@
 //	     "allowed_numbers": ["+1 512 555 0199"], "call_limit": "20m"}
 //	  ],
 //	  "blocked_numbers": ["(512) 555-0166"],
-//	  "free_numbers": ["1-800-656-4673"]
+//	  "free_numbers": ["1-800-656-4673"],
+//	  "recording": {
+//	    "recipients": ["age1...investigations", "age1...escrow"],
+//	    "segment": "5s", "spool_max_bytes": 268435456, "when_full": "refuse"
+//	  }
 //	}
+//
+// "recording" says to whom recordings are sealed (age X25519 recipients, at least two: the
+// phone holds no key that opens them, and no single key holder is the only way in), how long
+// each sealed segment is (1s to 60s: a power cut loses at most the one being written), how
+// large the spool of sealed files may grow, and what happens when it is full. The only rule
+// for a full spool is "refuse": new recorded calls are refused with a prompt and an alert is
+// logged, and nothing already recorded is dropped.
 //
 // Durations are Go duration strings ("90s", "15m", "1h30m") and must be positive.
 package policy
@@ -56,6 +67,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"filippo.io/age"
 
 	"github.com/wallphone/wallphone/dialplan"
 	"github.com/wallphone/wallphone/pin"
@@ -136,6 +149,30 @@ type Limits struct {
 	LanguageTimeout time.Duration
 }
 
+// WhenFullRefuse is the one rule for a full spool: refuse new recorded calls, keep every
+// recording already made.
+const WhenFullRefuse = "refuse"
+
+// Limits of the recording section.
+const (
+	MinRecipients    = 2
+	MinSegment       = time.Second
+	MaxSegment       = time.Minute
+	MinSpoolMaxBytes = 1 << 20
+)
+
+// Recording is how the phone seals and keeps recordings.
+type Recording struct {
+	// Recipients are age X25519 recipients ("age1..."), at least MinRecipients, distinct.
+	Recipients []string
+	// Segment is the length of one sealed segment.
+	Segment time.Duration
+	// SpoolMaxBytes bounds the sealed files waiting on the phone.
+	SpoolMaxBytes int64
+	// WhenFull is WhenFullRefuse.
+	WhenFull string
+}
+
 // Caller is one person who may use the phones.
 type Caller struct {
 	ID string // 1 to MaxCallerIDLen ASCII digits
@@ -159,10 +196,11 @@ func (c Caller) Allows(e164 string) bool {
 // Policy is a parsed, validated facility policy. It is not changed after Parse, so it may be
 // shared between goroutines.
 type Policy struct {
-	Version  int64 // at least 1; a newer policy has a higher version
-	Facility string
-	DialPlan dialplan.Plan
-	Limits   Limits
+	Version   int64 // at least 1; a newer policy has a higher version
+	Facility  string
+	DialPlan  dialplan.Plan
+	Limits    Limits
+	Recording Recording
 
 	callers map[string]Caller
 	ids     []string // callers in file order
@@ -217,13 +255,20 @@ func sortedKeys(m map[string]struct{}) []string {
 // The file's schema. Pointers tell an absent field from a zero one.
 type (
 	file struct {
-		Version        *int64        `json:"version"`
-		Facility       *string       `json:"facility"`
-		DialPlan       *filePlan     `json:"dial_plan"`
-		Limits         *fileLimits   `json:"limits"`
-		Callers        *[]fileCaller `json:"callers"`
-		BlockedNumbers *[]string     `json:"blocked_numbers,omitempty"`
-		FreeNumbers    *[]string     `json:"free_numbers,omitempty"`
+		Version        *int64         `json:"version"`
+		Facility       *string        `json:"facility"`
+		DialPlan       *filePlan      `json:"dial_plan"`
+		Limits         *fileLimits    `json:"limits"`
+		Callers        *[]fileCaller  `json:"callers"`
+		BlockedNumbers *[]string      `json:"blocked_numbers,omitempty"`
+		FreeNumbers    *[]string      `json:"free_numbers,omitempty"`
+		Recording      *fileRecording `json:"recording"`
+	}
+	fileRecording struct {
+		Recipients    *[]string `json:"recipients"`
+		Segment       *string   `json:"segment"`
+		SpoolMaxBytes *int64    `json:"spool_max_bytes"`
+		WhenFull      *string   `json:"when_full"`
 	}
 	filePlan struct {
 		Country      *string `json:"country"`
@@ -334,6 +379,13 @@ func build(f *file) (*Policy, error) {
 	}
 	p.Limits = lim
 
+	if f.Recording == nil {
+		return nil, fieldErr("recording", ErrMissing)
+	}
+	if p.Recording, err = buildRecording(f.Recording); err != nil {
+		return nil, err
+	}
+
 	// Lists first, so that callers' allowed numbers can be checked against them.
 	blocked, err := p.numbers(f.BlockedNumbers, "blocked_numbers")
 	if err != nil {
@@ -405,6 +457,54 @@ func buildLimits(fl *fileLimits) (Limits, error) {
 		*d.out = v
 	}
 	return lim, nil
+}
+
+func buildRecording(fr *fileRecording) (Recording, error) {
+	var r Recording
+	if fr.Recipients == nil {
+		return r, fieldErr("recording.recipients", ErrMissing)
+	}
+	for i, rc := range *fr.Recipients {
+		path := fmt.Sprintf("recording.recipients[%d]", i)
+		if _, err := age.ParseX25519Recipient(rc); err != nil {
+			return r, fieldErr(path, fmt.Errorf("%w: not an age X25519 recipient: %w", ErrValue, err))
+		}
+		if slices.Contains(r.Recipients, rc) {
+			return r, fieldErr(path, fmt.Errorf("%w: listed twice", ErrValue))
+		}
+		r.Recipients = append(r.Recipients, rc)
+	}
+	if len(r.Recipients) < MinRecipients {
+		return r, fieldErr("recording.recipients", fmt.Errorf("%w: %d recipients, want at least %d", ErrValue, len(r.Recipients), MinRecipients))
+	}
+	if fr.Segment == nil {
+		return r, fieldErr("recording.segment", ErrMissing)
+	}
+	seg, err := duration(*fr.Segment)
+	if err != nil {
+		return r, fieldErr("recording.segment", err)
+	}
+	if seg < MinSegment || seg > MaxSegment || seg%(20*time.Millisecond) != 0 {
+		return r, fieldErr("recording.segment", fmt.Errorf("%w: %s, want %s to %s in whole 20 ms frames", ErrValue, seg, MinSegment, MaxSegment))
+	}
+	r.Segment = seg
+	switch n := fr.SpoolMaxBytes; {
+	case n == nil:
+		return r, fieldErr("recording.spool_max_bytes", ErrMissing)
+	case *n < MinSpoolMaxBytes:
+		return r, fieldErr("recording.spool_max_bytes", fmt.Errorf("%w: %d, want at least %d", ErrValue, *n, MinSpoolMaxBytes))
+	default:
+		r.SpoolMaxBytes = *n
+	}
+	switch w := fr.WhenFull; {
+	case w == nil:
+		return r, fieldErr("recording.when_full", ErrMissing)
+	case *w != WhenFullRefuse:
+		return r, fieldErr("recording.when_full", fmt.Errorf("%w: %q, want %q", ErrValue, *w, WhenFullRefuse))
+	default:
+		r.WhenFull = *w
+	}
+	return r, nil
 }
 
 func duration(s string) (time.Duration, error) {

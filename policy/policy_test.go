@@ -38,8 +38,20 @@ const base = `{
      "allowed_numbers": ["(512) 555-0123", "+1 512 555 0124", "15125550123"]}
   ],
   "blocked_numbers": ["512.555.0166", "+1 (512) 555-0167"],
-  "free_numbers": ["1-800-656-4673"]
+  "free_numbers": ["1-800-656-4673"],
+  "recording": {
+    "recipients": ["` + recipientA + `", "` + recipientB + `"],
+    "segment": "5s", "spool_max_bytes": 268435456, "when_full": "refuse"
+  }
 }`
+
+// Two age X25519 recipients whose identities nobody kept.
+const (
+	recipientA = "age1uwdjl4mgf073yp3m3w2fw3p7cqpk9klcnd527hvyvgv5s0zcdv2sxggeq6"
+	recipientB = "age19phwxrk7zsc2tulwgw67xkz8l4epjghzjpj34j6r3sjh5qqe4qnqq2c6g3"
+)
+
+var testRecipients = []string{recipientA, recipientB}
 
 // edit returns base with fn applied to its decoded form.
 func edit(t testing.TB, fn func(m map[string]any)) string {
@@ -128,6 +140,22 @@ func badPolicies(t testing.TB) []badCase {
 		{"accept timeout zero", edit(t, func(m map[string]any) { obj(m, "limits")["accept_timeout"] = "0s" }), "limits.accept_timeout", ErrValue},
 		{"language timeout words", edit(t, func(m map[string]any) { obj(m, "limits")["language_timeout"] = "five seconds" }), "limits.language_timeout", ErrValue},
 		{"privileged limit overflow", edit(t, func(m map[string]any) { obj(m, "limits")["privileged_call_limit"] = "9999999999h" }), "limits.privileged_call_limit", ErrValue},
+		{"recording missing", edit(t, func(m map[string]any) { delete(m, "recording") }), "recording", ErrMissing},
+		{"recipients missing", edit(t, func(m map[string]any) { delete(obj(m, "recording"), "recipients") }), "recording.recipients", ErrMissing},
+		{"one recipient", edit(t, func(m map[string]any) { obj(m, "recording")["recipients"] = []any{recipientA} }), "recording.recipients", ErrValue},
+		{"recipient twice", edit(t, func(m map[string]any) { obj(m, "recording")["recipients"] = []any{recipientA, recipientA} }), "recording.recipients[1]", ErrValue},
+		{"recipient not age", edit(t, func(m map[string]any) { obj(m, "recording")["recipients"] = []any{recipientA, "ssh-ed25519 AAAA"} }), "recording.recipients[1]", ErrValue},
+		{"recipient bad checksum", edit(t, func(m map[string]any) {
+			obj(m, "recording")["recipients"] = []any{recipientA, recipientB[:len(recipientB)-1] + "q"}
+		}), "recording.recipients[1]", ErrValue},
+		{"segment missing", edit(t, func(m map[string]any) { delete(obj(m, "recording"), "segment") }), "recording.segment", ErrMissing},
+		{"segment too long", edit(t, func(m map[string]any) { obj(m, "recording")["segment"] = "2m" }), "recording.segment", ErrValue},
+		{"segment too short", edit(t, func(m map[string]any) { obj(m, "recording")["segment"] = "500ms" }), "recording.segment", ErrValue},
+		{"segment not whole frames", edit(t, func(m map[string]any) { obj(m, "recording")["segment"] = "5.01s" }), "recording.segment", ErrValue},
+		{"spool bound missing", edit(t, func(m map[string]any) { delete(obj(m, "recording"), "spool_max_bytes") }), "recording.spool_max_bytes", ErrMissing},
+		{"spool bound tiny", edit(t, func(m map[string]any) { obj(m, "recording")["spool_max_bytes"] = 1000 }), "recording.spool_max_bytes", ErrValue},
+		{"when full unknown", edit(t, func(m map[string]any) { obj(m, "recording")["when_full"] = "overwrite_oldest" }), "recording.when_full", ErrValue},
+		{"when full missing", edit(t, func(m map[string]any) { delete(obj(m, "recording"), "when_full") }), "recording.when_full", ErrMissing},
 
 		{"callers missing", edit(t, func(m map[string]any) { delete(m, "callers") }), "callers", ErrMissing},
 		{"callers object", edit(t, func(m map[string]any) { m["callers"] = map[string]any{} }), "callers", ErrType},
@@ -350,7 +378,7 @@ func TestCallerIsACopy(t *testing.T) {
 func demoRand() *mrand.ChaCha8 { return mrand.NewChaCha8([32]byte{'w', 'a', 'l', 'l'}) }
 
 func TestDemo(t *testing.T) {
-	b, err := Demo(demoRand(), pin.TestParams())
+	b, err := Demo(demoRand(), pin.TestParams(), testRecipients)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,7 +434,7 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(string(b), `"call_limit": "5m"`) || !strings.HasSuffix(string(b), "}\n") {
 		t.Errorf("demo file not written for people:\n%s", b)
 	}
-	again, err := Demo(demoRand(), pin.TestParams())
+	again, err := Demo(demoRand(), pin.TestParams(), testRecipients)
 	if err != nil || string(again) != string(b) {
 		t.Error("demo is not a function of its salts")
 	}
@@ -416,7 +444,7 @@ func TestDemoDefaultParams(t *testing.T) {
 	if testing.Short() {
 		t.Skip("argon2id at full cost")
 	}
-	b, err := Demo(rand.Reader, pin.DefaultParams())
+	b, err := Demo(rand.Reader, pin.DefaultParams(), testRecipients)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,10 +463,10 @@ func TestDemoDefaultParams(t *testing.T) {
 
 func TestDemoErrors(t *testing.T) {
 	boom := errors.New("no entropy")
-	if _, err := Demo(iotest.ErrReader(boom), pin.TestParams()); !errors.Is(err, boom) {
+	if _, err := Demo(iotest.ErrReader(boom), pin.TestParams(), testRecipients); !errors.Is(err, boom) {
 		t.Errorf("failing rand: %v", err)
 	}
-	if _, err := Demo(rand.Reader, pin.Params{}); !errors.Is(err, pin.ErrParams) {
+	if _, err := Demo(rand.Reader, pin.Params{}, testRecipients); !errors.Is(err, pin.ErrParams) {
 		t.Errorf("zero params: %v", err)
 	}
 }
@@ -487,7 +515,7 @@ func TestLoad(t *testing.T) {
 
 // seeds are the fuzz corpus: the base, the demo and every broken policy.
 func seeds(t testing.TB) []string {
-	demo, err := Demo(demoRand(), pin.TestParams())
+	demo, err := Demo(demoRand(), pin.TestParams(), testRecipients)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -196,4 +199,42 @@ func (db *DB) Calls(fn func(callID string, record []byte) error) error {
 			return fn(string(k), append([]byte(nil), v...))
 		})
 	})
+}
+
+// Compact rewrites the closed database at path into a fresh file holding only live data, then
+// puts it in place. bbolt never overwrites a freed page, so a value deleted or replaced (a
+// number scrubbed from a call record when its recording was destroyed) stays in the file
+// until its page is reused; after Compact it is gone from the file.
+func Compact(path string) error {
+	src, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("compact %s: %w", path, err)
+	}
+	defer src.Close()
+	tmp := path + ".compact"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("compact %s: %w", path, err)
+	}
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{InitialMmapSize: 1 << 20})
+	if err != nil {
+		return fmt.Errorf("compact %s: %w", path, err)
+	}
+	if err := bolt.Compact(dst, src, 0); err != nil {
+		dst.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("compact %s: %w", path, err)
+	}
+	if err := dst.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("compact %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("compact %s: %w", path, err)
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

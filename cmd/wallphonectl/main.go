@@ -1,9 +1,19 @@
 // Command wallphonectl is the people's tool: for the facility's staff who write the policy,
-// and for technicians and testers who read what a phone recorded in its state database.
+// for technicians and testers who read what a phone recorded in its state database, and for
+// investigators who open recorded calls.
 //
 //	wallphonectl pin hash            PINs on standard input, one per line → argon2id verifiers
 //	wallphonectl policy check FILE   validate a facility policy and summarise it
 //	wallphonectl calls --data DIR    the call records a phone keeps, one JSON object per line
+//	wallphonectl keys recipient --out FILE
+//	                                 a new age identity in FILE (0600); prints its recipient
+//	wallphonectl recordings list --spool DIR
+//	                                 the calls in a spool: segments, bytes, manifest
+//	wallphonectl recordings decrypt --identity KEYFILE... (--spool DIR --call ID | --manifest FILE --segments DIR) --out FILE.wav
+//	                                 check a call's segments against its manifest and write one WAV
+//
+// recordings decrypt exits 0 when every segment checked out and 1 when one is missing,
+// altered, or present but not in a complete manifest (the WAV is written all the same).
 package main
 
 import (
@@ -27,7 +37,16 @@ var errUsage = errors.New("usage")
 const usage = `usage:
   wallphonectl pin hash            read PINs from standard input, one per line; print a verifier for each
   wallphonectl policy check FILE   check a facility policy file and summarise it
-  wallphonectl calls --data DIR    print the call records in a phone's data directory (the agent must be stopped)`
+  wallphonectl calls --data DIR    print the call records in a phone's data directory (the agent must be stopped)
+  wallphonectl keys recipient --out FILE
+                                   make an age identity in FILE (mode 0600, never overwritten) and print
+                                   its recipient (age1...) for the policy's recording.recipients
+  wallphonectl recordings list --spool DIR
+                                   list the calls in a spool: segments, bytes, whether a manifest is there
+  wallphonectl recordings decrypt --identity KEYFILE [--identity KEYFILE...] --out FILE.wav
+                                   (--spool DIR --call CALLID | --manifest FILE --segments DIR)
+                                   check a call against its manifest and write it as one WAV (0600);
+                                   exit status 1 if a segment is missing, altered, or not in a complete manifest`
 
 func main() {
 	err := run(os.Args[1:], os.Stdin, os.Stdout)
@@ -56,6 +75,10 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		return policyCheck(args[2], stdout)
 	case cmd == "calls":
 		return calls(args[1:], stdout)
+	case cmd == "keys" && len(args) >= 2 && args[1] == "recipient":
+		return keysRecipient(args[2:], stdout)
+	case cmd == "recordings":
+		return recordings(args[1:], stdout)
 	}
 	return fmt.Errorf("%w: unknown command %q", errUsage, args)
 }

@@ -25,6 +25,11 @@ func TestScripts(t *testing.T) {
 				defer db.Close()
 				ts.Check(db.PutCall(args[1], []byte(args[2])))
 			},
+			// Sealed recordings and checks on files: recordings_test.go.
+			"mkcall": mkcall,
+			"size":   size,
+			"perm":   perm,
+			"flip":   flip,
 		},
 	})
 }

@@ -17,6 +17,7 @@ type config struct {
 	policy   string
 	registry string
 	earpiece string
+	demoKeys string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -30,6 +31,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.callee, "callee", "manual", "sim board: the called party is manual (callee commands) or auto (answers and accepts by itself)")
 	fs.StringVar(&c.policy, "policy", "", "facility policy `file` (default: policy.json in the data directory, a demo written on first run)")
 	fs.StringVar(&c.registry, "registry", "", "privileged-number registry `file` (default: registry.json in the data directory, a demo written on first run); none runs with no registry")
+	fs.StringVar(&c.demoKeys, "demo-keys", "", "sim board: `directory` for the demo's recording identities, made with the demo policy (default: the data directory's name + \"-keys\")")
 	fs.StringVar(&c.earpiece, "earpiece", "", "sim board: write what the earpiece plays to this `file` (raw s16le, 8 kHz, mono)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: wallphoned [flags]\n\nThe wall phone agent. flags:\n")
@@ -52,6 +54,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.dataDir == "" {
 		c.dataDir = defaultDataDir(c.board)
+	}
+	if c.demoKeys == "" {
+		c.demoKeys = filepath.Clean(c.dataDir) + "-keys"
 	}
 	if c.policy == "" {
 		c.policy = filepath.Join(c.dataDir, "policy.json")

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,7 +38,12 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	defer a.close()
+	closed := false
+	defer func() {
+		if !closed {
+			a.close()
+		}
+	}()
 
 	p := &simPhone{log: log, stderr: stderr, virtual: cfg.clock == "virtual", now: virtualEpoch}
 	var ear *os.File
@@ -68,7 +74,7 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 		Prompts:  a.prompts,
 		Policy:   func() *policy.Policy { return a.policy },
 		Registry: func() call.Registry { return a.registry },
-		Recorder: discardRecorder{log: log},
+		Recorder: a.recorder,
 		Store:    a.db,
 		DeviceID: a.deviceID,
 		Logger:   log,
@@ -83,6 +89,11 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 	// One last look at the phone, so that an onhook given just before quit counts as one.
 	p.machine.Tick(p.clock())
 	p.machine.Shutdown(p.clock())
+	closed = true
+	if cerr := a.close(); cerr != nil {
+		log.Error("closing the data directory", "event", "agent_error", "err", cerr)
+		err = errors.Join(err, cerr)
+	}
 	log.Info("agent stopped", "event", "agent_stopped")
 	return err
 }

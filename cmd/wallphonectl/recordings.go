@@ -1,0 +1,444 @@
+package main
+
+// The investigator's side of promise 3: making the key the phones seal to, and opening what
+// they sealed. Nothing here runs on a phone.
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/wallphone/wallphone/audio"
+	"github.com/wallphone/wallphone/recording"
+)
+
+// The spool's layout, as the phone writes it and the vault keeps it.
+const (
+	segmentsDir  = "segments"  // segments/<call id>/<seq, 6 digits>.age
+	manifestsDir = "manifests" // manifests/<call id>.age
+	sealedExt    = ".age"
+)
+
+// keysRecipient makes an investigator's identity: the private key stays in the file, the
+// recipient goes into the facility policy's recording.recipients.
+func keysRecipient(args []string, stdout io.Writer) error {
+	flags := flag.NewFlagSet("keys recipient", flag.ContinueOnError)
+	flags.SetOutput(io.Discard)
+	out := flags.String("out", "", "the identity file to create")
+	if err := flags.Parse(args); err != nil {
+		return fmt.Errorf("%w: keys recipient: %v", errUsage, err)
+	}
+	if *out == "" || flags.NArg() != 0 {
+		return fmt.Errorf("%w: keys recipient needs --out FILE and nothing else", errUsage)
+	}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		return err
+	}
+	// The layout age-keygen writes, so that the stock age tool reads it.
+	text := fmt.Sprintf("# created: %s\n# public key: %s\n%s\n", time.Now().Format(time.RFC3339), id.Recipient(), id)
+	if err := writeNew(*out, []byte(text), 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, id.Recipient())
+	return nil
+}
+
+// writeNew creates path with data, and refuses if it exists: a key is never overwritten.
+func writeNew(path string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s exists; not overwriting it", path)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func recordings(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: recordings needs list or decrypt", errUsage)
+	}
+	switch args[0] {
+	case "list":
+		return recordingsList(args[1:], stdout)
+	case "decrypt":
+		return recordingsDecrypt(args[1:], stdout)
+	}
+	return fmt.Errorf("%w: unknown command recordings %q", errUsage, args[0])
+}
+
+// recordingsList reads only names and sizes: it needs no key.
+func recordingsList(args []string, stdout io.Writer) error {
+	flags := flag.NewFlagSet("recordings list", flag.ContinueOnError)
+	flags.SetOutput(io.Discard)
+	spool := flags.String("spool", "", "the spool directory")
+	if err := flags.Parse(args); err != nil {
+		return fmt.Errorf("%w: recordings list: %v", errUsage, err)
+	}
+	if *spool == "" || flags.NArg() != 0 {
+		return fmt.Errorf("%w: recordings list needs --spool DIR and nothing else", errUsage)
+	}
+	type callFiles struct {
+		segments int
+		bytes    int64
+		manifest bool
+	}
+	calls := map[string]*callFiles{}
+	get := func(id string) *callFiles {
+		if calls[id] == nil {
+			calls[id] = &callFiles{}
+		}
+		return calls[id]
+	}
+	segDirs, err1 := os.ReadDir(filepath.Join(*spool, segmentsDir))
+	mans, err2 := os.ReadDir(filepath.Join(*spool, manifestsDir))
+	if errors.Is(err1, fs.ErrNotExist) && errors.Is(err2, fs.ErrNotExist) {
+		return fmt.Errorf("%s is not a spool: it has neither %s/ nor %s/", *spool, segmentsDir, manifestsDir)
+	}
+	for _, err := range []error{err1, err2} {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	for _, e := range mans {
+		if id, ok := strings.CutSuffix(e.Name(), sealedExt); ok && e.Type().IsRegular() && validCallID(id) {
+			get(id).manifest = true
+		}
+	}
+	for _, d := range segDirs {
+		if !d.IsDir() || !validCallID(d.Name()) {
+			continue
+		}
+		c := get(d.Name())
+		segs, err := os.ReadDir(filepath.Join(*spool, segmentsDir, d.Name()))
+		if err != nil {
+			return err
+		}
+		for _, e := range segs {
+			if _, ok := segmentSeq(e.Name()); !ok || !e.Type().IsRegular() {
+				continue
+			}
+			info, err := e.Info()
+			if err != nil {
+				return err
+			}
+			c.segments++
+			c.bytes += info.Size()
+		}
+	}
+	ids := make([]string, 0, len(calls))
+	for id := range calls {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CALL\tSEGMENTS\tBYTES\tMANIFEST")
+	for _, id := range ids {
+		c := calls[id]
+		man := "yes"
+		if !c.manifest {
+			man = "no"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", id, c.segments, c.bytes, man)
+	}
+	return tw.Flush()
+}
+
+// validCallID is the spool's rule for a call id: 1 to 64 of [A-Za-z0-9_-], so that it names
+// a file and nothing else.
+func validCallID(id string) bool {
+	if len(id) < 1 || len(id) > 64 {
+		return false
+	}
+	for _, c := range []byte(id) {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// segmentSeq reads a segment's file name: six digits and ".age".
+func segmentSeq(name string) (int, bool) {
+	digits, ok := strings.CutSuffix(name, sealedExt)
+	if !ok || len(digits) != 6 || strings.Trim(digits, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(digits)
+	return n, err == nil
+}
+
+// listFlag collects a repeated flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+// errNotClean is returned when the WAV was written but some segment did not check out.
+var errNotClean = errors.New("the recording did not check out")
+
+func recordingsDecrypt(args []string, stdout io.Writer) error {
+	flags := flag.NewFlagSet("recordings decrypt", flag.ContinueOnError)
+	flags.SetOutput(io.Discard)
+	var keyFiles listFlag
+	flags.Var(&keyFiles, "identity", "an age identity file (repeatable)")
+	spool := flags.String("spool", "", "the spool directory")
+	callID := flags.String("call", "", "the call id")
+	manPath := flags.String("manifest", "", "the call's sealed manifest")
+	segDir := flags.String("segments", "", "the directory of the call's sealed segments")
+	out := flags.String("out", "", "the WAV file to write")
+	if err := flags.Parse(args); err != nil {
+		return fmt.Errorf("%w: recordings decrypt: %v", errUsage, err)
+	}
+	fromSpool := *spool != "" || *callID != ""
+	fromFiles := *manPath != "" || *segDir != ""
+	switch {
+	case flags.NArg() != 0 || len(keyFiles) == 0 || *out == "" || fromSpool == fromFiles:
+		return fmt.Errorf("%w: recordings decrypt needs --identity KEYFILE, --out FILE.wav, and either --spool DIR --call ID or --manifest FILE --segments DIR", errUsage)
+	case fromSpool && (*spool == "" || *callID == ""):
+		return fmt.Errorf("%w: recordings decrypt needs both --spool DIR and --call ID", errUsage)
+	case fromFiles && (*manPath == "" || *segDir == ""):
+		return fmt.Errorf("%w: recordings decrypt needs both --manifest FILE and --segments DIR", errUsage)
+	case fromSpool && !validCallID(*callID):
+		return fmt.Errorf("%w: %q is not a call id", errUsage, *callID)
+	}
+	ids, err := readIdentities(keyFiles)
+	if err != nil {
+		return err
+	}
+	name := "the call"
+	if fromSpool {
+		name = "call " + *callID
+		*manPath = filepath.Join(*spool, manifestsDir, *callID+sealedExt)
+		*segDir = filepath.Join(*spool, segmentsDir, *callID)
+	}
+	manifest, err := os.ReadFile(*manPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s has no manifest (%s): without it nothing can be checked", name, *manPath)
+	} else if err != nil {
+		return err
+	}
+	segs, ignored, err := readSegments(*segDir, !fromSpool)
+	if err != nil {
+		return err
+	}
+	for _, n := range ignored {
+		why := "not a segment's name"
+		if strings.HasPrefix(n, ".tmp-") {
+			why = "a file the spool was writing"
+		}
+		fmt.Fprintf(stdout, "ignored: %s (%s)\n", filepath.Join(*segDir, n), why)
+	}
+
+	var rep recording.Report
+	err = writeAtomic(*out, 0o600, func(w io.Writer) error {
+		var err error
+		rep, err = recording.Assemble(manifest, segs, ids, w)
+		return err
+	})
+	switch {
+	case errors.Is(err, recording.ErrNoIdentity):
+		return fmt.Errorf("manifest of %s: none of the identities in %s opens it: it was sealed to other recipients",
+			name, strings.Join(keyFiles, ", "))
+	case errors.Is(err, recording.ErrTampered):
+		return fmt.Errorf("manifest of %s is damaged or altered: %w", name, err)
+	case err != nil:
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	printReport(stdout, rep, *out)
+	if !rep.OK() {
+		var what []string
+		if n := len(rep.Missing); n > 0 {
+			what = append(what, fmt.Sprintf("%d missing", n))
+		}
+		if n := len(rep.Altered); n > 0 {
+			what = append(what, fmt.Sprintf("%d altered", n))
+		}
+		if n := len(rep.Unlisted); n > 0 && rep.Complete {
+			what = append(what, fmt.Sprintf("%d not in the manifest", n))
+		}
+		return fmt.Errorf("%w: %s (of %s listed); %s was written, with silence for what is missing or altered",
+			errNotClean, strings.Join(what, ", "), plural(rep.Listed, "segment"), *out)
+	}
+	return nil
+}
+
+func readIdentities(files []string) ([]age.Identity, error) {
+	var ids []age.Identity
+	for _, f := range files {
+		r, err := os.Open(f)
+		if err != nil {
+			return nil, err
+		}
+		got, err := age.ParseIdentities(r)
+		r.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: not an age identity file: %w", f, err)
+		}
+		ids = append(ids, got...)
+	}
+	return ids, nil
+}
+
+// readSegments reads a call's sealed segments by seq. Other files are returned by name: a
+// spool may hold a half-written temporary file, and an investigator should see anything else.
+func readSegments(dir string, mustExist bool) (map[int][]byte, []string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) && !mustExist {
+		return map[int][]byte{}, nil, nil // every listed segment will show as missing
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	segs := make(map[int][]byte)
+	var ignored []string
+	for _, e := range entries {
+		seq, ok := segmentSeq(e.Name())
+		if !ok || !e.Type().IsRegular() {
+			ignored = append(ignored, e.Name())
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, nil, err
+		}
+		segs[seq] = b
+	}
+	return segs, ignored, nil
+}
+
+// writeAtomic writes path through write, under a temporary name in the same directory until
+// write has succeeded; a failed write leaves no file behind.
+func writeAtomic(path string, perm os.FileMode, write func(io.Writer) error) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(f, 1<<16)
+	if err := write(bw); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	return syncDir(dir)
+}
+
+func printReport(w io.Writer, rep recording.Report, out string) {
+	state := "complete"
+	if !rep.Complete {
+		state = "incomplete"
+	}
+	fmt.Fprintf(w, "call %s: %s listed, manifest %s\n", rep.CallID, plural(rep.Listed, "segment"), state)
+	type line struct {
+		seq  int
+		text string
+	}
+	var lines []line
+	for _, s := range rep.Missing {
+		lines = append(lines, line{s, "missing"})
+	}
+	for _, s := range rep.Altered {
+		lines = append(lines, line{s, "altered (" + reason(rep.Reasons[s]) + ")"})
+	}
+	for _, s := range rep.Unlisted {
+		text := "not in the manifest, included"
+		if rep.Complete {
+			text = "not in the manifest, not used: the manifest says the call ended"
+		}
+		lines = append(lines, line{s, text})
+	}
+	slices.SortFunc(lines, func(a, b line) int { return a.seq - b.seq })
+	for _, l := range lines {
+		fmt.Fprintf(w, "segment %d: %s\n", l.seq, l.text)
+	}
+	if !rep.Complete {
+		fmt.Fprintf(w, "manifest incomplete: the phone stopped during the call; %s after the last manifest entry included\n",
+			plural(len(rep.Unlisted), "segment"))
+	}
+	d := time.Duration(rep.Frames) * audio.FrameDuration
+	fmt.Fprintf(w, "wrote %s: %s of audio (%d frames)\n", out, d, rep.Frames)
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// reason says in a few words why a segment was refused.
+func reason(err error) string {
+	switch {
+	case err == nil:
+		return "no reason given"
+	case errors.Is(err, recording.ErrHash):
+		return "hash does not match the manifest"
+	case errors.Is(err, recording.ErrNoIdentity):
+		return "sealed to other recipients: none of the identities opens it"
+	case errors.Is(err, recording.ErrTampered):
+		return "does not decrypt: damaged or altered"
+	}
+	return strings.TrimPrefix(err.Error(), "recording: ")
+}

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"context"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+
+	"github.com/wallphone/wallphone/audio"
+	"github.com/wallphone/wallphone/audio/g711"
+	"github.com/wallphone/wallphone/call"
+	"github.com/wallphone/wallphone/recording"
+	"github.com/wallphone/wallphone/spool"
+	"github.com/wallphone/wallphone/store"
+)
+
+// runAgent runs the agent in this process on the virtual clock, with script as its input,
+// and returns what it logged as JSON.
+func runAgent(t *testing.T, data string, script string, extra ...string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	args := append([]string{"--board", "sim", "--clock", "virtual", "--log", "json", "--data", data}, extra...)
+	if err := run(context.Background(), args, strings.NewReader(script), &out, &errOut); err != nil {
+		t.Fatalf("agent: %v\n%s", err, errOut.String())
+	}
+	return out.String()
+}
+
+const recordedCall = `offhook
+press 1
+press 1001#
+press 1234#
+press 5125550123#
+wait 8s
+callee answer
+wait 15s
+callee accept
+wait 12s
+onhook
+`
+
+// toneWindows indexes every run of 8 samples of the simulated caller's voice (the 440 Hz tone
+// the simulated mouthpiece plays), in the forms plaintext audio could take on flash: linear
+// 16-bit samples and G.711 µ-law bytes.
+type toneWindows struct {
+	pcm  map[[16]byte]bool
+	ulaw map[[8]byte]bool
+}
+
+func newToneWindows(seconds int) toneWindows {
+	w := toneWindows{pcm: map[[16]byte]bool{}, ulaw: map[[8]byte]bool{}}
+	src := audio.Tone(0.1, 440)
+	var samples []int16
+	var f audio.Frame
+	for range seconds * 50 {
+		src.Next(&f)
+		samples = append(samples, f[:]...)
+	}
+	for i := 0; i+8 <= len(samples); i++ {
+		var p [16]byte
+		var u [8]byte
+		for j := range 8 {
+			v := samples[i+j]
+			p[2*j], p[2*j+1] = byte(v), byte(uint16(v)>>8)
+			u[j] = g711.EncodeUlaw(v)
+		}
+		w.pcm[p] = true
+		w.ulaw[u] = true
+	}
+	return w
+}
+
+// find reports where in b the tone appears, as linear samples, as µ-law, or as µ-law
+// interleaved with another channel; "" if nowhere.
+func (w toneWindows) find(b []byte) string {
+	for i := 0; i+16 <= len(b); i++ {
+		if w.pcm[[16]byte(b[i:i+16])] {
+			return "linear samples"
+		}
+		if w.ulaw[[8]byte(b[i:i+8])] {
+			return "µ-law"
+		}
+	}
+	for i := 0; i+16 <= len(b); i++ {
+		var u [8]byte
+		for j := range 8 {
+			u[j] = b[i+2*j]
+		}
+		if w.ulaw[u] {
+			return "interleaved µ-law"
+		}
+	}
+	return ""
+}
+
+func readTree(t *testing.T, root string) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		files[p] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// TestNoAudioAtRest records calls that carry a known tone, then searches every byte under the
+// data directory for it. Only the recorded call leaves files in the spool, and even those
+// hold the tone only once decrypted with a key the phone does not have.
+func TestNoAudioAtRest(t *testing.T) {
+	tone := newToneWindows(120)
+	for _, tt := range []struct {
+		name     string
+		script   string
+		recorded bool
+	}{
+		{"recorded", recordedCall, true},
+		{"privileged", strings.Replace(recordedCall, "5125550123#", "5125550100#", 1), false},
+		{"free", strings.Replace(recordedCall, "5125550123#", "8006564673#", 1), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			data := filepath.Join(dir, "data")
+			out := runAgent(t, data, tt.script)
+			if got := strings.Contains(out, `"msg":"recording_started"`); got != tt.recorded {
+				t.Fatalf("recording_started: %v", got)
+			}
+			if !strings.Contains(out, `"msg":"connected"`) {
+				t.Fatal("the call did not connect")
+			}
+			files := readTree(t, data)
+			var sealed []string
+			for p, b := range files {
+				if where := tone.find(b); where != "" {
+					t.Errorf("%s holds the caller's audio as %s", p, where)
+				}
+				if strings.Contains(p, string(filepath.Separator)+"segments"+string(filepath.Separator)) ||
+					strings.Contains(p, string(filepath.Separator)+"manifests"+string(filepath.Separator)) {
+					sealed = append(sealed, p)
+				}
+			}
+			if !tt.recorded {
+				if len(sealed) != 0 {
+					t.Fatalf("an unrecorded call left %v", sealed)
+				}
+				return
+			}
+			// The scan can find the tone: it is in the segments once they are opened.
+			if len(sealed) < 3 {
+				t.Fatalf("sealed files %v", sealed)
+			}
+			id := demoIdentity(t, data+"-keys", "escrow.key")
+			found := false
+			for _, p := range sealed {
+				if !strings.HasSuffix(filepath.Dir(p), "manifests") {
+					plain, err := recording.Decrypt(files[p], id)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if tone.find(plain) != "" {
+						found = true
+					}
+				}
+			}
+			if !found {
+				t.Fatal("the tone is not in the decrypted segments either: the scan proves nothing")
+			}
+		})
+	}
+}
+
+func demoIdentity(t *testing.T, dir, name string) age.Identity {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := age.ParseIdentities(bytes.NewReader(b))
+	if err != nil || len(ids) != 1 {
+		t.Fatal(err)
+	}
+	return ids[0]
+}
+
+// TestDestroyOnDiscovery records a call, then starts the phone with a registry in which the
+// number called is privileged: the recording is destroyed on the phone, a signed purge
+// request waits for the uplink, and nothing keeps the number.
+func TestDestroyOnDiscovery(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	out := runAgent(t, data, recordedCall)
+	if !strings.Contains(out, `"msg":"recording_started"`) {
+		t.Fatal("not recorded")
+	}
+	sp, err := spool.Open(spool.Options{Dir: filepath.Join(data, "spool"), MaxBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls, _ := sp.Calls()
+	sp.Close()
+	if len(calls) != 1 {
+		t.Fatalf("spooled calls %v", calls)
+	}
+	callID := calls[0]
+
+	// The registry now says the number is an attorney's.
+	reg := `{"version": 2, "entries": [{"number": "+15125550123", "kind": "attorney", "label": "new attorney"}]}`
+	regFile := filepath.Join(dir, "registry2.json")
+	os.WriteFile(regFile, []byte(reg), 0o600)
+	out = runAgent(t, data, "quit\n", "--registry", regFile)
+	if !strings.Contains(out, `"msg":"recording destroyed: the number called is privileged","event":"recording_destroyed","call_id":"`+callID+`","kind":"attorney","registry_version":2`) {
+		t.Fatalf("no recording_destroyed event:\n%s", out)
+	}
+	sp, err = spool.Open(spool.Options{Dir: filepath.Join(data, "spool"), MaxBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	if u := sp.Usage(); u.Segments != 0 || u.Manifests != 0 || u.Purges != 1 {
+		t.Fatalf("spool after the sweep: %+v", u)
+	}
+	segs, _ := filepath.Glob(filepath.Join(data, "spool", "segments", "*", "*"))
+	mans, _ := filepath.Glob(filepath.Join(data, "spool", "manifests", "*"))
+	if len(segs)+len(mans) != 0 {
+		t.Fatalf("files left: %v %v", segs, mans)
+	}
+	req, err := sp.ReadPurge(callID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(req, []byte("request")) {
+		t.Fatalf("purge request %s", req)
+	}
+	for p, b := range readTree(t, data) {
+		if bytes.Contains(b, []byte("5550123")) && !strings.HasSuffix(p, "policy.json") {
+			t.Errorf("%s still holds the number", p)
+		}
+	}
+	db, err := store.Open(filepath.Join(data, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.Calls(func(id string, b []byte) error {
+		var r call.Record
+		json.Unmarshal(b, &r)
+		if id == callID && (!r.Destroyed || r.Number != "" || r.DestroyedRegistryVersion != 2) {
+			t.Errorf("record %+v", r)
+		}
+		return nil
+	})
+	_ = io.Discard
+}
+
+func hexSum(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}

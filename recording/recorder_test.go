@@ -1,0 +1,323 @@
+package recording
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/wallphone/wallphone/audio"
+	"github.com/wallphone/wallphone/audio/g711"
+	"github.com/wallphone/wallphone/call"
+	"github.com/wallphone/wallphone/spool"
+)
+
+// memSpool keeps sealed files in memory.
+type memSpool struct {
+	mu        sync.Mutex // guards everything below
+	segments  map[string]map[int][]byte
+	manifests map[string][][]byte // every version written, in order
+	full      error
+	failSeg   int // fail CommitSegment for this seq (-1: never)
+}
+
+func newMemSpool() *memSpool {
+	return &memSpool{segments: map[string]map[int][]byte{}, manifests: map[string][][]byte{}, failSeg: -1}
+}
+
+func (s *memSpool) CanRecord() error { return s.full }
+
+func (s *memSpool) CommitSegment(id string, seq int, data []byte) (spool.Entry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq == s.failSeg {
+		return spool.Entry{}, spool.ErrFull
+	}
+	if s.segments[id] == nil {
+		s.segments[id] = map[int][]byte{}
+	}
+	s.segments[id][seq] = bytes.Clone(data)
+	return spool.Entry{CallID: id, Seq: seq, Size: int64(len(data)), SHA256: sha256.Sum256(data)}, nil
+}
+
+func (s *memSpool) CommitManifest(id string, data []byte) (spool.Entry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.manifests[id] = append(s.manifests[id], bytes.Clone(data))
+	return spool.Entry{CallID: id, Seq: -1}, nil
+}
+
+type keys struct {
+	ids  []*age.X25519Identity
+	rcps []string
+}
+
+func newKeys(t testing.TB) keys {
+	var k keys
+	for range 2 {
+		id, err := age.GenerateX25519Identity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.ids = append(k.ids, id)
+		k.rcps = append(k.rcps, id.Recipient().String())
+	}
+	return k
+}
+
+func open(t testing.TB, sealed []byte, id age.Identity) []byte {
+	t.Helper()
+	r, err := age.Decrypt(bytes.NewReader(sealed), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+var info = call.RecordingInfo{
+	CallID: "20260101T090000Z-abcdef012345", DeviceID: "wp-1", CallerID: "1001", E164: "+15125550123",
+	Decision: call.Decision{Kind: call.Recorded, Reason: call.ReasonDefaultRecords, E164: "+15125550123", RegistryVersion: 3, PolicyVersion: 2},
+	Started:  time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC),
+}
+
+// frames makes n frames of each direction, every one different.
+func frames(n int) (caller, called []audio.Frame) {
+	caller, called = make([]audio.Frame, n), make([]audio.Frame, n)
+	for i := range n {
+		for j := range audio.FrameSamples {
+			caller[i][j] = int16((i*audio.FrameSamples + j) * 37 % 20000)
+			called[i][j] = int16(-((i*audio.FrameSamples + j) * 53 % 20000))
+		}
+	}
+	return caller, called
+}
+
+func TestRecordAndOpen(t *testing.T) {
+	k := newKeys(t)
+	sp := newMemSpool()
+	r, err := New(Options{Spool: sp, Recipients: k.rcps, Segment: time.Second, DeviceID: "wp-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rec, err := r.Start(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The provisional manifest exists before any audio.
+	if len(sp.manifests[info.CallID]) != 1 {
+		t.Fatalf("%d manifests after Start", len(sp.manifests[info.CallID]))
+	}
+	const n = 125 // two whole 1 s segments and a half
+	caller, called := frames(n)
+	for i := range n {
+		if err := rec.Write(&caller[i], &called[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rec.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.Flush()
+	segs := sp.segments[info.CallID]
+	if len(segs) != 3 {
+		t.Fatalf("%d segments", len(segs))
+	}
+	versions := sp.manifests[info.CallID]
+	// Start, after each segment, and the final one.
+	if len(versions) != 1+3 {
+		t.Fatalf("%d manifest versions", len(versions))
+	}
+	for _, id := range k.ids { // either recipient opens everything
+		m, err := ParseManifest(open(t, versions[len(versions)-1], id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !m.Complete || m.CallID != info.CallID || m.Number != info.E164 || m.CallerID != "1001" ||
+			m.Decision != "recorded" || m.RegistryVersion != 3 || len(m.Segments) != 3 ||
+			!m.Ended.Equal(info.Started.Add(n*audio.FrameDuration)) {
+			t.Fatalf("manifest %+v", m)
+		}
+		frame := 0
+		for seq := range 3 {
+			sum := sha256.Sum256(segs[seq])
+			if m.Segments[seq].SHA256 != hex.EncodeToString(sum[:]) || m.Segments[seq].Size != int64(len(segs[seq])) {
+				t.Fatalf("segment %d hash or size not as the manifest says", seq)
+			}
+			meta, data, err := ParseSegment(open(t, segs[seq], id))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []int{50, 50, 25}[seq]
+			if meta.Seq != seq || meta.Frames != want || meta.FirstFrame != frame || meta.CallID != info.CallID {
+				t.Fatalf("segment %d meta %+v", seq, meta)
+			}
+			for f := range want {
+				for j := range audio.FrameSamples {
+					got := data[(f*audio.FrameSamples+j)*2 : (f*audio.FrameSamples+j)*2+2]
+					if got[0] != g711.EncodeUlaw(caller[frame][j]) || got[1] != g711.EncodeUlaw(called[frame][j]) {
+						t.Fatalf("segment %d frame %d sample %d differs", seq, f, j)
+					}
+				}
+				frame++
+			}
+		}
+	}
+	// The earlier manifests were not complete, and listed the segments as they came.
+	for v, b := range versions[:len(versions)-1] {
+		m, err := ParseManifest(open(t, b, k.ids[0]))
+		if err != nil || m.Complete || len(m.Segments) != v {
+			t.Fatalf("manifest version %d: %+v %v", v, m, err)
+		}
+	}
+}
+
+func TestNothingPlaintext(t *testing.T) {
+	k := newKeys(t)
+	sp := newMemSpool()
+	r, err := New(Options{Spool: sp, Recipients: k.rcps, Segment: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := r.Start(info)
+	caller, called := frames(60)
+	var plain []byte
+	for i := range caller {
+		rec.Write(&caller[i], &called[i])
+		for j := range audio.FrameSamples {
+			plain = append(plain, g711.EncodeUlaw(caller[i][j]), g711.EncodeUlaw(called[i][j]))
+		}
+	}
+	rec.Close()
+	r.Close()
+	probe := plain[1000:1032]
+	for seq, b := range sp.segments[info.CallID] {
+		if bytes.Contains(b, probe) {
+			t.Fatalf("segment %d holds plaintext audio", seq)
+		}
+	}
+	for _, b := range sp.manifests[info.CallID] {
+		if bytes.Contains(b, []byte("5550123")) || bytes.Contains(b, []byte(`"1001"`)) {
+			t.Fatal("a manifest holds the number or caller in the clear")
+		}
+	}
+}
+
+func TestFullSpoolRefuses(t *testing.T) {
+	k := newKeys(t)
+	sp := newMemSpool()
+	sp.full = fmt.Errorf("used 99 of 100: %w", spool.ErrFull)
+	r, _ := New(Options{Spool: sp, Recipients: k.rcps, Segment: time.Second})
+	defer r.Close()
+	if _, err := r.Start(info); !errors.Is(err, spool.ErrFull) {
+		t.Fatalf("err %v", err)
+	}
+	if len(sp.manifests) != 0 {
+		t.Fatal("a refused call left a manifest")
+	}
+}
+
+func TestLostSegmentFailsTheCall(t *testing.T) {
+	k := newKeys(t)
+	sp := newMemSpool()
+	sp.failSeg = 1
+	r, _ := New(Options{Spool: sp, Recipients: k.rcps, Segment: time.Second})
+	defer r.Close()
+	rec, _ := r.Start(info)
+	caller, called := frames(1)
+	var err error
+	for i := 0; i < 200 && err == nil; i++ {
+		err = rec.Write(&caller[0], &called[0])
+		r.Flush()
+	}
+	// The call loop learns of it at the next frame and ends the call.
+	if !errors.Is(err, spool.ErrFull) {
+		t.Fatalf("err %v", err)
+	}
+	if rec.Close() == nil {
+		t.Fatal("Close hid the failure")
+	}
+}
+
+func TestOptions(t *testing.T) {
+	k := newKeys(t)
+	for _, o := range []Options{
+		{Recipients: k.rcps, Segment: time.Second},
+		{Spool: newMemSpool(), Recipients: k.rcps, Segment: 30 * time.Millisecond},
+		{Spool: newMemSpool(), Segment: time.Second},
+		{Spool: newMemSpool(), Recipients: []string{"age1nope"}, Segment: time.Second},
+	} {
+		if _, err := New(o); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+	r, _ := New(Options{Spool: newMemSpool(), Recipients: k.rcps, Segment: time.Second})
+	r.Close()
+	if _, err := r.Start(info); !errors.Is(err, ErrClosed) {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkSeal compares sealing a 5 s segment through the recorder with age alone on the
+// same bytes, and reports the sealed bytes per call-minute.
+func BenchmarkSeal(b *testing.B) {
+	k := newKeys(b)
+	rcps := make([]age.Recipient, len(k.ids))
+	for i, id := range k.ids {
+		rcps[i] = id.Recipient()
+	}
+	plain := make([]byte, 250*bytesPerFrame)
+	b.Run("baseline=age", func(b *testing.B) {
+		b.SetBytes(int64(len(plain)))
+		for range b.N {
+			var out bytes.Buffer
+			w, _ := age.Encrypt(&out, rcps...)
+			w.Write(plain)
+			w.Close()
+		}
+	})
+	b.Run("recorder", func(b *testing.B) {
+		sp := newMemSpool()
+		r, _ := New(Options{Spool: sp, Recipients: k.rcps, Segment: 5 * time.Second})
+		b.SetBytes(int64(len(plain)))
+		j := job{c: &callRecording{r: r, info: info}, frames: 250, buf: plain}
+		for range b.N {
+			if err := r.sealSegment(j); err != nil {
+				b.Fatal(err)
+			}
+		}
+		sealed := len(sp.segments[info.CallID][0])
+		b.ReportMetric(float64(sealed*12), "sealed-B/call-min")
+		r.Close()
+	})
+}
+
+// BenchmarkRecordCall is the recorder's whole cost for one minute of a call: the encoding on
+// the call loop and the sealing on its own goroutine.
+func BenchmarkRecordCall(b *testing.B) {
+	k := newKeys(b)
+	caller, called := frames(1)
+	for range b.N {
+		sp := newMemSpool()
+		r, _ := New(Options{Spool: sp, Recipients: k.rcps, Segment: 5 * time.Second})
+		rec, _ := r.Start(info)
+		for range 3000 {
+			rec.Write(&caller[0], &called[0])
+		}
+		rec.Close()
+		r.Close()
+	}
+	perMinute := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+	b.ReportMetric(perMinute/float64(time.Minute.Nanoseconds())*100, "%core")
+}
