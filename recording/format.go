@@ -2,6 +2,7 @@ package recording
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -213,4 +214,56 @@ func ParseManifest(b []byte) (Manifest, error) {
 		}
 	}
 	return m, nil
+}
+
+// SignedManifestFormat names the envelope in which a manifest is sealed: the manifest's exact
+// bytes, signed with the device key. Sealing says who can read a call; the signature says
+// which phone wrote it, so that nobody holding only a recipient key can forge a call.
+const SignedManifestFormat = "wallphone-signed-manifest/1"
+
+// ErrSignature is returned by OpenManifest when the manifest's signature does not verify.
+var ErrSignature = errors.New("recording: manifest signature does not verify")
+
+type signedManifest struct {
+	Format   string `json:"format"`
+	Manifest []byte `json:"manifest"`
+	Key      []byte `json:"key"`
+	Sig      []byte `json:"sig"`
+}
+
+// SignManifest makes the plaintext that is sealed: m, signed with the device key.
+func SignManifest(m Manifest, key ed25519.PrivateKey) ([]byte, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(signedManifest{Format: SignedManifestFormat, Manifest: b,
+		Key: key.Public().(ed25519.PublicKey), Sig: ed25519.Sign(key, b)})
+}
+
+// OpenManifest reads a decrypted manifest envelope: it checks the signature against the key
+// the envelope carries and returns the manifest and that key. Whether the key is the
+// enrolled key of m.DeviceID is for the caller to check.
+func OpenManifest(b []byte) (Manifest, ed25519.PublicKey, error) {
+	var s signedManifest
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return Manifest{}, nil, fmt.Errorf("%w: signed manifest: %w", ErrFormat, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Manifest{}, nil, fmt.Errorf("%w: signed manifest: data after it", ErrFormat)
+	}
+	if s.Format != SignedManifestFormat || len(s.Key) != ed25519.PublicKeySize || len(s.Sig) != ed25519.SignatureSize {
+		return Manifest{}, nil, fmt.Errorf("%w: not a %s", ErrFormat, SignedManifestFormat)
+	}
+	pub := ed25519.PublicKey(s.Key)
+	if !ed25519.Verify(pub, s.Manifest, s.Sig) {
+		return Manifest{}, nil, ErrSignature
+	}
+	m, err := ParseManifest(s.Manifest)
+	if err != nil {
+		return Manifest{}, nil, err
+	}
+	return m, pub, nil
 }

@@ -2,6 +2,7 @@ package recording
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -181,6 +182,54 @@ func FuzzParseManifest(f *testing.F) {
 		out2, err := json.Marshal(m2)
 		if err != nil || !bytes.Equal(out, out2) {
 			t.Fatalf("rewritten manifest reads back differently:\n%s\n%s", out, out2)
+		}
+	})
+}
+
+func TestManifestSignature(t *testing.T) {
+	m := Manifest{Format: ManifestFormat, CallID: "c1", DeviceID: "wp-1", Complete: true, Segments: []SegmentInfo{}}
+	b, err := SignManifest(m, testDeviceKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, pub, err := OpenManifest(b)
+	if err != nil || got.CallID != "c1" || !pub.Equal(testDeviceKey.Public()) {
+		t.Fatalf("%+v %v", got, err)
+	}
+	var s signedManifest
+	json.Unmarshal(b, &s)
+	s.Manifest = bytes.Replace(s.Manifest, []byte(`"c1"`), []byte(`"c2"`), 1)
+	forged, _ := json.Marshal(s)
+	if _, _, err := OpenManifest(forged); !errors.Is(err, ErrSignature) {
+		t.Fatalf("altered manifest: %v", err)
+	}
+	plain, _ := json.Marshal(m)
+	if _, _, err := OpenManifest(plain); !errors.Is(err, ErrFormat) {
+		t.Fatalf("unsigned manifest: %v", err)
+	}
+	if _, _, err := OpenManifest(append(b, '}')); !errors.Is(err, ErrFormat) {
+		t.Fatalf("trailing data: %v", err)
+	}
+}
+
+func FuzzOpenManifest(f *testing.F) {
+	m := Manifest{Format: ManifestFormat, CallID: "c1", DeviceID: "wp-1", Segments: []SegmentInfo{
+		{Seq: 0, Frames: 250, Size: 80526, SHA256: strings.Repeat("ab", 32)}}}
+	good, _ := SignManifest(m, testDeviceKey)
+	seeds := [][]byte{good, good[:len(good)-3], []byte(`{"format":"wallphone-signed-manifest/1"}`), []byte("{}")}
+	if len(seeds) == 0 {
+		f.Fatal("no seeds")
+	}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, pub, err := OpenManifest(b)
+		if err != nil {
+			return
+		}
+		if len(pub) != ed25519.PublicKeySize || m.Format != ManifestFormat {
+			t.Fatalf("opened %+v", m)
 		}
 	})
 }

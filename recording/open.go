@@ -5,6 +5,7 @@ package recording
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -71,7 +72,11 @@ func Decrypt(sealed []byte, ids ...age.Identity) ([]byte, error) {
 
 // Report is what Assemble found. Segment numbers (seq) are those of the call, from 0.
 type Report struct {
-	CallID string
+	CallID   string
+	DeviceID string
+	// DeviceKey signed the manifest. Check it is the enrolled key of DeviceID before trusting
+	// that this phone made the call.
+	DeviceKey ed25519.PublicKey
 	// Complete is the manifest's word that the call ended normally; false when the phone
 	// stopped in the middle of the call.
 	Complete bool
@@ -143,11 +148,11 @@ func Assemble(manifest []byte, segments map[int][]byte, ids []age.Identity, out 
 	if err != nil {
 		return Report{}, fmt.Errorf("recording: manifest: %w", err)
 	}
-	m, err := ParseManifest(plain)
+	m, key, err := OpenManifest(plain)
 	if err != nil {
 		return Report{}, err
 	}
-	rep := Report{CallID: m.CallID, Complete: m.Complete, Listed: len(m.Segments)}
+	rep := Report{CallID: m.CallID, DeviceID: m.DeviceID, DeviceKey: key, Complete: m.Complete, Listed: len(m.Segments)}
 
 	// The plan: every listed segment at the length the manifest gives it, then whatever
 	// unlisted segments may follow. The WAV header needs the total before any audio.

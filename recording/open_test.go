@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -98,7 +97,7 @@ func sealManifest(t testing.TB, id string, infos []SegmentInfo, complete bool, r
 		Number: "+15125550123", Started: time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC), Complete: complete,
 		Decision: "recorded", Reason: "default_recorded", RegistryVersion: 7, PolicyVersion: 3,
 		Segments: append([]SegmentInfo{}, infos...)}
-	b, err := json.Marshal(m)
+	b, err := SignManifest(m, testDeviceKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -647,7 +646,7 @@ func TestAssembleRecorderOutput(t *testing.T) {
 	k := newInvKeys(t)
 	sp := &asmSpool{segs: map[string]map[int][]byte{}, manifest: map[string][]byte{}}
 	rec, err := New(Options{Spool: sp, Recipients: []string{k.a.Recipient().String(), k.b.Recipient().String()},
-		Segment: time.Second, DeviceID: "dev-rec"})
+		Segment: time.Second, DeviceID: "dev-rec", DeviceKey: testDeviceKey})
 	if err != nil {
 		t.Fatal(err)
 	}

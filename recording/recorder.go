@@ -6,16 +6,17 @@
 // a power cut loses at most the segment being recorded.
 //
 // Each segment decrypts with the stock age tool to a WAV file that stock players play. A
-// sealed manifest per call lists every segment with the SHA-256 of its sealed file, so an
-// investigator can tell a missing or altered segment; it is rewritten after every segment, so
-// it is current even when the phone stops in the middle of a call.
+// sealed manifest per call, signed with the device key, lists every segment with the SHA-256
+// of its sealed file, so an investigator can tell a missing or altered segment and which
+// phone made the call; it is rewritten after every segment, so it is current even when the
+// phone stops in the middle of a call.
 package recording
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,9 @@ type Options struct {
 	// Segment is the length of one segment, a whole number of 20 ms frames.
 	Segment  time.Duration
 	DeviceID string
+	// DeviceKey signs every manifest, so that a call cannot be forged by someone who holds
+	// only a recipient's public key.
+	DeviceKey ed25519.PrivateKey
 	// Logger gets an event for every segment sealed and every failure; nil discards.
 	Logger *slog.Logger
 }
@@ -61,6 +65,7 @@ type Recorder struct {
 	recips    []age.Recipient
 	segFrames int
 	deviceID  string
+	key       ed25519.PrivateKey
 	log       *slog.Logger
 
 	jobs chan job           // to the sealing goroutine; closed by Close
@@ -86,10 +91,14 @@ func New(o Options) (*Recorder, error) {
 	if len(o.Recipients) == 0 {
 		return nil, errors.New("recording: no recipients")
 	}
+	if len(o.DeviceKey) != ed25519.PrivateKeySize {
+		return nil, errors.New("recording: no device key to sign manifests with")
+	}
 	r := &Recorder{
 		spool:     o.Spool,
 		segFrames: int(o.Segment / frame),
 		deviceID:  o.DeviceID,
+		key:       o.DeviceKey,
 		log:       o.Logger,
 		jobs:      make(chan job, 8),
 		idle:      make(chan chan struct{}),
@@ -352,7 +361,7 @@ func (r *Recorder) sealSegment(j job) error {
 }
 
 func (r *Recorder) writeManifest(m Manifest) error {
-	b, err := json.Marshal(m)
+	b, err := SignManifest(m, r.key)
 	if err != nil {
 		return err
 	}

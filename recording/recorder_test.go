@@ -2,6 +2,7 @@ package recording
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -85,6 +86,8 @@ func open(t testing.TB, sealed []byte, id age.Identity) []byte {
 	return b
 }
 
+var testDeviceKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+
 var info = call.RecordingInfo{
 	CallID: "20260101T090000Z-abcdef012345", DeviceID: "wp-1", CallerID: "1001", E164: "+15125550123",
 	Decision: call.Decision{Kind: call.Recorded, Reason: call.ReasonDefaultRecords, E164: "+15125550123", RegistryVersion: 3, PolicyVersion: 2},
@@ -106,7 +109,7 @@ func frames(n int) (caller, called []audio.Frame) {
 func TestRecordAndOpen(t *testing.T) {
 	k := newKeys(t)
 	sp := newMemSpool()
-	r, err := New(Options{Spool: sp, Recipients: k.rcps, Segment: time.Second, DeviceID: "wp-1"})
+	r, err := New(Options{Spool: sp, Recipients: k.rcps, Segment: time.Second, DeviceID: "wp-1", DeviceKey: testDeviceKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,9 +143,12 @@ func TestRecordAndOpen(t *testing.T) {
 		t.Fatalf("%d manifest versions", len(versions))
 	}
 	for _, id := range k.ids { // either recipient opens everything
-		m, err := ParseManifest(open(t, versions[len(versions)-1], id))
+		m, pub, err := OpenManifest(open(t, versions[len(versions)-1], id))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if !pub.Equal(testDeviceKey.Public()) {
+			t.Fatal("manifest not signed with the device key")
 		}
 		if !m.Complete || m.CallID != info.CallID || m.Number != info.E164 || m.CallerID != "1001" ||
 			m.Decision != "recorded" || m.RegistryVersion != 3 || len(m.Segments) != 3 ||
@@ -176,7 +182,7 @@ func TestRecordAndOpen(t *testing.T) {
 	}
 	// The earlier manifests were not complete, and listed the segments as they came.
 	for v, b := range versions[:len(versions)-1] {
-		m, err := ParseManifest(open(t, b, k.ids[0]))
+		m, _, err := OpenManifest(open(t, b, k.ids[0]))
 		if err != nil || m.Complete || len(m.Segments) != v {
 			t.Fatalf("manifest version %d: %+v %v", v, m, err)
 		}
@@ -186,7 +192,7 @@ func TestRecordAndOpen(t *testing.T) {
 func TestNothingPlaintext(t *testing.T) {
 	k := newKeys(t)
 	sp := newMemSpool()
-	r, err := New(Options{Spool: sp, Recipients: k.rcps, Segment: time.Second})
+	r, err := New(Options{Spool: sp, Recipients: k.rcps, Segment: time.Second, DeviceKey: testDeviceKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +224,7 @@ func TestFullSpoolRefuses(t *testing.T) {
 	k := newKeys(t)
 	sp := newMemSpool()
 	sp.full = fmt.Errorf("used 99 of 100: %w", spool.ErrFull)
-	r, _ := New(Options{Spool: sp, Recipients: k.rcps, Segment: time.Second})
+	r, _ := New(Options{Spool: sp, Recipients: k.rcps, Segment: time.Second, DeviceKey: testDeviceKey})
 	defer r.Close()
 	if _, err := r.Start(info); !errors.Is(err, spool.ErrFull) {
 		t.Fatalf("err %v", err)
@@ -232,7 +238,7 @@ func TestLostSegmentFailsTheCall(t *testing.T) {
 	k := newKeys(t)
 	sp := newMemSpool()
 	sp.failSeg = 1
-	r, _ := New(Options{Spool: sp, Recipients: k.rcps, Segment: time.Second})
+	r, _ := New(Options{Spool: sp, Recipients: k.rcps, Segment: time.Second, DeviceKey: testDeviceKey})
 	defer r.Close()
 	rec, _ := r.Start(info)
 	caller, called := frames(1)
@@ -262,7 +268,7 @@ func TestOptions(t *testing.T) {
 			t.Errorf("%+v accepted", o)
 		}
 	}
-	r, _ := New(Options{Spool: newMemSpool(), Recipients: k.rcps, Segment: time.Second})
+	r, _ := New(Options{Spool: newMemSpool(), Recipients: k.rcps, Segment: time.Second, DeviceKey: testDeviceKey})
 	r.Close()
 	if _, err := r.Start(info); !errors.Is(err, ErrClosed) {
 		t.Fatal(err)
@@ -289,7 +295,7 @@ func BenchmarkSeal(b *testing.B) {
 	})
 	b.Run("recorder", func(b *testing.B) {
 		sp := newMemSpool()
-		r, _ := New(Options{Spool: sp, Recipients: k.rcps, Segment: 5 * time.Second})
+		r, _ := New(Options{Spool: sp, Recipients: k.rcps, Segment: 5 * time.Second, DeviceKey: testDeviceKey})
 		b.SetBytes(int64(len(plain)))
 		j := job{c: &callRecording{r: r, info: info}, frames: 250, buf: plain}
 		for range b.N {
@@ -310,7 +316,7 @@ func BenchmarkRecordCall(b *testing.B) {
 	caller, called := frames(1)
 	for range b.N {
 		sp := newMemSpool()
-		r, _ := New(Options{Spool: sp, Recipients: k.rcps, Segment: 5 * time.Second})
+		r, _ := New(Options{Spool: sp, Recipients: k.rcps, Segment: 5 * time.Second, DeviceKey: testDeviceKey})
 		rec, _ := r.Start(info)
 		for range 3000 {
 			rec.Write(&caller[0], &called[0])

@@ -43,7 +43,7 @@ const usage = `usage:
                                    its recipient (age1...) for the policy's recording.recipients
   wallphonectl recordings list --spool DIR
                                    list the calls in a spool: segments, bytes, whether a manifest is there
-  wallphonectl recordings decrypt --identity KEYFILE [--identity KEYFILE...] --out FILE.wav
+  wallphonectl recordings decrypt --identity KEYFILE [--identity KEYFILE...] [--device-key FINGERPRINT] --out FILE.wav
                                    (--spool DIR --call CALLID | --manifest FILE --segments DIR)
                                    check a call against its manifest and write it as one WAV (0600);
                                    exit status 1 if a segment is missing, altered, or not in a complete manifest`

@@ -21,6 +21,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/wallphone/wallphone/audio"
+	"github.com/wallphone/wallphone/identity"
 	"github.com/wallphone/wallphone/recording"
 )
 
@@ -226,6 +227,7 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 	manPath := flags.String("manifest", "", "the call's sealed manifest")
 	segDir := flags.String("segments", "", "the directory of the call's sealed segments")
 	out := flags.String("out", "", "the WAV file to write")
+	deviceKey := flags.String("device-key", "", "the fingerprint of the phone's enrolled device key; the manifest must be signed with it")
 	if err := flags.Parse(args); err != nil {
 		return fmt.Errorf("%w: recordings decrypt: %v", errUsage, err)
 	}
@@ -281,10 +283,18 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 			name, strings.Join(keyFiles, ", "))
 	case errors.Is(err, recording.ErrTampered):
 		return fmt.Errorf("manifest of %s is damaged or altered: %w", name, err)
+	case errors.Is(err, recording.ErrSignature):
+		return fmt.Errorf("manifest of %s: its signature does not verify: it was altered after the phone signed it", name)
 	case err != nil:
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	printReport(stdout, rep, *out)
+	signer := identity.Fingerprint(rep.DeviceKey)
+	fmt.Fprintf(stdout, "manifest signed by device %s, key %s\n", rep.DeviceID, signer)
+	if *deviceKey != "" && !strings.EqualFold(*deviceKey, signer) {
+		return fmt.Errorf("%w: the manifest is signed by key %s, not by the enrolled key %s: this call was not made by that phone",
+			errNotClean, signer, *deviceKey)
+	}
 	if !rep.OK() {
 		var what []string
 		if n := len(rep.Missing); n > 0 {

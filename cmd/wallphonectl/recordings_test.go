@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"flag"
 	"fmt"
 	"math"
@@ -24,6 +25,9 @@ import (
 // DIR laid out as the phone's. With -stop-after K the phone "stops" once the manifest lists
 // K segments: the later segments are on flash, the manifest does not list them and says the
 // call is not complete.
+// scriptDeviceKey stands for the phone's key in the scripts.
+var scriptDeviceKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
+
 func mkcall(ts *testscript.TestScript, neg bool, args []string) {
 	fs := flag.NewFlagSet("mkcall", flag.ContinueOnError)
 	stopAfter := fs.Int("stop-after", -1, "")
@@ -48,7 +52,7 @@ func mkcall(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	sp := &dirSpool{dir: dir, stopAfter: *stopAfter}
-	rec, err := recording.New(recording.Options{Spool: sp, Recipients: recips, Segment: time.Second, DeviceID: "dev-script"})
+	rec, err := recording.New(recording.Options{Spool: sp, Recipients: recips, Segment: time.Second, DeviceID: "dev-script", DeviceKey: scriptDeviceKey})
 	ts.Check(err)
 	r, err := rec.Start(call.RecordingInfo{CallID: callID, DeviceID: "dev-script", CallerID: "1001",
 		E164: "+15125550123", Decision: call.Decision{Kind: call.Recorded, Reason: call.ReasonDefaultRecords},

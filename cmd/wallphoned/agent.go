@@ -85,7 +85,7 @@ func openAgent(cfg config, log *slog.Logger) (*agent, error) {
 	}
 	a.recorder, err = recording.New(recording.Options{
 		Spool: a.spool, Recipients: pol.Recording.Recipients, Segment: pol.Recording.Segment,
-		DeviceID: id, Logger: log,
+		DeviceID: id, DeviceKey: key, Logger: log,
 	})
 	if err != nil {
 		a.spool.Close()

@@ -153,7 +153,7 @@ func checkSpool(t *testing.T, data string, id age.Identity) int {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := recording.ParseManifest(plain)
+		m, _, err := recording.OpenManifest(plain)
 		if err != nil {
 			t.Fatal(err)
 		}
