@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -326,4 +327,35 @@ func BenchmarkRecordCall(b *testing.B) {
 	}
 	perMinute := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 	b.ReportMetric(perMinute/float64(time.Minute.Nanoseconds())*100, "%core")
+}
+
+// BenchmarkMemoryPerCall reports the heap that one active recorded call keeps live: its
+// segment buffer, the one being sealed, and the sealing goroutine's working set.
+func BenchmarkMemoryPerCall(b *testing.B) {
+	k := newKeys(b)
+	caller, called := frames(1)
+	var live uint64
+	for range b.N {
+		sp := newMemSpool()
+		r, _ := New(Options{Spool: sp, Recipients: k.rcps, Segment: 5 * time.Second, DeviceKey: testDeviceKey})
+		var before, during runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		rec, _ := r.Start(info)
+		// Past the first segment, so that a buffer has been sealed and one is being filled.
+		for range 400 {
+			rec.Write(&caller[0], &called[0])
+		}
+		r.Flush()
+		sp.segments = map[string]map[int][]byte{} // the spool's copies are not the call's
+		sp.manifests = map[string][][]byte{}
+		runtime.GC()
+		runtime.ReadMemStats(&during)
+		if during.HeapAlloc > before.HeapAlloc {
+			live += during.HeapAlloc - before.HeapAlloc
+		}
+		rec.Close()
+		r.Close()
+	}
+	b.ReportMetric(float64(live)/float64(b.N), "live-B/call")
 }
