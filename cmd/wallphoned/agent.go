@@ -177,6 +177,11 @@ func registryVersion(r call.Registry) uint64 {
 // recording identities go to their own directory, never the data directory: the phone must
 // hold no key that opens its recordings.
 func writeDemoFiles(cfg config, log *slog.Logger) error {
+	if cfg.board != "sim" || cfg.boardFile != "" {
+		// A phone in a facility never gets a demo policy with demo PINs: its policy comes
+		// from the facility, and without one it does not start.
+		return nil
+	}
 	polPath := filepath.Join(cfg.dataDir, "policy.json")
 	if cfg.policy == polPath && !exists(polPath) {
 		recipients, err := demoRecipients(cfg.demoKeys, log)

@@ -1,36 +1,43 @@
 package main
 
 import (
+	"strings"
+
 	"flag"
 	"fmt"
+	"github.com/wallphone/wallphone/device/board"
 	"io"
 	"os"
 	"path/filepath"
 )
 
 type config struct {
-	board    string
-	dataDir  string
-	logMode  string
-	clock    string
-	callee   string
-	policy   string
-	registry string
-	earpiece string
-	demoKeys string
+	board     string
+	dataDir   string
+	logMode   string
+	clock     string
+	callee    string
+	policy    string
+	registry  string
+	earpiece  string
+	demoKeys  string
+	boardFile string
+	trunk     string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("wallphoned", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.board, "board", "sim", "board `name`: sim (the simulated phone, worked from standard input)")
+	fs.StringVar(&c.board, "board", "sim", "board `name`: sim (the simulated phone, worked from standard input), "+strings.Join(board.Names(), ", "))
+	fs.StringVar(&c.boardFile, "board-file", "", "board definition `file`, for a board that is not built in")
+	fs.StringVar(&c.trunk, "trunk", "sim", "real boards: where calls go; sim (the simulated called party, for bench tests) is the only one in this build")
 	fs.StringVar(&c.dataDir, "data", "", "data `directory` (default: $XDG_STATE_HOME/wallphone-sim for the sim board)")
 	fs.StringVar(&c.logMode, "log", "text", "event log format: text (captions for a person) or json (one object per line)")
 	fs.StringVar(&c.clock, "clock", "real", "sim board: real (wall clock) or virtual (time passes only with wait)")
 	fs.StringVar(&c.callee, "callee", "manual", "sim board: the called party is manual (callee commands) or auto (answers and accepts by itself)")
-	fs.StringVar(&c.policy, "policy", "", "facility policy `file` (default: policy.json in the data directory, a demo written on first run)")
-	fs.StringVar(&c.registry, "registry", "", "privileged-number registry `file` (default: registry.json in the data directory, a demo written on first run); none runs with no registry")
+	fs.StringVar(&c.policy, "policy", "", "facility policy `file` (default: /etc/wallphone/policy.json; for the sim board policy.json in the data directory, a demo written on first run)")
+	fs.StringVar(&c.registry, "registry", "", "privileged-number registry `file` (default: /etc/wallphone/registry.json; for the sim board registry.json in the data directory, a demo written on first run); none runs with no registry")
 	fs.StringVar(&c.demoKeys, "demo-keys", "", "sim board: `directory` for the demo's recording identities, made with the demo policy (default: the data directory's name + \"-keys\")")
 	fs.StringVar(&c.earpiece, "earpiece", "", "sim board: write what the earpiece plays to this `file` (raw s16le, 8 kHz, mono)")
 	fs.Usage = func() {
@@ -58,11 +65,17 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.demoKeys == "" {
 		c.demoKeys = filepath.Clean(c.dataDir) + "-keys"
 	}
+	// The simulated phone keeps everything in its data directory; a real phone reads what the
+	// facility gave it from /etc/wallphone.
+	confDir := c.dataDir
+	if c.board != "sim" || c.boardFile != "" {
+		confDir = "/etc/wallphone"
+	}
 	if c.policy == "" {
-		c.policy = filepath.Join(c.dataDir, "policy.json")
+		c.policy = filepath.Join(confDir, "policy.json")
 	}
 	if c.registry == "" {
-		c.registry = filepath.Join(c.dataDir, "registry.json")
+		c.registry = filepath.Join(confDir, "registry.json")
 	}
 	return c, nil
 }

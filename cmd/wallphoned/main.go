@@ -20,6 +20,9 @@ func main() {
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
+	if errors.Is(err, errSelftest) {
+		os.Exit(1)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "wallphoned:", err)
 		os.Exit(1)
@@ -28,13 +31,15 @@ func main() {
 
 // run is the whole agent; only main exits.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "selftest" {
+		return runSelftest(ctx, args[1:], stdin, stdout, stderr)
+	}
 	cfg, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
 	}
-	switch cfg.board {
-	case "sim":
+	if cfg.board == "sim" && cfg.boardFile == "" {
 		return runSim(ctx, cfg, stdin, stdout, stderr)
 	}
-	return fmt.Errorf("unknown board %q (boards: sim)", cfg.board)
+	return runBoard(ctx, cfg, stdout)
 }

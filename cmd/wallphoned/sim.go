@@ -28,6 +28,10 @@ type simPhone struct {
 	board   *sim.Board
 	callee  *simtrunk.Trunk
 	machine *call.Machine
+	// tick moves the phone on by one frame: the call machine, or the self test.
+	tick func(now time.Time)
+	// stop, when closed, ends the loop (the self test is over); nil for the agent.
+	stop    <-chan struct{}
 	virtual bool
 	now     time.Time // the virtual clock; unused with the real one
 }
@@ -82,6 +86,7 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
+	p.tick = p.machine.Tick
 	if cfg.logMode == "text" {
 		fmt.Fprintln(stderr, "Simulated wall phone ready; type help for the commands, quit to stop.")
 	}
@@ -154,14 +159,16 @@ func (p *simPhone) loop(ctx context.Context, stdin io.Reader) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-p.stop:
+			return nil
 		case now := <-tick:
-			p.machine.Tick(now)
+			p.tick(now)
 		case err := <-readErr:
 			return err
 		case line := <-lines:
 			lineNo++
 			quit, sleep := p.command(ctx, lineNo, line)
-			if quit {
+			if quit || p.stopped() {
 				return nil
 			}
 			select {
@@ -193,6 +200,10 @@ func (p *simPhone) command(ctx context.Context, lineNo int, line string) (quit b
 			fmt.Fprintf(p.stderr, "line %d: %v\n", lineNo, err)
 		}
 	case sim.Callee:
+		if p.callee == nil {
+			fmt.Fprintf(p.stderr, "line %d: there is no called party here\n", lineNo)
+			return false, 0
+		}
 		if err := p.callee.Do(c.Action); err != nil {
 			fmt.Fprintf(p.stderr, "line %d: %v\n", lineNo, err)
 			p.log.Warn("bad command", "event", "command_error", "line", lineNo, "err", err.Error())
@@ -219,9 +230,18 @@ func (p *simPhone) command(ctx context.Context, lineNo int, line string) (quit b
 func (p *simPhone) advance(ctx context.Context, d time.Duration) {
 	for end := p.now.Add(d); p.now.Before(end); {
 		p.now = p.now.Add(audio.FrameDuration)
-		p.machine.Tick(p.now)
-		if ctx.Err() != nil {
+		p.tick(p.now)
+		if ctx.Err() != nil || p.stopped() {
 			return
 		}
+	}
+}
+
+func (p *simPhone) stopped() bool {
+	select {
+	case <-p.stop:
+		return true
+	default:
+		return false
 	}
 }

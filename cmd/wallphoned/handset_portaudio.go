@@ -1,0 +1,14 @@
+//go:build cgo && portaudio
+
+package main
+
+import (
+	"log/slog"
+
+	"github.com/wallphone/wallphone/audio/portaudio"
+	"github.com/wallphone/wallphone/device/board"
+)
+
+func openHandset(def board.Definition, log *slog.Logger) (handsetDevice, error) {
+	return portaudio.Open(portaudio.Config{Rate: def.Audio.Rate, Input: def.Audio.Input, Output: def.Audio.Output, Logger: log})
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"periph.io/x/conn/v3/gpio/gpioreg"
+	"periph.io/x/host/v3"
+
+	"github.com/wallphone/wallphone/audio"
+	"github.com/wallphone/wallphone/call"
+	"github.com/wallphone/wallphone/device"
+	"github.com/wallphone/wallphone/device/board"
+	"github.com/wallphone/wallphone/policy"
+	"github.com/wallphone/wallphone/sdnotify"
+	"github.com/wallphone/wallphone/trunk/simtrunk"
+)
+
+// hardware is a real board, opened: its GPIO drivers and its handset.
+type hardware struct {
+	def     board.Definition
+	devs    *board.Devices
+	board   device.Board
+	handset handsetDevice
+}
+
+func (h *hardware) close() error { return h.handset.Close() }
+
+// openHardware initialises periph's host drivers, finds the board's pins and opens its sound
+// device.
+func openHardware(name, file string, log *slog.Logger) (*hardware, error) {
+	var def board.Definition
+	var err error
+	if file != "" {
+		def, err = board.Load(file)
+	} else {
+		def, err = board.Lookup(name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := host.Init(); err != nil {
+		return nil, fmt.Errorf("GPIO drivers: %w", err)
+	}
+	devs, err := board.Open(def, gpioreg.ByName, log)
+	if err != nil {
+		return nil, err
+	}
+	hs, err := openHandset(def, log)
+	if err != nil {
+		return nil, err
+	}
+	return &hardware{def: def, devs: devs, handset: hs,
+		board: device.Board{Name: def.Name, Keypad: devs.Keypad, Hook: devs.Hook, Handset: hs}}, nil
+}
+
+// runBoard is the agent on a real board: the GPIO drivers and the call loop, ticking every
+// 20 ms on the wall clock, until SIGTERM.
+func runBoard(ctx context.Context, cfg config, stdout interface{ Write([]byte) (int, error) }) error {
+	log := newLogger(cfg.logMode, stdout)
+	if cfg.trunk != "sim" {
+		return fmt.Errorf("--trunk %q: this build has only the simulated called party (sim), for bench tests", cfg.trunk)
+	}
+	hw, err := openHardware(cfg.board, cfg.boardFile, log)
+	if err != nil {
+		return err
+	}
+	defer hw.close()
+	a, err := openAgent(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	log.Warn("calls go to the simulated called party: a bench test, not a phone in service", "event", "trunk_sim")
+	voice := a.prompts.Clip(audio.PromptSimFarEnd, audio.English)
+	callee := simtrunk.New(simtrunk.Options{Auto: true, Voice: voice.Source, VoiceText: voice.Text(), Logger: log})
+	m, err := call.New(call.Config{
+		Keypad: hw.board.Keypad, Hook: hw.board.Hook, Handset: hw.board.Handset,
+		Trunk: callee, Prompts: a.prompts,
+		Policy:   func() *policy.Policy { return a.policy },
+		Registry: func() call.Registry { return a.registry },
+		Recorder: a.recorder, Store: a.db, DeviceID: a.deviceID, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	drivers := make(chan error, 1)
+	go func() { drivers <- hw.devs.Run(ctx) }()
+	notify := sdnotify.FromEnv()
+	notify.Send(sdnotify.Ready)
+	// The watchdog is fed from the call loop itself: a loop that hangs stops feeding it, and
+	// systemd restarts the agent.
+	feed := time.NewTicker(notify.WatchdogInterval(time.Minute))
+	defer feed.Stop()
+	tick := time.NewTicker(audio.FrameDuration)
+	defer tick.Stop()
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case now := <-tick.C:
+			m.Tick(now)
+		case <-feed.C:
+			notify.Send(sdnotify.Watchdog)
+		case err := <-drivers:
+			runErr = fmt.Errorf("board drivers stopped: %w", err)
+			break loop
+		}
+	}
+	notify.Send(sdnotify.Stopping)
+	m.Shutdown(time.Now())
+	cancel()
+	if runErr == nil {
+		if err := <-drivers; err != nil {
+			runErr = err
+		}
+	}
+	log.Info("agent stopped", "event", "agent_stopped")
+	return errors.Join(runErr)
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/wallphone/wallphone/audio"
+	"github.com/wallphone/wallphone/device"
+	"github.com/wallphone/wallphone/device/sim"
+	"github.com/wallphone/wallphone/selftest"
+)
+
+// errSelftest is returned when a part failed: exit status 1.
+var errSelftest = errors.New("selftest failed")
+
+// runSelftest is `wallphoned selftest`: the technician's walk through the hardware.
+func runSelftest(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("wallphoned selftest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	boardName := fs.String("board", "sim", "board `name`: sim, or a built-in board")
+	boardFile := fs.String("board-file", "", "board definition `file` for a board that is not built in")
+	clock := fs.String("clock", "real", "sim board: real or virtual")
+	timeout := fs.Duration("step-timeout", time.Minute, "how long each step waits for the technician")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("selftest: unexpected argument %q", fs.Arg(0))
+	}
+	if *boardName == "sim" && *boardFile == "" {
+		return selftestSim(ctx, *clock == "virtual", *timeout, stdin, stdout, stderr)
+	}
+	hw, err := openHardware(*boardName, *boardFile, slog.New(slog.NewTextHandler(stderr, nil)))
+	if err != nil {
+		return err
+	}
+	defer hw.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ticker := time.NewTicker(audio.FrameDuration)
+	defer ticker.Stop()
+	done := make(chan error, 1)
+	go func() { done <- hw.devs.Run(ctx) }()
+	res := selftest.Run(ctx, hw.board, selftest.Options{Keys: hw.devs.Keys, StepTimeout: *timeout, Ticks: ticker.C, Out: stdout})
+	cancel()
+	if err := <-done; err != nil {
+		return err
+	}
+	if !res.Passed() {
+		return errSelftest
+	}
+	return nil
+}
+
+// selftestSim runs the self test on the simulated phone, worked by the same commands as the
+// agent (offhook, press, wait...), so that the walk-through itself can be tried and scripted.
+func selftestSim(ctx context.Context, virtual bool, timeout time.Duration, stdin io.Reader, stdout, stderr io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	board := sim.New(sim.Options{Mic: audio.Tone(0.1, 440)})
+	ticks := make(chan time.Time)
+	done := make(chan struct{})
+	var res selftest.Result
+	keys := []device.Key("123456789*0#")
+	go func() {
+		defer close(done)
+		res = selftest.Run(ctx, board.Device(), selftest.Options{Keys: keys, StepTimeout: timeout, Ticks: ticks, Out: stdout})
+	}()
+	p := &simPhone{log: slog.New(slog.DiscardHandler), stderr: stderr, board: board, stop: done,
+		virtual: virtual, now: virtualEpoch}
+	p.tick = func(now time.Time) {
+		select {
+		case ticks <- now:
+		case <-done:
+		}
+	}
+	if err := p.loop(ctx, stdin); err != nil {
+		return err
+	}
+	cancel() // input ended before the test did: the steps left fail as stopped
+	<-done
+	if !res.Passed() {
+		return errSelftest
+	}
+	return nil
+}

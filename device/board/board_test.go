@@ -1,0 +1,138 @@
+package board
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+	"periph.io/x/conn/v3/gpio/gpiotest"
+
+	"github.com/wallphone/wallphone/device"
+	"github.com/wallphone/wallphone/keypad"
+	"github.com/wallphone/wallphone/keypad/keypadtest"
+)
+
+func TestBuiltins(t *testing.T) {
+	names := Names()
+	if strings.Join(names, ",") != "gpiochip,rpi" {
+		t.Fatalf("built-in boards %v", names)
+	}
+	for _, n := range names {
+		d, err := Lookup(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Name != n || len(d.Pins()) < 9 {
+			t.Errorf("%s: %+v", n, d)
+		}
+	}
+	for _, bad := range []string{"sim", "nosuch", "../boards/rpi", "rpi.json"} {
+		if _, err := Lookup(bad); err == nil {
+			t.Errorf("%q found", bad)
+		}
+	}
+}
+
+func TestParseRefuses(t *testing.T) {
+	good, _ := builtin.ReadFile("boards/rpi.json")
+	for _, tt := range []struct{ name, old, new, want string }{
+		{"unknown field", `"outputs_active_high"`, `"outputs_active_hi"`, "unknown field"},
+		{"layout", `"4x3"`, `"3x4"`, "keypad.layout"},
+		{"a row short", `, "GPIO19"]`, `]`, "needs 4 rows"},
+		{"pin twice", `"GPIO20"]`, `"GPIO5"]`, "GPIO5 is used twice"},
+		{"hook level", `"off_hook": "high"`, `"off_hook": "up"`, "hook.off_hook"},
+		{"pull", `"pull": "up"`, `"pull": "sideways"`, "hook.pull"},
+		{"rate", `"rate": 16000`, `"rate": 44100`, "audio.rate"},
+		{"named sim", `"name": "rpi"`, `"name": "sim"`, "other than sim"},
+		{"empty pin", `"GPIO17"`, `""`, "without a name"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := strings.Replace(string(good), tt.old, tt.new, 1)
+			if b == string(good) {
+				t.Fatalf("no %q in rpi.json", tt.old)
+			}
+			if _, err := Parse([]byte(b)); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// fakeBoard registers fakes for every pin of the rpi board.
+func fakeBoard(t *testing.T) (Definition, map[string]gpio.PinIO, *keypadtest.Matrix) {
+	d, err := Lookup("rpi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := keypadtest.New(keypad.Layout4x3())
+	pins := map[string]gpio.PinIO{}
+	for i, n := range d.Keypad.Rows {
+		pins[n] = m.Row(i)
+	}
+	for i, n := range d.Keypad.Cols {
+		pins[n] = m.Col(i)
+	}
+	pins[d.Hook.Pin] = &gpiotest.Pin{N: d.Hook.Pin}
+	for _, n := range d.Outputs {
+		pins[n] = &gpiotest.Pin{N: n}
+	}
+	return d, pins, m
+}
+
+func TestOpenMissingPins(t *testing.T) {
+	d, pins, _ := fakeBoard(t)
+	delete(pins, "GPIO17")
+	delete(pins, "GPIO5")
+	_, err := Open(d, func(n string) gpio.PinIO { return pins[n] }, nil)
+	if err == nil || !strings.Contains(err.Error(), "pins not found: GPIO17, GPIO5") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+// TestOpenAndRun runs the board's real drivers on fake pins: a key pressed on the matrix and
+// the handset lifted reach the agent's interfaces.
+func TestOpenAndRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d, pins, m := fakeBoard(t)
+		devs, err := Open(d, func(n string) gpio.PinIO { return pins[n] }, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(devs.Keys) != "123456789*0#" || len(devs.Outputs) != 3 {
+			t.Fatalf("keys %q outputs %v", string(devs.Keys), devs.Outputs)
+		}
+		// The switch is closed to ground while the handset rests on it.
+		pins[d.Hook.Pin].Out(gpio.Low)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- devs.Run(ctx) }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}()
+
+		m.Press('5')
+		time.Sleep(200 * time.Millisecond) // simulated time: the scanner debounces
+		m.Release('5')
+		time.Sleep(200 * time.Millisecond)
+		if k, ok := devs.Keypad.PollKey(); !ok || k != device.Key('5') {
+			t.Fatalf("key %q %v", k, ok)
+		}
+		if devs.Hook.OffHook() {
+			t.Fatal("off-hook before lifting")
+		}
+		pins[d.Hook.Pin].Out(gpio.High) // lifted: this board's switch reads High off-hook
+		time.Sleep(500 * time.Millisecond)
+		if !devs.Hook.OffHook() {
+			t.Fatal("lifting the handset was not seen")
+		}
+		if err := devs.Outputs["ringer"].Set(true); err != nil || pins["GPIO24"].Read() != gpio.High {
+			t.Fatalf("ringer: %v", err)
+		}
+	})
+}
