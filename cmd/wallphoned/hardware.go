@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -59,16 +60,11 @@ func openHardware(name, file string, log *slog.Logger) (*hardware, error) {
 
 // runBoard is the agent on a real board: the GPIO drivers and the call loop, ticking every
 // 20 ms on the wall clock, until SIGTERM.
-func runBoard(ctx context.Context, cfg config, stdout interface{ Write([]byte) (int, error) }) error {
+func runBoard(ctx context.Context, cfg config, hw *hardware, stdout io.Writer) error {
 	log := newLogger(cfg.logMode, stdout)
 	if cfg.trunk != "sim" {
 		return fmt.Errorf("--trunk %q: this build has only the simulated called party (sim), for bench tests", cfg.trunk)
 	}
-	hw, err := openHardware(cfg.board, cfg.boardFile, log)
-	if err != nil {
-		return err
-	}
-	defer hw.close()
 	a, err := openAgent(cfg, log)
 	if err != nil {
 		return err

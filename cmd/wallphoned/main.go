@@ -41,5 +41,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if cfg.board == "sim" && cfg.boardFile == "" {
 		return runSim(ctx, cfg, stdin, stdout, stderr)
 	}
-	return runBoard(ctx, cfg, stdout)
+	hw, err := openHardware(cfg.board, cfg.boardFile, newLogger(cfg.logMode, stderr))
+	if err != nil {
+		return err
+	}
+	defer hw.close()
+	return runBoard(ctx, cfg, hw, stdout)
 }

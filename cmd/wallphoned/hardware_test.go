@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+	"periph.io/x/conn/v3/gpio/gpiotest"
+
+	"github.com/wallphone/wallphone/audio"
+	"github.com/wallphone/wallphone/device"
+	"github.com/wallphone/wallphone/device/board"
+	"github.com/wallphone/wallphone/device/sim"
+	"github.com/wallphone/wallphone/keypad"
+	"github.com/wallphone/wallphone/keypad/keypadtest"
+)
+
+// fakeHandset is a sound card that is not there: the simulated board's handset, with a Close.
+type fakeHandset struct{ *sim.Board }
+
+func (fakeHandset) Close() error { return nil }
+
+// TestRunBoard runs the agent as on a phone — the rpi board's real keypad scanner and hook
+// driver on fake pins, the call loop on the wall clock — and works it like a caller: lift
+// the handset, choose a language, and stop it with a cancel as SIGTERM would.
+func TestRunBoard(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs in real time")
+	}
+	dir := t.TempDir()
+	simData := filepath.Join(dir, "sim")
+	runAgent(t, simData, "quit\n") // the demo policy and registry, as a facility would provide them
+
+	def, err := board.Lookup("rpi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := keypadtest.New(keypad.Layout4x3())
+	pins := map[string]gpio.PinIO{}
+	for i, n := range def.Keypad.Rows {
+		pins[n] = m.Row(i)
+	}
+	for i, n := range def.Keypad.Cols {
+		pins[n] = m.Col(i)
+	}
+	hookPin := &gpiotest.Pin{N: def.Hook.Pin}
+	pins[def.Hook.Pin] = hookPin
+	for _, n := range def.Outputs {
+		pins[n] = &gpiotest.Pin{N: n}
+	}
+	devs, err := board.Open(def, func(n string) gpio.PinIO { return pins[n] }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hookPin.Out(gpio.Low) // on-hook
+	hs := fakeHandset{sim.New(sim.Options{Mic: audio.Tone(0.1, 440)})}
+	hw := &hardware{def: def, devs: devs, handset: hs,
+		board: device.Board{Name: def.Name, Keypad: devs.Keypad, Hook: devs.Hook, Handset: hs}}
+
+	cfg, err := parseFlags([]string{"--board", "rpi", "--log", "json", "--data", filepath.Join(dir, "phone"),
+		"--policy", filepath.Join(simData, "policy.json"), "--registry", filepath.Join(simData, "registry.json")}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runBoard(ctx, cfg, hw, pw); pw.Close() }()
+	events := bufio.NewScanner(pr)
+	guard := time.AfterFunc(2*time.Minute, func() { cancel(); pr.Close() }) // against a hang, not a timing
+	defer guard.Stop()
+	await := func(want string) {
+		t.Helper()
+		for events.Scan() {
+			if strings.Contains(events.Text(), want) {
+				return
+			}
+		}
+		t.Fatalf("no %s", want)
+	}
+	await(`"msg":"agent started"`)
+	hookPin.Out(gpio.High) // lifted
+	await(`"prompt":"greeting"`)
+	m.Press('2')
+	await(`"msg":"language","event":"language"`)
+	m.Release('2')
+	await(`"prompt":"enter_id","lang":"es"`)
+	cancel()
+	go io.Copy(io.Discard, pr)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if hs.Heard().Frames == 0 {
+		t.Error("nothing reached the handset")
+	}
+}
