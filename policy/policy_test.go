@@ -131,7 +131,7 @@ func badPolicies(t testing.TB) []badCase {
 		{"limits missing", edit(t, func(m map[string]any) { delete(m, "limits") }), "limits", ErrMissing},
 		{"max attempts missing", edit(t, func(m map[string]any) { delete(obj(m, "limits"), "max_pin_attempts") }), "limits.max_pin_attempts", ErrMissing},
 		{"max attempts zero", edit(t, func(m map[string]any) { obj(m, "limits")["max_pin_attempts"] = 0 }), "limits.max_pin_attempts", ErrValue},
-		{"max attempts huge", edit(t, func(m map[string]any) { obj(m, "limits")["max_pin_attempts"] = 1 << 40 }), "limits.max_pin_attempts", ErrValue},
+		{"max attempts huge", edit(t, func(m map[string]any) { obj(m, "limits")["max_pin_attempts"] = float64(1 << 40) }), "limits.max_pin_attempts", ErrValue},
 		{"max attempts string", edit(t, func(m map[string]any) { obj(m, "limits")["max_pin_attempts"] = "3" }), "limits.max_pin_attempts", ErrType},
 		{"ring timeout missing", edit(t, func(m map[string]any) { delete(obj(m, "limits"), "ring_timeout") }), "limits.ring_timeout", ErrMissing},
 		{"lockout without unit", edit(t, func(m map[string]any) { obj(m, "limits")["lockout"] = "15" }), "limits.lockout", ErrValue},
@@ -191,7 +191,7 @@ func badPolicies(t testing.TB) []badCase {
 			caller(m, 2)["allowed_numbers"] = []any{"5125550123", "555-0124"}
 		}), "callers[2].allowed_numbers[1]", dialplan.ErrTooShort},
 		{"allowed letters", edit(t, func(m map[string]any) { caller(m, 2)["allowed_numbers"] = []any{"mom"} }), "callers[2].allowed_numbers[0]", dialplan.ErrCharacter},
-		{"allowed number", edit(t, func(m map[string]any) { caller(m, 2)["allowed_numbers"] = []any{5125550123} }), "callers[2].allowed_numbers[0]", ErrType},
+		{"allowed number", edit(t, func(m map[string]any) { caller(m, 2)["allowed_numbers"] = []any{float64(5125550123)} }), "callers[2].allowed_numbers[0]", ErrType},
 		{"allowed but blocked", edit(t, func(m map[string]any) {
 			caller(m, 2)["allowed_numbers"] = []any{"5125550123", "(512) 555-0166"}
 		}), "callers[2].allowed_numbers[1]", ErrConflict},

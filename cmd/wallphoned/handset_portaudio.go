@@ -10,5 +10,9 @@ import (
 )
 
 func openHandset(def board.Definition, log *slog.Logger) (handsetDevice, error) {
-	return portaudio.Open(portaudio.Config{Rate: def.Audio.Rate, Input: def.Audio.Input, Output: def.Audio.Output, Logger: log})
+	h, err := portaudio.Open(portaudio.Config{Rate: def.Audio.Rate, Input: def.Audio.Input, Output: def.Audio.Output, Logger: log})
+	if err != nil {
+		return nil, err // not h: a nil *Handset in the interface would not be a nil interface
+	}
+	return h, nil
 }
