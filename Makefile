@@ -9,7 +9,7 @@ PKGS     := ./...
 # Deadline for one test binary; the whole suite takes a few minutes on two cores.
 TESTTIMEOUT ?= 15m
 
-.PHONY: all run build build-cgo test test-arm vet lint fmt-check bench fuzz prompts deps clean
+.PHONY: all run build build-nocgo build-cgo test test-arm vet lint fmt-check bench fuzz prompts deps clean
 
 all: build
 
@@ -18,8 +18,11 @@ all: build
 run: deps
 	$(GO) run ./cmd/wallphoned --board sim --data $(DATA) --callee auto
 
-# linux/amd64, linux/arm64 and linux/arm (GOARM=7) binaries of every command.
-build: deps
+# linux/amd64, linux/arm64 and linux/arm (GOARM=7) binaries of every command: pure Go here,
+# and with cgo and PortAudio (the real handset) by build-cgo.
+build: build-nocgo build-cgo
+
+build-nocgo: deps
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/linux-amd64/ ./cmd/...
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/linux-arm64/ ./cmd/...

@@ -193,6 +193,9 @@ func (m *Machine) State() string { return m.st.String() }
 // InCall reports whether a session is under way (the handset is off-hook).
 func (m *Machine) InCall() bool { return m.s != nil }
 
+// Recording reports whether a recording is running, for the phone's recording light.
+func (m *Machine) Recording() bool { return m.s != nil && m.s.rec != nil }
+
 // Tick advances the machine to now and moves one frame of audio each way.
 func (m *Machine) Tick(now time.Time) {
 	m.now = now

@@ -361,8 +361,14 @@ func TestNoAudioBeforeAccept(t *testing.T) {
 	if h.rec.frames != 0 {
 		t.Errorf("recorder got %d frames before the accept", h.rec.frames)
 	}
+	if h.m.Recording() {
+		t.Error("the recording light is on before the accept")
+	}
 	acceptedAt := h.board.Heard().Frames
 	h.do("accept")
+	if !h.m.Recording() {
+		t.Error("the recording light is off while recording")
+	}
 	h.wait(2 * time.Second)
 	far := h.farEndFrames()
 	for i, isFar := range far[:acceptedAt] {

@@ -15,6 +15,7 @@ import (
 	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/device"
 	"github.com/wallphone/wallphone/device/board"
+	"github.com/wallphone/wallphone/device/output"
 	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/sdnotify"
 	"github.com/wallphone/wallphone/trunk/simtrunk"
@@ -84,6 +85,7 @@ func runBoard(ctx context.Context, cfg config, hw *hardware, stdout io.Writer) e
 		return err
 	}
 
+	lights := indicators{in: hw.devs.Outputs["in_call"], rec: hw.devs.Outputs["recording"], log: log}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	drivers := make(chan error, 1)
@@ -104,6 +106,7 @@ loop:
 			break loop
 		case now := <-tick.C:
 			m.Tick(now)
+			lights.show(m.InCall(), m.Recording())
 		case <-feed.C:
 			notify.Send(sdnotify.Watchdog)
 		case err := <-drivers:
@@ -121,4 +124,27 @@ loop:
 	}
 	log.Info("agent stopped", "event", "agent_stopped")
 	return errors.Join(runErr)
+}
+
+// indicators are the phone's lights: in call, and recording — the caller can see that a call
+// is recorded, and that a privileged one is not.
+type indicators struct {
+	in, rec *output.Output // nil if the board has no such light
+	log     *slog.Logger
+	failed  bool // a failure is logged once, not 50 times a second
+}
+
+func (l *indicators) show(inCall, recording bool) {
+	for _, o := range []struct {
+		out *output.Output
+		on  bool
+	}{{l.in, inCall}, {l.rec, recording}} {
+		if o.out == nil || o.out.On() == o.on {
+			continue
+		}
+		if err := o.out.Set(o.on); err != nil && !l.failed {
+			l.failed = true
+			l.log.Error("indicator light", "event", "board_error", "err", err)
+		}
+	}
 }

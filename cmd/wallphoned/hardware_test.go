@@ -90,6 +90,9 @@ func TestRunBoard(t *testing.T) {
 	await(`"msg":"language","event":"language"`)
 	m.Release('2')
 	await(`"prompt":"enter_id","lang":"es"`)
+	if pins[def.Outputs["in_call"]].Read() != gpio.High || pins[def.Outputs["recording"]].Read() != gpio.Low {
+		t.Error("lights: want in call on, recording off")
+	}
 	cancel()
 	go io.Copy(io.Discard, pr)
 	if err := <-done; err != nil {
