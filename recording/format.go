@@ -63,10 +63,22 @@ func appendSegmentHeader(dst []byte, m SegmentMeta) ([]byte, error) {
 		meta = append(meta, ' ')
 	}
 	dataLen := m.Frames * bytesPerFrame
-	riffLen := 4 + (8 + 18) + (8 + 4) + (8 + len(meta)) + (8 + dataLen)
+	dst = appendWAVStart(dst, m.Frames, (8+len(meta))+(8+dataLen))
+	le := binary.LittleEndian
+	dst = append(dst, metaChunkID...)
+	dst = le.AppendUint32(dst, uint32(len(meta)))
+	dst = append(dst, meta...)
+	dst = append(dst, "data"...)
+	dst = le.AppendUint32(dst, uint32(dataLen))
+	return dst, nil
+}
+
+// appendWAVStart appends the RIFF header and the fmt and fact chunks of a µ-law stereo WAV
+// file of frames frames, whose chunks after fact take rest bytes.
+func appendWAVStart(dst []byte, frames, rest int) []byte {
 	le := binary.LittleEndian
 	dst = append(dst, "RIFF"...)
-	dst = le.AppendUint32(dst, uint32(riffLen))
+	dst = le.AppendUint32(dst, uint32(4+(8+18)+(8+4)+rest))
 	dst = append(dst, "WAVE"...)
 	dst = append(dst, "fmt "...)
 	dst = le.AppendUint32(dst, 18)
@@ -79,13 +91,7 @@ func appendSegmentHeader(dst []byte, m SegmentMeta) ([]byte, error) {
 	dst = le.AppendUint16(dst, 0)
 	dst = append(dst, "fact"...)
 	dst = le.AppendUint32(dst, 4)
-	dst = le.AppendUint32(dst, uint32(m.Frames*audio.FrameSamples))
-	dst = append(dst, metaChunkID...)
-	dst = le.AppendUint32(dst, uint32(len(meta)))
-	dst = append(dst, meta...)
-	dst = append(dst, "data"...)
-	dst = le.AppendUint32(dst, uint32(dataLen))
-	return dst, nil
+	return le.AppendUint32(dst, uint32(frames*audio.FrameSamples))
 }
 
 // ParseSegment reads a decrypted segment: its metadata and its interleaved µ-law audio

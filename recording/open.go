@@ -16,8 +16,6 @@ import (
 	"slices"
 
 	"filippo.io/age"
-
-	"github.com/wallphone/wallphone/audio"
 )
 
 // Errors from Decrypt and Assemble. A Report's Reasons wrap one of them, or ErrFormat.
@@ -312,26 +310,10 @@ func openSegment(sealed []byte, ids []age.Identity, m Manifest, seq int) (Segmen
 // appendWAVHeader appends the header of a µ-law WAV file of the segments' format holding the
 // given number of frames and no metadata chunk.
 func appendWAVHeader(dst []byte, frames int) []byte {
-	le := binary.LittleEndian
-	dataLen := uint32(frames) * uint32(bytesPerFrame)
-	dst = append(dst, "RIFF"...)
-	dst = le.AppendUint32(dst, wavHeaderLen-8+dataLen)
-	dst = append(dst, "WAVE"...)
-	dst = append(dst, "fmt "...)
-	dst = le.AppendUint32(dst, 18)
-	dst = le.AppendUint16(dst, wavFormatULaw)
-	dst = le.AppendUint16(dst, channels)
-	dst = le.AppendUint32(dst, audio.SampleRate)
-	dst = le.AppendUint32(dst, audio.SampleRate*channels)
-	dst = le.AppendUint16(dst, channels)
-	dst = le.AppendUint16(dst, 8)
-	dst = le.AppendUint16(dst, 0)
-	dst = append(dst, "fact"...)
-	dst = le.AppendUint32(dst, 4)
-	dst = le.AppendUint32(dst, uint32(frames)*uint32(audio.FrameSamples))
+	dataLen := frames * bytesPerFrame
+	dst = appendWAVStart(dst, frames, 8+dataLen)
 	dst = append(dst, "data"...)
-	dst = le.AppendUint32(dst, dataLen)
-	return dst
+	return binary.LittleEndian.AppendUint32(dst, uint32(dataLen))
 }
 
 // WAVSize is the size of the file Assemble writes for a call of the given number of frames.

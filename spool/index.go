@@ -72,13 +72,13 @@ func parseRel(rel string) (n name, ok bool) {
 	switch {
 	case len(parts) == 3 && parts[0] == segmentsDir:
 		seq, ok := parseSegmentFile(parts[2])
-		return name{kind: kindSegment, call: parts[1], seq: seq}, ok && validID(parts[1])
+		return name{kind: kindSegment, call: parts[1], seq: seq}, ok && ValidCallID(parts[1])
 	case len(parts) == 2 && parts[0] == manifestsDir:
 		id, ok := strings.CutSuffix(parts[1], ".age")
-		return name{kind: kindManifest, call: id, seq: ManifestSeq}, ok && validID(id)
+		return name{kind: kindManifest, call: id, seq: ManifestSeq}, ok && ValidCallID(id)
 	case len(parts) == 2 && parts[0] == purgeDir:
 		id, ok := strings.CutSuffix(parts[1], ".json")
-		return name{kind: kindPurge, call: id, seq: ManifestSeq}, ok && validID(id)
+		return name{kind: kindPurge, call: id, seq: ManifestSeq}, ok && ValidCallID(id)
 	}
 	return name{}, false
 }
@@ -98,9 +98,9 @@ func parseSegmentFile(f string) (int, bool) {
 	return seq, err == nil
 }
 
-// validID reports whether a call id is 1 to 64 characters of [A-Za-z0-9_-]: it then names a
-// file or directory and nothing else (no separators, no dots).
-func validID(id string) bool {
+// ValidCallID reports whether a call id is 1 to 64 characters of [A-Za-z0-9_-]: it then names
+// a file or directory and nothing else (no separators, no dots).
+func ValidCallID(id string) bool {
 	if len(id) < 1 || len(id) > 64 {
 		return false
 	}
@@ -115,7 +115,7 @@ func validID(id string) bool {
 }
 
 func segmentName(callID string, seq int) (name, error) {
-	if !validID(callID) {
+	if !ValidCallID(callID) {
 		return name{}, fmt.Errorf("spool: segment %d of call %q: %w", seq, callID, ErrBadID)
 	}
 	if seq < 0 || seq > MaxSeq {
@@ -127,7 +127,7 @@ func segmentName(callID string, seq int) (name, error) {
 // entryName is the file of an entry: its manifest for ManifestSeq, else a segment.
 func entryName(e Entry) (name, error) {
 	if e.Seq == ManifestSeq {
-		if !validID(e.CallID) {
+		if !ValidCallID(e.CallID) {
 			return name{}, fmt.Errorf("spool: manifest of call %q: %w", e.CallID, ErrBadID)
 		}
 		return name{kind: kindManifest, call: e.CallID, seq: ManifestSeq}, nil

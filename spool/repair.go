@@ -169,7 +169,7 @@ func (s *Spool) scan(touched map[string]bool) (map[string]int64, error) {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	for _, de := range des {
-		if !de.IsDir() || !validID(de.Name()) {
+		if !de.IsDir() || !ValidCallID(de.Name()) {
 			if err := file(segs, segmentsDir+"/", de); err != nil {
 				return nil, err
 			}
@@ -209,7 +209,7 @@ func (s *Spool) removeEmptyCallDirs(touched map[string]bool) error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	for _, de := range des {
-		if !de.IsDir() || !validID(de.Name()) {
+		if !de.IsDir() || !ValidCallID(de.Name()) {
 			continue
 		}
 		dir := filepath.Join(segs, de.Name())

@@ -260,7 +260,7 @@ func (s *Spool) CommitSegment(callID string, seq int, data []byte) (Entry, error
 // manifest or the new one, whole. ErrFull counts only the growth over the older manifest.
 // The Entry's Seq is ManifestSeq.
 func (s *Spool) CommitManifest(callID string, data []byte) (Entry, error) {
-	if !validID(callID) {
+	if !ValidCallID(callID) {
 		return Entry{}, fmt.Errorf("spool: manifest of call %q: %w", callID, ErrBadID)
 	}
 	return s.commit(name{kind: kindManifest, call: callID, seq: ManifestSeq}, data)
@@ -270,7 +270,7 @@ func (s *Spool) CommitManifest(callID string, data []byte) (Entry, error) {
 // same steps, replacing an older one of the call atomically. It is never refused for space:
 // purge requests are tiny and must not be lost. They count in Usage all the same.
 func (s *Spool) CommitPurge(callID string, data []byte) error {
-	if !validID(callID) {
+	if !ValidCallID(callID) {
 		return fmt.Errorf("spool: purge request of call %q: %w", callID, ErrBadID)
 	}
 	_, err := s.commit(name{kind: kindPurge, call: callID, seq: ManifestSeq}, data)
@@ -320,7 +320,7 @@ func (s *Spool) Calls() ([]string, error) {
 
 // Segments lists the committed segments of a call in seq order; none is not an error.
 func (s *Spool) Segments(callID string) ([]Entry, error) {
-	if !validID(callID) {
+	if !ValidCallID(callID) {
 		return nil, fmt.Errorf("spool: segments of call %q: %w", callID, ErrBadID)
 	}
 	var es []Entry
@@ -347,7 +347,7 @@ func (s *Spool) Segments(callID string) ([]Entry, error) {
 
 // Manifest returns the entry of a call's manifest, and whether it has one.
 func (s *Spool) Manifest(callID string) (Entry, bool, error) {
-	if !validID(callID) {
+	if !ValidCallID(callID) {
 		return Entry{}, false, fmt.Errorf("spool: manifest of call %q: %w", callID, ErrBadID)
 	}
 	n := name{kind: kindManifest, call: callID, seq: ManifestSeq}
@@ -384,7 +384,7 @@ func (s *Spool) ReadFile(e Entry) ([]byte, error) {
 // is used to destroy a recording found to be privileged and after a call's upload. removed
 // counts the files removed; a call with nothing spooled gives 0 and no error.
 func (s *Spool) DeleteCall(callID string) (removed int, err error) {
-	if !validID(callID) {
+	if !ValidCallID(callID) {
 		return 0, fmt.Errorf("spool: delete call %q: %w", callID, ErrBadID)
 	}
 	s.mu.Lock()
@@ -512,7 +512,7 @@ func (s *Spool) Purges() ([]string, error) {
 
 // ReadPurge reads the purge request of a call, checked against the index like ReadFile.
 func (s *Spool) ReadPurge(callID string) ([]byte, error) {
-	if !validID(callID) {
+	if !ValidCallID(callID) {
 		return nil, fmt.Errorf("spool: purge request of call %q: %w", callID, ErrBadID)
 	}
 	return s.read(name{kind: kindPurge, call: callID, seq: ManifestSeq}, func(record) bool { return true })
@@ -520,7 +520,7 @@ func (s *Spool) ReadPurge(callID string) ([]byte, error) {
 
 // RemovePurge removes the purge request of a call, after its upload is confirmed.
 func (s *Spool) RemovePurge(callID string) error {
-	if !validID(callID) {
+	if !ValidCallID(callID) {
 		return fmt.Errorf("spool: purge request of call %q: %w", callID, ErrBadID)
 	}
 	return s.remove(name{kind: kindPurge, call: callID, seq: ManifestSeq}, func(record) bool { return true })

@@ -4,7 +4,6 @@ package main
 // they sealed. Nothing here runs on a phone.
 
 import (
-	"bufio"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,9 +19,11 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/wallphone/wallphone/atomicfile"
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/identity"
 	"github.com/wallphone/wallphone/recording"
+	"github.com/wallphone/wallphone/spool"
 )
 
 // The spool's layout, as the phone writes it and the vault keeps it.
@@ -77,19 +78,7 @@ func writeNew(path string, data []byte, perm os.FileMode) error {
 		os.Remove(path)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.SyncDir(filepath.Dir(path))
 }
 
 func recordings(args []string, stdout io.Writer) error {
@@ -109,11 +98,11 @@ func recordings(args []string, stdout io.Writer) error {
 func recordingsList(args []string, stdout io.Writer) error {
 	flags := flag.NewFlagSet("recordings list", flag.ContinueOnError)
 	flags.SetOutput(io.Discard)
-	spool := flags.String("spool", "", "the spool directory")
+	spoolDir := flags.String("spool", "", "the spool directory")
 	if err := flags.Parse(args); err != nil {
 		return fmt.Errorf("%w: recordings list: %v", errUsage, err)
 	}
-	if *spool == "" || flags.NArg() != 0 {
+	if *spoolDir == "" || flags.NArg() != 0 {
 		return fmt.Errorf("%w: recordings list needs --spool DIR and nothing else", errUsage)
 	}
 	type callFiles struct {
@@ -128,10 +117,10 @@ func recordingsList(args []string, stdout io.Writer) error {
 		}
 		return calls[id]
 	}
-	segDirs, err1 := os.ReadDir(filepath.Join(*spool, segmentsDir))
-	mans, err2 := os.ReadDir(filepath.Join(*spool, manifestsDir))
+	segDirs, err1 := os.ReadDir(filepath.Join(*spoolDir, segmentsDir))
+	mans, err2 := os.ReadDir(filepath.Join(*spoolDir, manifestsDir))
 	if errors.Is(err1, fs.ErrNotExist) && errors.Is(err2, fs.ErrNotExist) {
-		return fmt.Errorf("%s is not a spool: it has neither %s/ nor %s/", *spool, segmentsDir, manifestsDir)
+		return fmt.Errorf("%s is not a spool: it has neither %s/ nor %s/", *spoolDir, segmentsDir, manifestsDir)
 	}
 	for _, err := range []error{err1, err2} {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -139,16 +128,16 @@ func recordingsList(args []string, stdout io.Writer) error {
 		}
 	}
 	for _, e := range mans {
-		if id, ok := strings.CutSuffix(e.Name(), sealedExt); ok && e.Type().IsRegular() && validCallID(id) {
+		if id, ok := strings.CutSuffix(e.Name(), sealedExt); ok && e.Type().IsRegular() && spool.ValidCallID(id) {
 			get(id).manifest = true
 		}
 	}
 	for _, d := range segDirs {
-		if !d.IsDir() || !validCallID(d.Name()) {
+		if !d.IsDir() || !spool.ValidCallID(d.Name()) {
 			continue
 		}
 		c := get(d.Name())
-		segs, err := os.ReadDir(filepath.Join(*spool, segmentsDir, d.Name()))
+		segs, err := os.ReadDir(filepath.Join(*spoolDir, segmentsDir, d.Name()))
 		if err != nil {
 			return err
 		}
@@ -182,22 +171,6 @@ func recordingsList(args []string, stdout io.Writer) error {
 	return tw.Flush()
 }
 
-// validCallID is the spool's rule for a call id: 1 to 64 of [A-Za-z0-9_-], so that it names
-// a file and nothing else.
-func validCallID(id string) bool {
-	if len(id) < 1 || len(id) > 64 {
-		return false
-	}
-	for _, c := range []byte(id) {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // segmentSeq reads a segment's file name: six digits and ".age".
 func segmentSeq(name string) (int, bool) {
 	digits, ok := strings.CutSuffix(name, sealedExt)
@@ -222,7 +195,7 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 	flags.SetOutput(io.Discard)
 	var keyFiles listFlag
 	flags.Var(&keyFiles, "identity", "an age identity file (repeatable)")
-	spool := flags.String("spool", "", "the spool directory")
+	spoolDir := flags.String("spool", "", "the spool directory")
 	callID := flags.String("call", "", "the call id")
 	manPath := flags.String("manifest", "", "the call's sealed manifest")
 	segDir := flags.String("segments", "", "the directory of the call's sealed segments")
@@ -231,16 +204,16 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 	if err := flags.Parse(args); err != nil {
 		return fmt.Errorf("%w: recordings decrypt: %v", errUsage, err)
 	}
-	fromSpool := *spool != "" || *callID != ""
+	fromSpool := *spoolDir != "" || *callID != ""
 	fromFiles := *manPath != "" || *segDir != ""
 	switch {
 	case flags.NArg() != 0 || len(keyFiles) == 0 || *out == "" || fromSpool == fromFiles:
 		return fmt.Errorf("%w: recordings decrypt needs --identity KEYFILE, --out FILE.wav, and either --spool DIR --call ID or --manifest FILE --segments DIR", errUsage)
-	case fromSpool && (*spool == "" || *callID == ""):
+	case fromSpool && (*spoolDir == "" || *callID == ""):
 		return fmt.Errorf("%w: recordings decrypt needs both --spool DIR and --call ID", errUsage)
 	case fromFiles && (*manPath == "" || *segDir == ""):
 		return fmt.Errorf("%w: recordings decrypt needs both --manifest FILE and --segments DIR", errUsage)
-	case fromSpool && !validCallID(*callID):
+	case fromSpool && !spool.ValidCallID(*callID):
 		return fmt.Errorf("%w: %q is not a call id", errUsage, *callID)
 	}
 	ids, err := readIdentities(keyFiles)
@@ -250,8 +223,8 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 	name := "the call"
 	if fromSpool {
 		name = "call " + *callID
-		*manPath = filepath.Join(*spool, manifestsDir, *callID+sealedExt)
-		*segDir = filepath.Join(*spool, segmentsDir, *callID)
+		*manPath = filepath.Join(*spoolDir, manifestsDir, *callID+sealedExt)
+		*segDir = filepath.Join(*spoolDir, segmentsDir, *callID)
 	}
 	manifest, err := os.ReadFile(*manPath)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -272,7 +245,7 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 	}
 
 	var rep recording.Report
-	err = writeAtomic(*out, 0o600, func(w io.Writer) error {
+	err = atomicfile.WriteFunc(*out, 0o600, func(w io.Writer) error {
 		var err error
 		rep, err = recording.Assemble(manifest, segs, ids, w)
 		return err
@@ -354,45 +327,6 @@ func readSegments(dir string, mustExist bool) (map[int][]byte, []string, error) 
 		segs[seq] = b
 	}
 	return segs, ignored, nil
-}
-
-// writeAtomic writes path through write, under a temporary name in the same directory until
-// write has succeeded; a failed write leaves no file behind.
-func writeAtomic(path string, perm os.FileMode, write func(io.Writer) error) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
-	bw := bufio.NewWriterSize(f, 1<<16)
-	if err := write(bw); err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	return syncDir(dir)
 }
 
 func printReport(w io.Writer, rep recording.Report, out string) {
