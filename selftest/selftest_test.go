@@ -56,6 +56,16 @@ func (tc *technician) await(text string, n int) {
 	tc.t.Fatalf("the screen never showed %q %d times:\n%s", text, n, tc.out.String())
 }
 
+// upToMouthpiece passes the keypad and hook steps and answers the earpiece step with key.
+func (tc *technician) upToMouthpiece(key string) {
+	for _, k := range keys4x3 {
+		tc.press(string(k))
+	}
+	tc.doHook()
+	tc.await("a tone is playing", 1)
+	tc.press(key)
+}
+
 // doHook answers the hook step's instructions: lift, replace, lift.
 func (tc *technician) doHook() {
 	tc.await("hook: lift the handset", 1)
@@ -179,12 +189,7 @@ func TestFailures(t *testing.T) {
 	})
 	t.Run("tone not heard", func(t *testing.T) {
 		tc := start(t, audio.Tone(0.1, 300), 2*time.Second)
-		for _, k := range keys4x3 {
-			tc.press(string(k))
-		}
-		tc.doHook()
-		tc.await("a tone is playing", 1)
-		tc.press("9")
+		tc.upToMouthpiece("9")
 		r := tc.finish()
 		if p := part(r, "earpiece"); p.Passed || !strings.Contains(p.Detail, "did not hear") {
 			t.Fatalf("%+v", p)
@@ -195,12 +200,7 @@ func TestFailures(t *testing.T) {
 	})
 	t.Run("silent mouthpiece", func(t *testing.T) {
 		tc := start(t, nil, time.Second)
-		for _, k := range keys4x3 {
-			tc.press(string(k))
-		}
-		tc.doHook()
-		tc.await("a tone is playing", 1)
-		tc.press("1")
+		tc.upToMouthpiece("1")
 		r := tc.finish()
 		if p := part(r, "mouthpiece"); p.Passed || !strings.Contains(p.Detail, "digital silence") {
 			t.Fatalf("%+v", p)
@@ -208,12 +208,7 @@ func TestFailures(t *testing.T) {
 	})
 	t.Run("quiet mouthpiece", func(t *testing.T) {
 		tc := start(t, audio.Tone(0.002, 300), time.Second)
-		for _, k := range keys4x3 {
-			tc.press(string(k))
-		}
-		tc.doHook()
-		tc.await("a tone is playing", 1)
-		tc.press("1")
+		tc.upToMouthpiece("1")
 		r := tc.finish()
 		if p := part(r, "mouthpiece"); p.Passed || !strings.Contains(p.Detail, "too quiet") {
 			t.Fatalf("%+v", p)
