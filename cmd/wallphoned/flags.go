@@ -59,6 +59,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.callee != "manual" && c.callee != "auto" {
 		return c, fmt.Errorf("--callee %q: want manual or auto", c.callee)
 	}
+	if real := c.board != "sim" || c.boardFile != ""; real && c.earpiece != "" {
+		return c, fmt.Errorf("--earpiece is for the simulated phone only: a real phone never writes call audio")
+	}
 	if c.dataDir == "" {
 		c.dataDir = defaultDataDir(c.board)
 	}
