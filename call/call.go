@@ -407,11 +407,9 @@ func (m *Machine) checkPIN() {
 
 func (m *Machine) decide(digits string) {
 	s := m.s
-	var reg Registry
-	if r := m.cfg.Registry(); r != nil {
-		reg = r
-	}
-	d, err := Decide(s.pol, reg, s.caller, digits)
+	// Decide's error says why the digits are not a number, quoting them; they may be a
+	// mistyped privileged number, so only the decision and its reason are logged.
+	d, _ := Decide(s.pol, m.cfg.Registry(), s.caller, digits)
 	s.decision, s.decided = d, true
 	attrs := []slog.Attr{
 		slog.String("decision", string(d.Kind)), slog.String("reason", d.Reason),
@@ -423,9 +421,6 @@ func (m *Machine) decide(digits string) {
 	if d.Kind == Privileged {
 		attrs = append(attrs, slog.String("kind", string(d.Privileged.Kind)))
 	}
-	// The dial plan's error quotes the digits, which may be a mistyped privileged number:
-	// only the decision and its reason are logged.
-	_ = err
 	m.emit("decision", attrs...)
 	switch d.Kind {
 	case Invalid:

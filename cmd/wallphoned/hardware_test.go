@@ -10,14 +10,12 @@ import (
 	"time"
 
 	"periph.io/x/conn/v3/gpio"
-	"periph.io/x/conn/v3/gpio/gpiotest"
 
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/device"
 	"github.com/wallphone/wallphone/device/board"
+	"github.com/wallphone/wallphone/device/board/boardtest"
 	"github.com/wallphone/wallphone/device/sim"
-	"github.com/wallphone/wallphone/keypad"
-	"github.com/wallphone/wallphone/keypad/keypadtest"
 )
 
 // fakeHandset is a sound card that is not there: the simulated board's handset, with a Close.
@@ -40,20 +38,9 @@ func TestRunBoard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := keypadtest.New(keypad.Layout4x3())
-	pins := map[string]gpio.PinIO{}
-	for i, n := range def.Keypad.Rows {
-		pins[n] = m.Row(i)
-	}
-	for i, n := range def.Keypad.Cols {
-		pins[n] = m.Col(i)
-	}
-	hookPin := &gpiotest.Pin{N: def.Hook.Pin}
-	pins[def.Hook.Pin] = hookPin
-	for _, n := range def.Outputs {
-		pins[n] = &gpiotest.Pin{N: n}
-	}
-	devs, err := board.Open(def, func(n string) gpio.PinIO { return pins[n] }, nil)
+	fake := boardtest.New(def)
+	m, pins, hookPin := fake.Matrix, fake.Pins, fake.Hook
+	devs, err := board.Open(def, fake.Lookup, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

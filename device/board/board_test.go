@@ -1,27 +1,28 @@
-package board
+package board_test
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"periph.io/x/conn/v3/gpio"
-	"periph.io/x/conn/v3/gpio/gpiotest"
 
 	"github.com/wallphone/wallphone/device"
-	"github.com/wallphone/wallphone/keypad"
+	"github.com/wallphone/wallphone/device/board"
+	"github.com/wallphone/wallphone/device/board/boardtest"
 	"github.com/wallphone/wallphone/keypad/keypadtest"
 )
 
 func TestBuiltins(t *testing.T) {
-	names := Names()
+	names := board.Names()
 	if strings.Join(names, ",") != "gpiochip,rpi" {
 		t.Fatalf("built-in boards %v", names)
 	}
 	for _, n := range names {
-		d, err := Lookup(n)
+		d, err := board.Lookup(n)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -30,14 +31,17 @@ func TestBuiltins(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"sim", "nosuch", "../boards/rpi", "rpi.json"} {
-		if _, err := Lookup(bad); err == nil {
+		if _, err := board.Lookup(bad); err == nil {
 			t.Errorf("%q found", bad)
 		}
 	}
 }
 
 func TestParseRefuses(t *testing.T) {
-	good, _ := builtin.ReadFile("boards/rpi.json")
+	good, err := os.ReadFile("boards/rpi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct{ name, old, new, want string }{
 		{"unknown field", `"outputs_active_high"`, `"outputs_active_hi"`, "unknown field"},
 		{"layout", `"4x3"`, `"3x4"`, "keypad.layout"},
@@ -54,39 +58,28 @@ func TestParseRefuses(t *testing.T) {
 			if b == string(good) {
 				t.Fatalf("no %q in rpi.json", tt.old)
 			}
-			if _, err := Parse([]byte(b)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			if _, err := board.Parse([]byte(b)); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err %v, want %q", err, tt.want)
 			}
 		})
 	}
 }
 
-// fakeBoard registers fakes for every pin of the rpi board.
-func fakeBoard(t *testing.T) (Definition, map[string]gpio.PinIO, *keypadtest.Matrix) {
-	d, err := Lookup("rpi")
+// fakeBoard gives the rpi board fake pins.
+func fakeBoard(t *testing.T) (board.Definition, map[string]gpio.PinIO, *keypadtest.Matrix) {
+	d, err := board.Lookup("rpi")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := keypadtest.New(keypad.Layout4x3())
-	pins := map[string]gpio.PinIO{}
-	for i, n := range d.Keypad.Rows {
-		pins[n] = m.Row(i)
-	}
-	for i, n := range d.Keypad.Cols {
-		pins[n] = m.Col(i)
-	}
-	pins[d.Hook.Pin] = &gpiotest.Pin{N: d.Hook.Pin}
-	for _, n := range d.Outputs {
-		pins[n] = &gpiotest.Pin{N: n}
-	}
-	return d, pins, m
+	f := boardtest.New(d)
+	return d, f.Pins, f.Matrix
 }
 
 func TestOpenMissingPins(t *testing.T) {
 	d, pins, _ := fakeBoard(t)
 	delete(pins, "GPIO17")
 	delete(pins, "GPIO5")
-	_, err := Open(d, func(n string) gpio.PinIO { return pins[n] }, nil)
+	_, err := board.Open(d, func(n string) gpio.PinIO { return pins[n] }, nil)
 	if err == nil || !strings.Contains(err.Error(), "pins not found: GPIO17, GPIO5") {
 		t.Fatalf("err %v", err)
 	}
@@ -97,7 +90,7 @@ func TestOpenMissingPins(t *testing.T) {
 func TestOpenAndRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d, pins, m := fakeBoard(t)
-		devs, err := Open(d, func(n string) gpio.PinIO { return pins[n] }, nil)
+		devs, err := board.Open(d, func(n string) gpio.PinIO { return pins[n] }, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
