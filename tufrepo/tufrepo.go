@@ -1,0 +1,397 @@
+// Package tufrepo is the back office's side of distribution: a TUF repository, as a folder of
+// static files any web server or bucket can serve, that carries the privileged-number registry
+// and the facilities' policies to the phones. It keeps promise 6: nothing reaches a phone
+// unless the roles' keys signed it, the root and targets keys can stay offline, every role has
+// its own threshold and expiry, and versions only go up.
+//
+// Layout (consistent snapshots, so a phone reading while a publish is under way never mixes
+// two versions): metadata/N.root.json, metadata/N.targets.json, metadata/N.snapshot.json,
+// metadata/timestamp.json, and targets/<dir>/<sha256>.<name> for every target.
+package tufrepo
+
+import (
+	"crypto"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/wallphone/wallphone/atomicfile"
+)
+
+// The top-level roles.
+const (
+	Root      = metadata.ROOT
+	Targets   = metadata.TARGETS
+	Snapshot  = metadata.SNAPSHOT
+	Timestamp = metadata.TIMESTAMP
+)
+
+// Roles lists the top-level roles in signing order.
+var roles = []string{Root, Targets, Snapshot, Timestamp}
+
+// Expiry is how long each role's metadata stays valid after it is signed. The timestamp's
+// expiry is how long a phone that hears nothing goes on before it counts itself stale.
+type Expiry struct {
+	Root, Targets, Snapshot, Timestamp time.Duration
+}
+
+// DefaultExpiry suits a repository whose timestamp is re-signed daily by an online key.
+var DefaultExpiry = Expiry{Root: 365 * 24 * time.Hour, Targets: 90 * 24 * time.Hour, Snapshot: 7 * 24 * time.Hour, Timestamp: 2 * 24 * time.Hour}
+
+// RoleKeys is, per role, the public keys that may sign it and how many signatures it needs.
+type RoleKeys struct {
+	Keys      []ed25519.PublicKey
+	Threshold int
+}
+
+// Signers are the private keys at hand for one operation, per role: an offline key is simply
+// absent unless the operation needs it.
+type Signers map[string][]ed25519.PrivateKey
+
+// Errors.
+var (
+	// ErrThreshold: fewer keys at hand than the role's threshold.
+	ErrThreshold = errors.New("tufrepo: not enough keys to meet the role's threshold")
+	// ErrNotRepo: the folder holds no repository.
+	ErrNotRepo = errors.New("tufrepo: not a repository (no metadata/timestamp.json)")
+)
+
+// Init creates a repository in dir with version 1 of every role and no targets, signed by
+// signers (which must include enough root keys for root's threshold).
+func Init(dir string, keys map[string]RoleKeys, signers Signers, exp Expiry, now time.Time) error {
+	if _, err := os.Stat(filepath.Join(dir, "metadata", "1.root.json")); err == nil {
+		return fmt.Errorf("tufrepo: %s already holds a repository", dir)
+	}
+	root := metadata.Root(now.Add(exp.Root).UTC().Truncate(time.Second))
+	for _, role := range roles {
+		rk, ok := keys[role]
+		if !ok || len(rk.Keys) == 0 {
+			return fmt.Errorf("tufrepo: no keys for the %s role", role)
+		}
+		if rk.Threshold < 1 || rk.Threshold > len(rk.Keys) {
+			return fmt.Errorf("tufrepo: %s threshold %d with %d keys", role, rk.Threshold, len(rk.Keys))
+		}
+		for _, pub := range rk.Keys {
+			k, err := metadata.KeyFromPublicKey(pub)
+			if err != nil {
+				return fmt.Errorf("tufrepo: %s key: %w", role, err)
+			}
+			if err := root.Signed.AddKey(k, role); err != nil {
+				return fmt.Errorf("tufrepo: %s key: %w", role, err)
+			}
+		}
+		root.Signed.Roles[role].Threshold = rk.Threshold
+	}
+	r := &Repo{dir: dir, root: root,
+		targets: metadata.Targets(now.Add(exp.Targets).UTC().Truncate(time.Second))}
+	if err := sign(root, Root, root.Signed.Roles[Root], signers[Root]); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "metadata"), 0o755); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "targets"), 0o755); err != nil {
+		return err
+	}
+	if err := writeMeta(root, filepath.Join(dir, "metadata", "1.root.json")); err != nil {
+		return err
+	}
+	r.targets.Signed.Version = 0 // Commit makes it 1
+	r.snapshot = metadata.Snapshot()
+	r.snapshot.Signed.Version = 0
+	r.timestamp = metadata.Timestamp()
+	r.timestamp.Signed.Version = 0
+	return r.Commit(signers, exp, now)
+}
+
+// Repo is an open repository.
+type Repo struct {
+	dir       string
+	root      *metadata.Metadata[metadata.RootType]
+	targets   *metadata.Metadata[metadata.TargetsType]
+	snapshot  *metadata.Metadata[metadata.SnapshotType]
+	timestamp *metadata.Metadata[metadata.TimestampType]
+}
+
+// Open reads the current metadata of the repository in dir.
+func Open(dir string) (*Repo, error) {
+	md := filepath.Join(dir, "metadata")
+	ts, err := metadata.Timestamp().FromFile(filepath.Join(md, "timestamp.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotRepo, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tufrepo: timestamp: %w", err)
+	}
+	r := &Repo{dir: dir, timestamp: ts}
+	sv := ts.Signed.Meta["snapshot.json"].Version
+	if r.snapshot, err = metadata.Snapshot().FromFile(filepath.Join(md, fmt.Sprintf("%d.snapshot.json", sv))); err != nil {
+		return nil, fmt.Errorf("tufrepo: snapshot: %w", err)
+	}
+	tv := r.snapshot.Signed.Meta["targets.json"].Version
+	if r.targets, err = metadata.Targets().FromFile(filepath.Join(md, fmt.Sprintf("%d.targets.json", tv))); err != nil {
+		return nil, fmt.Errorf("tufrepo: targets: %w", err)
+	}
+	rv, err := latestRoot(md)
+	if err != nil {
+		return nil, err
+	}
+	if r.root, err = metadata.Root().FromFile(filepath.Join(md, fmt.Sprintf("%d.root.json", rv))); err != nil {
+		return nil, fmt.Errorf("tufrepo: root: %w", err)
+	}
+	return r, nil
+}
+
+func latestRoot(md string) (int64, error) {
+	names, err := filepath.Glob(filepath.Join(md, "*.root.json"))
+	if err != nil {
+		return 0, err
+	}
+	var best int64
+	for _, n := range names {
+		v, err := strconv.ParseInt(strings.TrimSuffix(filepath.Base(n), ".root.json"), 10, 64)
+		if err == nil && v > best {
+			best = v
+		}
+	}
+	if best == 0 {
+		return 0, fmt.Errorf("tufrepo: no root metadata in %s", md)
+	}
+	return best, nil
+}
+
+// RootJSON is the current root metadata: what a technician installs on a phone at enrolment
+// as its first trusted root.
+func (r *Repo) RootJSON() ([]byte, error) { return r.root.ToBytes(true) }
+
+// TargetsVersion is the version of the targets metadata in force.
+func (r *Repo) TargetsVersion() int64 { return r.targets.Signed.Version }
+
+// Target returns the metadata of one target, or nil.
+func (r *Repo) Target(name string) *metadata.TargetFiles { return r.targets.Signed.Targets[name] }
+
+// TargetNames lists the targets, sorted.
+func (r *Repo) TargetNames() []string {
+	var out []string
+	for n := range r.targets.Signed.Targets {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// AddTarget copies the file at src into the repository as target name, with custom metadata
+// (marshalled to JSON; nil for none). The target is served once Commit signs new metadata.
+func (r *Repo) AddTarget(name, src string, custom any) error {
+	if name == "" || path.Clean(name) != name || strings.HasPrefix(name, "/") || strings.HasPrefix(name, "..") {
+		return fmt.Errorf("tufrepo: bad target name %q", name)
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("tufrepo: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return fmt.Errorf("tufrepo: %s: %w", src, err)
+	}
+	sum := h.Sum(nil)
+	dir, base := path.Split(name)
+	dst := filepath.Join(r.dir, "targets", filepath.FromSlash(dir), hex.EncodeToString(sum)+"."+base)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFunc(dst, 0o644, func(w io.Writer) error { _, err := io.Copy(w, f); return err }); err != nil {
+		return fmt.Errorf("tufrepo: %w", err)
+	}
+	tf := metadata.TargetFile()
+	tf.Length = n
+	tf.Hashes = metadata.Hashes{"sha256": sum}
+	tf.Path = name
+	if custom != nil {
+		b, err := json.Marshal(custom)
+		if err != nil {
+			return fmt.Errorf("tufrepo: custom metadata of %s: %w", name, err)
+		}
+		raw := json.RawMessage(b)
+		tf.Custom = &raw
+	}
+	r.targets.Signed.Targets[name] = tf
+	return nil
+}
+
+// RemoveTarget drops a target from the next targets metadata (its file stays for phones that
+// are mid-download under the previous snapshot).
+func (r *Repo) RemoveTarget(name string) { delete(r.targets.Signed.Targets, name) }
+
+// Commit signs new versions of targets, snapshot and timestamp and writes them. The timestamp
+// is written last: until it is, phones see the previous version whole.
+func (r *Repo) Commit(signers Signers, exp Expiry, now time.Time) error {
+	t := r.targets
+	t.Signed.Version++
+	t.Signed.Expires = now.Add(exp.Targets).UTC().Truncate(time.Second)
+	if err := sign(t, Targets, r.root.Signed.Roles[Targets], signers[Targets]); err != nil {
+		return err
+	}
+	md := filepath.Join(r.dir, "metadata")
+	if err := writeMeta(t, filepath.Join(md, fmt.Sprintf("%d.targets.json", t.Signed.Version))); err != nil {
+		return err
+	}
+	s := r.snapshot
+	s.Signed.Version++
+	s.Signed.Expires = now.Add(exp.Snapshot).UTC().Truncate(time.Second)
+	s.Signed.Meta = map[string]*metadata.MetaFiles{"targets.json": metadata.MetaFile(t.Signed.Version)}
+	if err := sign(s, Snapshot, r.root.Signed.Roles[Snapshot], signers[Snapshot]); err != nil {
+		return err
+	}
+	if err := writeMeta(s, filepath.Join(md, fmt.Sprintf("%d.snapshot.json", s.Signed.Version))); err != nil {
+		return err
+	}
+	return r.stamp(signers, exp, now)
+}
+
+// Refresh re-signs the timestamp only, with a fresh expiry: the daily job of the online
+// timestamp key that tells phones the repository is alive and unchanged.
+func (r *Repo) Refresh(signers Signers, exp Expiry, now time.Time) error {
+	return r.stamp(signers, exp, now)
+}
+
+func (r *Repo) stamp(signers Signers, exp Expiry, now time.Time) error {
+	ts := r.timestamp
+	ts.Signed.Version++
+	ts.Signed.Expires = now.Add(exp.Timestamp).UTC().Truncate(time.Second)
+	ts.Signed.Meta = map[string]*metadata.MetaFiles{"snapshot.json": metadata.MetaFile(r.snapshot.Signed.Version)}
+	if err := sign(ts, Timestamp, r.root.Signed.Roles[Timestamp], signers[Timestamp]); err != nil {
+		return err
+	}
+	return writeMeta(ts, filepath.Join(r.dir, "metadata", "timestamp.json"))
+}
+
+// sign replaces meta's signatures with those of the keys at hand that the role lists; fewer
+// than the threshold is an error, so a repository never publishes metadata phones refuse.
+func sign[T metadata.Roles](meta *metadata.Metadata[T], role string, rr *metadata.Role, keys []ed25519.PrivateKey) error {
+	meta.ClearSignatures()
+	allowed := map[string]bool{}
+	for _, id := range rr.KeyIDs {
+		allowed[id] = true
+	}
+	signed := 0
+	for _, k := range keys {
+		mk, err := metadata.KeyFromPublicKey(k.Public())
+		if err != nil {
+			return err
+		}
+		id, err := mk.ID()
+		if err != nil {
+			return err
+		}
+		if !allowed[id] {
+			return fmt.Errorf("tufrepo: key %s is not a %s key of this repository", id[:12], role)
+		}
+		s, err := signature.LoadSigner(k, crypto.Hash(0))
+		if err != nil {
+			return err
+		}
+		if _, err := meta.Sign(s); err != nil {
+			return fmt.Errorf("tufrepo: signing %s: %w", role, err)
+		}
+		signed++
+	}
+	if signed < rr.Threshold {
+		return fmt.Errorf("%w: %s needs %d, %d given", ErrThreshold, role, rr.Threshold, signed)
+	}
+	return nil
+}
+
+func writeMeta[T metadata.Roles](meta *metadata.Metadata[T], name string) error {
+	b, err := meta.ToBytes(true)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(name, b, 0o644)
+}
+
+// GenerateKey makes a role key.
+func GenerateKey() (ed25519.PrivateKey, error) {
+	_, k, err := ed25519.GenerateKey(nil)
+	return k, err
+}
+
+// MarshalPrivateKey encodes a key as PKCS #8 PEM, which openssl and most HSM tooling read.
+func MarshalPrivateKey(k ed25519.PrivateKey) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// MarshalPublicKey encodes a public key as PKIX PEM.
+func MarshalPublicKey(k ed25519.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(k)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
+
+// ParsePrivateKey reads a PKCS #8 PEM Ed25519 key.
+func ParsePrivateKey(b []byte) (ed25519.PrivateKey, error) {
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "PRIVATE KEY" {
+		return nil, errors.New("tufrepo: not a PEM private key")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("tufrepo: %w", err)
+	}
+	ek, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, errors.New("tufrepo: not an Ed25519 key")
+	}
+	return ek, nil
+}
+
+// ParsePublicKey reads a PKIX PEM Ed25519 public key, or the public half of a private key file.
+func ParsePublicKey(b []byte) (ed25519.PublicKey, error) {
+	blk, _ := pem.Decode(b)
+	if blk != nil && blk.Type == "PRIVATE KEY" {
+		k, err := ParsePrivateKey(b)
+		if err != nil {
+			return nil, err
+		}
+		return k.Public().(ed25519.PublicKey), nil
+	}
+	if blk == nil || blk.Type != "PUBLIC KEY" {
+		return nil, errors.New("tufrepo: not a PEM public key")
+	}
+	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("tufrepo: %w", err)
+	}
+	ek, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, errors.New("tufrepo: not an Ed25519 key")
+	}
+	return ek, nil
+}
