@@ -1,0 +1,491 @@
+package registry
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"unicode/utf8"
+)
+
+// The compact registry file, what a phone downloads and installs. Its exact numbers are kept
+// as one sorted set per kind (partitioned Elias-Fano, ef.go) and answered in place, from the
+// mapped file, without unpacking; exact numbers carry no label on the phone (labels stay in
+// the back office's CSV), prefixes keep theirs. The file also carries, inside its checksummed
+// and signed bytes, the log of entries removed since version LogFrom, so that a phone can
+// tell a listed removal from a silent shrink (CheckRemovals).
+//
+//	offset  size
+//	0       8     magic "WPREG\x00\r\n"
+//	8       4     format version (1)
+//	12      4     number of sections (8)
+//	16      8     registry version (>= 1)
+//	24      8     log-from version: the removal log covers versions after it (<= version)
+//	32      8     exact numbers, all kinds
+//	40      8     prefixes
+//	48      128   8 sections as (offset, length) pairs, uint64 each: one number set per kind
+//	              in kindOrder, then prefixes, then the removal log; contiguous, in order,
+//	              from byte 176 up to the checksum
+//	...           sections
+//	end-32  32    SHA-256 of every byte before it
+//
+// Prefix section: count uint32, then per prefix: digit count (1 byte), the digits after the
+// "+", kind index (1 byte), label length (uvarint) and label (UTF-8, at most maxLabel bytes);
+// sorted by digits. Removal log section: group count uint32, then per group in increasing
+// version: version uint64, number-set length uint64, the number set, prefix count uint32,
+// prefixes as digit count and digits.
+const (
+	fileMagic     = "WPREG\x00\r\n"
+	formatVersion = 1
+	numKinds      = 6
+	numSections   = numKinds + 2
+	headerLen     = 48 + 16*numSections
+	sumLen        = sha256.Size
+	maxLabel      = 1024
+	// numberLimit: E.164 has at most 15 digits.
+	numberLimit = 999_999_999_999_999
+)
+
+// kindOrder fixes the index of each kind in the file; never reorder it.
+var kindOrder = [numKinds]Kind{Attorney, PublicDefender, Court, Consulate, Hotline, Other}
+
+func kindIndex(k Kind) int {
+	for i, o := range kindOrder {
+		if o == k {
+			return i
+		}
+	}
+	return -1
+}
+
+// Errors of the compact form.
+var (
+	// ErrFormat: the file is not a registry this code can read (bad magic, unknown format
+	// version, truncated, a length or offset out of bounds, values out of order).
+	ErrFormat = errors.New("registry: malformed registry file")
+	// ErrChecksum: the file's SHA-256 does not match its contents (corrupted or tampered).
+	ErrChecksum = errors.New("registry: checksum mismatch")
+	// ErrUnlistedRemoval: a registry lacks entries of an earlier one without listing them in
+	// its removal log; see CheckRemovals.
+	ErrUnlistedRemoval = errors.New("registry: entries removed without being listed")
+	// ErrLogTooShort: the new registry's removal log starts after the installed version, so
+	// the phone cannot check what was removed in between.
+	ErrLogTooShort = errors.New("registry: removal log does not reach back to the installed version")
+	// ErrDelta: a delta is malformed, is for another base, or does not rebuild its target.
+	ErrDelta = errors.New("registry: bad delta")
+)
+
+// Set is an installed compact registry. Its lookups read the file's bytes in place; it is
+// safe for concurrent use until Close.
+type Set struct {
+	data    []byte
+	release func() error // unmaps the file; nil when data is ordinary memory
+
+	version, logFrom uint64
+	kinds            [numKinds]efSet
+	count            int
+	prefixes         []prefixRec
+	prefixIndex      map[string]int // "+digits" → index in prefixes
+	prefixLens       []int          // distinct lengths of "+digits", longest first
+	log              []logGroup
+}
+
+type prefixRec struct {
+	prefix string // "+" and digits
+	entry  Entry
+}
+
+type logGroup struct {
+	version  uint64
+	numbers  efSet
+	prefixes []string // "+" and digits
+}
+
+// Open maps a registry file and checks it as Parse does. Close releases the mapping; no
+// Lookup may run after Close.
+func Open(path string) (*Set, error) {
+	data, release, err := mapFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := Parse(data)
+	if err != nil {
+		if release != nil {
+			release()
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	s.release = release
+	return s, nil
+}
+
+// Close releases the file mapping.
+func (s *Set) Close() error {
+	if s.release == nil {
+		return nil
+	}
+	r := s.release
+	s.release = nil
+	return r()
+}
+
+// Version is the registry's version; a phone never installs a lower one.
+func (s *Set) Version() uint64 { return s.version }
+
+// LogFrom is the version after which the removal log lists every removal.
+func (s *Set) LogFrom() uint64 { return s.logFrom }
+
+// Len is the number of entries, exact numbers and prefixes.
+func (s *Set) Len() int { return s.count + len(s.prefixes) }
+
+// Size is the file's length in bytes.
+func (s *Set) Size() int { return len(s.data) }
+
+// Sum is the SHA-256 the file carries over its contents.
+func (s *Set) Sum() [sha256.Size]byte { return [sha256.Size]byte(s.data[len(s.data)-sumLen:]) }
+
+// Stats summarises a registry for people.
+type Stats struct {
+	Version, LogFrom uint64
+	Bytes            int
+	Exact            map[Kind]int
+	Prefixes         int
+	LogGroups        int
+	LoggedRemovals   int // exact numbers and prefixes in the removal log
+}
+
+// Stats counts what the registry holds.
+func (s *Set) Stats() Stats {
+	st := Stats{Version: s.version, LogFrom: s.logFrom, Bytes: len(s.data), Exact: map[Kind]int{},
+		Prefixes: len(s.prefixes), LogGroups: len(s.log)}
+	for i, k := range kindOrder {
+		st.Exact[k] = s.kinds[i].n
+	}
+	for _, g := range s.log {
+		st.LoggedRemovals += g.numbers.n + len(g.prefixes)
+	}
+	return st
+}
+
+// Lookup reports whether the E.164 number is privileged: an exact number, or else the
+// longest prefix that covers it. Exact numbers come back without a label. It allocates
+// nothing.
+func (s *Set) Lookup(e164 string) (Entry, bool) {
+	if v, ok := numberValue(e164); ok {
+		for i := range s.kinds {
+			if s.kinds[i].contains(v) {
+				return Entry{Kind: kindOrder[i]}, true
+			}
+		}
+	}
+	for _, l := range s.prefixLens {
+		if l <= len(e164) {
+			if i, ok := s.prefixIndex[e164[:l]]; ok {
+				return s.prefixes[i].entry, true
+			}
+		}
+	}
+	return Entry{}, false
+}
+
+// numberValue turns an E.164 number into its digits as an integer; distinct numbers give
+// distinct integers because E.164 numbers never start with 0.
+func numberValue(e164 string) (uint64, bool) {
+	if !isE164(e164, false) {
+		return 0, false
+	}
+	var v uint64
+	for i := 1; i < len(e164); i++ {
+		v = v*10 + uint64(e164[i]-'0')
+	}
+	return v, true
+}
+
+func numberString(v uint64) string { return "+" + strconv.FormatUint(v, 10) }
+
+// Parse checks a registry file held in memory: magic, format, checksum, then every section's
+// bounds and structure, so that a malformed, truncated or tampered file is refused with a
+// clear error and an accepted one can never make a lookup read out of bounds. The Set keeps
+// b; the caller must not change it.
+func Parse(b []byte) (*Set, error) {
+	if len(b) < headerLen+sumLen {
+		return nil, fmt.Errorf("%w: %d bytes, shorter than a header", ErrFormat, len(b))
+	}
+	if string(b[:8]) != fileMagic {
+		return nil, fmt.Errorf("%w: not a registry file (bad magic)", ErrFormat)
+	}
+	if f := binary.LittleEndian.Uint32(b[8:]); f != formatVersion {
+		return nil, fmt.Errorf("%w: format version %d, want %d", ErrFormat, f, formatVersion)
+	}
+	if n := binary.LittleEndian.Uint32(b[12:]); n != numSections {
+		return nil, fmt.Errorf("%w: %d sections, want %d", ErrFormat, n, numSections)
+	}
+	body := b[:len(b)-sumLen]
+	if sum := sha256.Sum256(body); !bytes.Equal(sum[:], b[len(body):]) {
+		return nil, ErrChecksum
+	}
+	s := &Set{
+		data:    b,
+		version: binary.LittleEndian.Uint64(b[16:]),
+		logFrom: binary.LittleEndian.Uint64(b[24:]),
+	}
+	if s.version == 0 {
+		return nil, ErrVersion
+	}
+	if s.logFrom > s.version {
+		return nil, fmt.Errorf("%w: removal log from version %d, after the registry's version %d", ErrFormat, s.logFrom, s.version)
+	}
+	var sections [numSections][]byte
+	next := uint64(headerLen)
+	for i := range sections {
+		off := binary.LittleEndian.Uint64(b[48+16*i:])
+		n := binary.LittleEndian.Uint64(b[56+16*i:])
+		if off != next || n > uint64(len(body))-off {
+			return nil, fmt.Errorf("%w: section %d at %d+%d, want it at %d within %d bytes", ErrFormat, i, off, n, next, len(body))
+		}
+		sections[i] = body[off : off+n]
+		next = off + n
+	}
+	if next != uint64(len(body)) {
+		return nil, fmt.Errorf("%w: %d bytes after the last section", ErrFormat, uint64(len(body))-next)
+	}
+	total := 0
+	for i := range s.kinds {
+		var err error
+		if s.kinds[i], err = parseEF(sections[i], numberLimit); err != nil {
+			return nil, fmt.Errorf("%w: %s numbers: %v", ErrFormat, kindOrder[i], err)
+		}
+		total += s.kinds[i].n
+	}
+	if err := checkDisjoint(s); err != nil {
+		return nil, err
+	}
+	if want := binary.LittleEndian.Uint64(b[32:]); want != uint64(total) {
+		return nil, fmt.Errorf("%w: header says %d numbers, sets hold %d", ErrFormat, want, total)
+	}
+	s.count = total
+	if err := s.parsePrefixes(sections[numKinds]); err != nil {
+		return nil, err
+	}
+	if want := binary.LittleEndian.Uint64(b[40:]); want != uint64(len(s.prefixes)) {
+		return nil, fmt.Errorf("%w: header says %d prefixes, section holds %d", ErrFormat, want, len(s.prefixes))
+	}
+	if err := s.parseLog(sections[numKinds+1]); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// checkDisjoint refuses a number listed under two kinds: its kind would depend on the order
+// of the lookups.
+func checkDisjoint(s *Set) error {
+	it := s.all()
+	prev, started := uint64(0), false
+	for {
+		v, _, ok := it.next()
+		if !ok {
+			return nil
+		}
+		if started && v == prev {
+			return fmt.Errorf("%w: %s listed under two kinds", ErrFormat, numberString(v))
+		}
+		prev, started = v, true
+	}
+}
+
+// reader reads a section, remembering the first error.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) take(n uint64, what string) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n > uint64(len(r.b)) {
+		r.err = fmt.Errorf("%s: %d bytes wanted, %d left", what, n, len(r.b))
+		return nil
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *reader) u8(what string) byte {
+	if b := r.take(1, what); b != nil {
+		return b[0]
+	}
+	return 0
+}
+
+func (r *reader) u32(what string) uint32 {
+	if b := r.take(4, what); b != nil {
+		return binary.LittleEndian.Uint32(b)
+	}
+	return 0
+}
+
+func (r *reader) u64(what string) uint64 {
+	if b := r.take(8, what); b != nil {
+		return binary.LittleEndian.Uint64(b)
+	}
+	return 0
+}
+
+func (r *reader) uvarint(what string) uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = fmt.Errorf("%s: bad varint", what)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// prefix reads a digit count and digits, returning "+digits".
+func (r *reader) prefix(what string) string {
+	d := r.take(uint64(r.u8(what)), what)
+	if r.err != nil {
+		return ""
+	}
+	p := "+" + string(d)
+	if !isE164(p, true) {
+		r.err = fmt.Errorf("%s: %q is not an E.164 prefix", what, p)
+	}
+	return p
+}
+
+func (r *reader) end(what string) error {
+	if r.err == nil && len(r.b) != 0 {
+		r.err = fmt.Errorf("%s: %d bytes left over", what, len(r.b))
+	}
+	if r.err != nil {
+		return fmt.Errorf("%w: %v", ErrFormat, r.err)
+	}
+	return nil
+}
+
+func (s *Set) parsePrefixes(b []byte) error {
+	r := &reader{b: b}
+	n := r.u32("prefix count")
+	if uint64(n) > uint64(len(b))/3 {
+		return fmt.Errorf("%w: %d prefixes in %d bytes", ErrFormat, n, len(b))
+	}
+	s.prefixIndex = make(map[string]int, n)
+	seenLen := map[int]bool{}
+	for i := 0; i < int(n) && r.err == nil; i++ {
+		p := r.prefix("prefix")
+		ki := int(r.u8("prefix kind"))
+		label := r.take(r.uvarint("label length"), "label")
+		switch {
+		case r.err != nil:
+		case ki >= numKinds:
+			r.err = fmt.Errorf("prefix %s: kind %d", p, ki)
+		case len(label) > maxLabel || !utf8.Valid(label):
+			r.err = fmt.Errorf("prefix %s: label not UTF-8 of at most %d bytes", p, maxLabel)
+		case i > 0 && p <= s.prefixes[i-1].prefix:
+			r.err = fmt.Errorf("prefix %s out of order", p)
+		}
+		if r.err != nil {
+			break
+		}
+		s.prefixIndex[p] = i
+		s.prefixes = append(s.prefixes, prefixRec{p, Entry{Kind: kindOrder[ki], Label: string(label)}})
+		if !seenLen[len(p)] {
+			seenLen[len(p)] = true
+			s.prefixLens = append(s.prefixLens, len(p))
+		}
+	}
+	// Longest first, so that the most specific block wins.
+	for i := 1; i < len(s.prefixLens); i++ {
+		for j := i; j > 0 && s.prefixLens[j] > s.prefixLens[j-1]; j-- {
+			s.prefixLens[j], s.prefixLens[j-1] = s.prefixLens[j-1], s.prefixLens[j]
+		}
+	}
+	return r.end("prefixes")
+}
+
+func (s *Set) parseLog(b []byte) error {
+	r := &reader{b: b}
+	n := r.u32("log groups")
+	if uint64(n) > uint64(len(b))/20 {
+		return fmt.Errorf("%w: %d removal groups in %d bytes", ErrFormat, n, len(b))
+	}
+	prev := s.logFrom
+	for i := 0; i < int(n) && r.err == nil; i++ {
+		g := logGroup{version: r.u64("removal version")}
+		blob := r.take(r.u64("removal set length"), "removal set")
+		np := r.u32("removed prefixes")
+		if uint64(np) > uint64(len(r.b)) {
+			r.err = fmt.Errorf("%d removed prefixes in %d bytes", np, len(r.b))
+		}
+		for j := 0; j < int(np) && r.err == nil; j++ {
+			p := r.prefix("removed prefix")
+			if r.err == nil && j > 0 && p <= g.prefixes[j-1] {
+				r.err = fmt.Errorf("removed prefix %s out of order", p)
+			}
+			g.prefixes = append(g.prefixes, p)
+		}
+		if r.err != nil {
+			break
+		}
+		if g.version <= prev || g.version > s.version {
+			return fmt.Errorf("%w: removals of version %d outside %d..%d or out of order", ErrFormat, g.version, prev+1, s.version)
+		}
+		prev = g.version
+		var err error
+		if g.numbers, err = parseEF(blob, numberLimit); err != nil {
+			return fmt.Errorf("%w: removals of version %d: %v", ErrFormat, g.version, err)
+		}
+		if g.numbers.n == 0 && len(g.prefixes) == 0 {
+			return fmt.Errorf("%w: empty removal group for version %d", ErrFormat, g.version)
+		}
+		s.log = append(s.log, g)
+	}
+	return r.end("removal log")
+}
+
+// mergeIter walks the exact numbers of every kind in increasing order.
+type mergeIter struct {
+	its   [numKinds]*efIter
+	heads [numKinds]uint64
+	ok    [numKinds]bool
+}
+
+func (s *Set) all() *mergeIter {
+	m := &mergeIter{}
+	for i := range s.kinds {
+		m.its[i] = s.kinds[i].iter()
+		m.heads[i], m.ok[i] = m.its[i].next()
+	}
+	return m
+}
+
+// next returns the smallest number left and the index of its kind.
+func (m *mergeIter) next() (uint64, int, bool) {
+	best := -1
+	for i := range m.heads {
+		if m.ok[i] && (best < 0 || m.heads[i] < m.heads[best]) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return 0, 0, false
+	}
+	v := m.heads[best]
+	m.heads[best], m.ok[best] = m.its[best].next()
+	return v, best, true
+}
+
+// readFile is the fallback when memory mapping is not available.
+func readFile(path string) ([]byte, func() error, error) {
+	b, err := os.ReadFile(path)
+	return b, nil, err
+}
