@@ -36,6 +36,11 @@ type Registry interface {
 	Version() uint64
 }
 
+// Auditor keeps the tamper-evident record of every decision.
+type Auditor interface {
+	Decided(callID string, at time.Time, d Decision) error
+}
+
 // Recorder starts recordings. It is called only for calls decided Recorded, and only after
 // the called party accepted.
 type Recorder interface {
@@ -78,6 +83,10 @@ type Config struct {
 	Policy func() *policy.Policy
 	// Registry returns the registry in force, or nil if the phone has never had a verified one.
 	Registry func() Registry
+	// Freshness says whether the registry is stale; nil means always fresh.
+	Freshness func() Freshness
+	// Audit receives every decision; nil keeps none.
+	Audit    Auditor
 	Recorder Recorder
 	Store    Store
 	DeviceID string
@@ -410,7 +419,17 @@ func (m *Machine) decide(digits string) {
 	// Decide's error says why the digits are not a number, quoting them; they may be a
 	// mistyped privileged number, so only the decision and its reason are logged.
 	d, _ := Decide(s.pol, m.cfg.Registry(), s.caller, digits)
+	if m.cfg.Freshness != nil {
+		d = ApplyStale(d, s.pol, m.cfg.Freshness(), m.now)
+	}
 	s.decision, s.decided = d, true
+	if m.cfg.Audit != nil && d.Kind != Invalid {
+		if err := m.cfg.Audit.Decided(s.id, m.now, d); err != nil {
+			// The call goes on: refusing a privileged call because a log is full would
+			// hurt the person the log exists to protect. The failure is loud instead.
+			m.log.Error("audit log: decision not recorded", "event", "audit_error", "call_id", s.id, "err", err)
+		}
+	}
 	attrs := []slog.Attr{
 		slog.String("decision", string(d.Kind)), slog.String("reason", d.Reason),
 		slog.Uint64("registry_version", d.RegistryVersion), slog.Int64("policy_version", d.PolicyVersion),
@@ -420,6 +439,9 @@ func (m *Machine) decide(digits string) {
 	}
 	if d.Kind == Privileged {
 		attrs = append(attrs, slog.String("kind", string(d.Privileged.Kind)))
+	}
+	if d.Stale {
+		attrs = append(attrs, slog.Bool("registry_stale", true))
 	}
 	m.emit("decision", attrs...)
 	switch d.Kind {
@@ -744,6 +766,7 @@ type Record struct {
 	PrivilegedKind  string    `json:"privileged_kind,omitempty"`
 	Number          string    `json:"number,omitempty"` // recorded and blocked calls only
 	RegistryVersion uint64    `json:"registry_version"`
+	RegistryStale   bool      `json:"registry_stale,omitempty"`
 	PolicyVersion   int64     `json:"policy_version"`
 	Connected       time.Time `json:"connected,omitzero"`
 	Recorded        bool      `json:"recorded"`
@@ -767,6 +790,7 @@ func (m *Machine) record() []byte {
 	if s.decided {
 		d := s.decision
 		r.Decision, r.Reason, r.RegistryVersion, r.PolicyVersion = d.Kind, d.Reason, d.RegistryVersion, d.PolicyVersion
+		r.RegistryStale = d.Stale
 		if d.keepsNumber() {
 			r.Number = d.E164
 		}

@@ -1,6 +1,8 @@
 package call
 
 import (
+	"time"
+
 	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/registry"
 )
@@ -37,6 +39,7 @@ const (
 	ReasonFacilityBlock  = "facility_block_list"
 	ReasonNotAllowed     = "not_on_allowed_list"
 	ReasonDefaultRecords = "default_recorded"
+	ReasonStale          = "registry_stale_too_long"
 )
 
 // Decision is the verdict on one dialed number, with what it was decided from; it goes into
@@ -51,6 +54,31 @@ type Decision struct {
 	// RegistryVersion is 0 when the phone had no registry.
 	RegistryVersion uint64
 	PolicyVersion   int64
+	// Stale: decided from a registry past its expiry; such calls are checked again
+	// (destroy on discovery) as soon as a fresh registry arrives.
+	Stale bool
+}
+
+// Freshness is how current the registry in force is.
+type Freshness struct {
+	Stale bool
+	// Since is when it went stale.
+	Since time.Time
+}
+
+// ApplyStale marks a decision made from a stale registry and, once the registry has been
+// stale longer than the policy allows, refuses a call that would be recorded: a number
+// registered meanwhile would be recorded, and the phone cannot know. Privileged calls still
+// connect (the old registry is still right about them), as do free ones.
+func ApplyStale(d Decision, pol *policy.Policy, f Freshness, now time.Time) Decision {
+	if !f.Stale || d.Kind == Invalid || d.Kind == Unavailable {
+		return d
+	}
+	d.Stale = true
+	if d.Kind == Recorded && pol.Stale.RefuseRecordedAfter > 0 && now.Sub(f.Since) >= pol.Stale.RefuseRecordedAfter {
+		d.Kind, d.Reason = Unavailable, ReasonStale
+	}
+	return d
 }
 
 // Decide applies the facility policy and the registry to the digits a caller dialed. It is

@@ -105,6 +105,16 @@ type harness struct {
 	log     *recordingHandler
 	prompts *audio.Prompts
 	ear     *bytes.Buffer // everything the earpiece played, s16le; nil unless asked for
+	fresh   Freshness
+	audit   fakeAuditor
+}
+
+// fakeAuditor keeps the decisions it was given.
+type fakeAuditor struct{ decided []Decision }
+
+func (a *fakeAuditor) Decided(_ string, _ time.Time, d Decision) error {
+	a.decided = append(a.decided, d)
+	return nil
 }
 
 var (
@@ -175,9 +185,11 @@ func newHarnessEar(t testing.TB, ear *bytes.Buffer) *harness {
 	h.m, err = New(Config{
 		Keypad: dev.Keypad, Hook: dev.Hook, Handset: dev.Handset,
 		Trunk: h.callee, Prompts: prompts,
-		Policy:   func() *policy.Policy { return h.pol },
-		Registry: func() Registry { return h.reg },
-		Recorder: h.rec, Store: db, DeviceID: "wp-test", Logger: slog.New(h.log),
+		Policy:    func() *policy.Policy { return h.pol },
+		Registry:  func() Registry { return h.reg },
+		Freshness: func() Freshness { return h.fresh },
+		Audit:     &h.audit,
+		Recorder:  h.rec, Store: db, DeviceID: "wp-test", Logger: slog.New(h.log),
 	})
 	if err != nil {
 		t.Fatal(err)

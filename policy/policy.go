@@ -173,6 +173,15 @@ type Recording struct {
 	WhenFull string
 }
 
+// Stale is the facility's rule for a phone whose registry is past its expiry with no fresh
+// copy to be had. It always keeps deciding from its last verified registry (never an empty
+// one) and marks each call it decides so; past RefuseRecordedAfter (0: never) it also stops
+// placing calls that would be recorded, since a number registered meanwhile would be
+// recorded, and connects only privileged and free numbers.
+type Stale struct {
+	RefuseRecordedAfter time.Duration
+}
+
 // Caller is one person who may use the phones.
 type Caller struct {
 	ID string // 1 to MaxCallerIDLen ASCII digits
@@ -201,6 +210,7 @@ type Policy struct {
 	DialPlan  dialplan.Plan
 	Limits    Limits
 	Recording Recording
+	Stale     Stale
 
 	callers map[string]Caller
 	ids     []string // callers in file order
@@ -263,6 +273,10 @@ type (
 		BlockedNumbers *[]string      `json:"blocked_numbers,omitempty"`
 		FreeNumbers    *[]string      `json:"free_numbers,omitempty"`
 		Recording      *fileRecording `json:"recording"`
+		Stale          *fileStale     `json:"stale,omitempty"`
+	}
+	fileStale struct {
+		RefuseRecordedAfter *string `json:"refuse_recorded_after"`
 	}
 	fileRecording struct {
 		Recipients    *[]string `json:"recipients"`
@@ -384,6 +398,15 @@ func build(f *file) (*Policy, error) {
 	}
 	if p.Recording, err = buildRecording(f.Recording); err != nil {
 		return nil, err
+	}
+
+	if f.Stale != nil {
+		if f.Stale.RefuseRecordedAfter == nil {
+			return nil, fieldErr("stale.refuse_recorded_after", ErrMissing)
+		}
+		if p.Stale.RefuseRecordedAfter, err = duration(*f.Stale.RefuseRecordedAfter); err != nil {
+			return nil, fieldErr("stale.refuse_recorded_after", err)
+		}
 	}
 
 	// Lists first, so that callers' allowed numbers can be checked against them.

@@ -148,6 +148,9 @@ func badPolicies(t testing.TB) []badCase {
 		{"recipient bad checksum", edit(t, func(m map[string]any) {
 			obj(m, "recording")["recipients"] = []any{recipientA, recipientB[:len(recipientB)-1] + "q"}
 		}), "recording.recipients[1]", ErrValue},
+		{"stale rule empty", edit(t, func(m map[string]any) { m["stale"] = map[string]any{} }), "stale.refuse_recorded_after", ErrMissing},
+		{"stale rule not a duration", edit(t, func(m map[string]any) { m["stale"] = map[string]any{"refuse_recorded_after": "a week"} }), "stale.refuse_recorded_after", ErrValue},
+		{"stale rule zero", edit(t, func(m map[string]any) { m["stale"] = map[string]any{"refuse_recorded_after": "0s"} }), "stale.refuse_recorded_after", ErrValue},
 		{"segment missing", edit(t, func(m map[string]any) { delete(obj(m, "recording"), "segment") }), "recording.segment", ErrMissing},
 		{"segment too long", edit(t, func(m map[string]any) { obj(m, "recording")["segment"] = "2m" }), "recording.segment", ErrValue},
 		{"segment too short", edit(t, func(m map[string]any) { obj(m, "recording")["segment"] = "500ms" }), "recording.segment", ErrValue},
@@ -355,6 +358,13 @@ func TestOptionalFields(t *testing.T) {
 	}
 	if _, err := p.DialPlan.Dialed("5550100"); !errors.Is(err, dialplan.ErrNoAreaCode) {
 		t.Errorf("seven digits without area code: %v", err)
+	}
+	if p.Stale.RefuseRecordedAfter != 0 {
+		t.Error("no stale rule, yet one is set")
+	}
+	p, err = Parse([]byte(edit(t, func(m map[string]any) { m["stale"] = map[string]any{"refuse_recorded_after": "72h"} })))
+	if err != nil || p.Stale.RefuseRecordedAfter != 72*time.Hour {
+		t.Errorf("stale rule: %+v %v", p.Stale, err)
 	}
 	// A policy may have no callers yet, but must say so.
 	if _, err := Parse([]byte(edit(t, func(m map[string]any) { m["callers"] = []any{} }))); err != nil {
