@@ -13,7 +13,7 @@ import (
 // The demo facility, as the simulated phone writes it on first run. Its numbers are in the
 // 555-01XX range that is reserved for fiction, except the free hotline.
 const (
-	DemoFacility = "Demo County Jail"
+	DemoFacility = "demo-county"
 	DemoCountry  = "US"
 	DemoAreaCode = "512"
 

@@ -27,7 +27,7 @@
 //
 //	{
 //	  "version": 1,
-//	  "facility": "Demo County Jail",
+//	  "facility": "demo-county",
 //	  "dial_plan": {"country": "US", "area_code": "512", "outside_digit": ""},
 //	  "limits": {
 //	    "max_pin_attempts": 3, "lockout": "15m", "call_limit": "15m",

@@ -1,0 +1,366 @@
+package updates
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wallphone/wallphone/pin"
+	"github.com/wallphone/wallphone/policy"
+	"github.com/wallphone/wallphone/registry"
+	"github.com/wallphone/wallphone/tufclient"
+	"github.com/wallphone/wallphone/tufrepo"
+)
+
+// vendor is the back office: a repository, its keys, and what it has published.
+type vendor struct {
+	t       *testing.T
+	dir     string
+	srv     *httptest.Server
+	signers tufrepo.Signers
+	exp     tufrepo.Expiry
+	regs    map[uint64]string // version -> registry file
+}
+
+func newVendor(t *testing.T) *vendor {
+	t.Helper()
+	v := &vendor{t: t, dir: t.TempDir(), signers: tufrepo.Signers{}, exp: tufrepo.DefaultExpiry, regs: map[uint64]string{}}
+	rk := map[string]tufrepo.RoleKeys{}
+	for _, role := range []string{tufrepo.Root, tufrepo.Targets, tufrepo.Snapshot, tufrepo.Timestamp} {
+		k, _ := tufrepo.GenerateKey()
+		rk[role] = tufrepo.RoleKeys{Keys: []ed25519.PublicKey{k.Public().(ed25519.PublicKey)}, Threshold: 1}
+		v.signers[role] = []ed25519.PrivateKey{k}
+	}
+	if err := tufrepo.Init(v.dir, rk, v.signers, v.exp, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	v.srv = httptest.NewServer(http.FileServer(http.Dir(v.dir)))
+	t.Cleanup(v.srv.Close)
+	return v
+}
+
+// numbers makes n attorney numbers starting at base.
+func numbers(base, n int) []registry.Item {
+	var out []registry.Item
+	for i := range n {
+		out = append(out, registry.Item{Number: fmt.Sprintf("+1512555%04d", base+i), Kind: registry.Attorney})
+	}
+	return out
+}
+
+// build writes a registry file of version ver; removed lists what the previous lost.
+func (v *vendor) build(ver uint64, items, removed []registry.Item) string {
+	return v.buildChecked(ver, items, removed, true)
+}
+
+// buildChecked with checked false skips the back-office tool's own removal check, as a
+// careless or hostile publisher would.
+func (v *vendor) buildChecked(ver uint64, items, removed []registry.Item, checked bool) string {
+	v.t.Helper()
+	var prev *registry.Set
+	if p, ok := v.regs[ver-1]; ok && checked {
+		s, err := registry.Open(p)
+		if err != nil {
+			v.t.Fatal(err)
+		}
+		defer s.Close()
+		prev = s
+	}
+	path := filepath.Join(v.t.TempDir(), fmt.Sprintf("r%d.reg", ver))
+	var buf bytes.Buffer
+	if err := registry.Build(&buf, ver, items, prev, removed); err != nil {
+		v.t.Fatal(err)
+	}
+	os.WriteFile(path, buf.Bytes(), 0o600)
+	v.regs[ver] = path
+	return path
+}
+
+// publish puts a registry (and its delta from the previous version, if asked) and commits.
+func (v *vendor) publish(ver uint64, file string, delta bool) {
+	v.t.Helper()
+	r, err := tufrepo.Open(v.dir)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	if err := r.AddTarget(RegistryTarget, file, Custom{Version: ver}); err != nil {
+		v.t.Fatal(err)
+	}
+	if delta {
+		old, _ := registry.Open(v.regs[ver-1])
+		next, _ := registry.Open(file)
+		var buf bytes.Buffer
+		if err := registry.WriteDelta(&buf, old, next); err != nil {
+			v.t.Fatal(err)
+		}
+		old.Close()
+		next.Close()
+		d := filepath.Join(v.t.TempDir(), "delta")
+		os.WriteFile(d, buf.Bytes(), 0o600)
+		if err := r.AddTarget(DeltaTarget(ver-1, ver), d, Custom{Version: ver}); err != nil {
+			v.t.Fatal(err)
+		}
+	}
+	if err := r.Commit(v.signers, v.exp, time.Now()); err != nil {
+		v.t.Fatal(err)
+	}
+}
+
+func (v *vendor) publishPolicy(facility string, ver int64) {
+	v.t.Helper()
+	b, err := policy.Demo(bytes.NewReader(bytes.Repeat([]byte{7}, 1<<16)), pin.TestParams(),
+		[]string{"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p", "age1lvyvwawkr0mcnnnncaghunadrqkmuf9e6507x9y920xxpp866cnql7dp2z"})
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	s := strings.Replace(string(b), `"version": 1`, fmt.Sprintf(`"version": %d`, ver), 1)
+	s = strings.Replace(s, `"facility": "demo-county"`, fmt.Sprintf(`"facility": %q`, facility), 1)
+	p, err := policy.Parse([]byte(s))
+	if err != nil || p.Facility != facility || p.Version != ver {
+		v.t.Fatalf("test policy: %v %+v", err, p)
+	}
+	file := filepath.Join(v.t.TempDir(), "policy.json")
+	os.WriteFile(file, []byte(s), 0o600)
+	r, _ := tufrepo.Open(v.dir)
+	if err := r.AddTarget(PolicyTarget("demo-county"), file, Custom{Version: uint64(ver)}); err != nil {
+		v.t.Fatal(err)
+	}
+	if err := r.Commit(v.signers, v.exp, time.Now()); err != nil {
+		v.t.Fatal(err)
+	}
+}
+
+// phone is one phone's data directory.
+type phone struct {
+	t    *testing.T
+	dir  string
+	root []byte
+	url  string
+	now  time.Time
+	u    *Updates
+}
+
+func (v *vendor) newPhone() *phone {
+	r, _ := tufrepo.Open(v.dir)
+	root, _ := r.RootJSON()
+	p := &phone{t: v.t, dir: v.t.TempDir(), root: root, url: v.srv.URL, now: time.Now()}
+	p.open()
+	return p
+}
+
+func (p *phone) open() {
+	p.t.Helper()
+	if p.u != nil {
+		p.u.Close()
+	}
+	u, err := Open(Options{Dir: filepath.Join(p.dir, "installed"), Facility: "demo-county", Now: func() time.Time { return p.now }})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.u = u
+	p.t.Cleanup(func() { u.Close() })
+}
+
+func (p *phone) check() (Changes, error) {
+	c, err := tufclient.New(tufclient.Options{Dir: filepath.Join(p.dir, "tuf"), Root: p.root, URL: p.url})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return p.u.Check(context.Background(), c)
+}
+
+// lookup asks the installed registry, through a handle of its own as the call loop does.
+func (p *phone) lookup(e164 string) bool {
+	p.t.Helper()
+	path := p.u.RegistryPath()
+	if path == "" {
+		return false
+	}
+	s, err := registry.Open(path)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer s.Close()
+	_, ok := s.Lookup(e164)
+	return ok
+}
+
+func TestInstallFullThenDelta(t *testing.T) {
+	v := newVendor(t)
+	v.publishPolicy("demo-county", 1)
+	v.publish(1, v.build(1, numbers(0, 1000), nil), false)
+	p := v.newPhone()
+	if f := p.u.Freshness(p.now); f.Stale {
+		t.Fatal("a phone with no registry reports stale (it has nothing to be stale)")
+	}
+	ch, err := p.check()
+	if err != nil || !ch.Registry || ch.Via != "full" || !ch.Policy {
+		t.Fatalf("first check: %+v %v", ch, err)
+	}
+	if !p.lookup("+15125550999") || p.lookup("+15125551999") {
+		t.Fatal("lookups after the first install")
+	}
+	if p.u.Policy() == nil || p.u.Policy().Version != 1 {
+		t.Fatal("policy not installed")
+	}
+	// Version 2 adds 10 numbers and lists the 5 it removes.
+	v.publish(2, v.build(2, append(numbers(5, 995), numbers(1000, 10)...), numbers(0, 5)), true)
+	ch, err = p.check()
+	if err != nil || !ch.Registry || ch.Via != "delta" {
+		t.Fatalf("second check: %+v %v", ch, err)
+	}
+	if !p.lookup("+15125551009") || p.lookup("+15125550000") {
+		t.Fatal("lookups after the delta")
+	}
+	// Nothing new: nothing installed.
+	if ch, err := p.check(); err != nil || ch.Registry || ch.Policy {
+		t.Fatalf("third check: %+v %v", ch, err)
+	}
+	// After a restart the same is installed, from flash alone.
+	p.url = "http://127.0.0.1:1"
+	p.open()
+	if st := p.u.State(); st.Registry.Version != 2 || !p.lookup("+15125551009") {
+		t.Fatalf("after restart: %+v", st)
+	}
+	files, _ := filepath.Glob(filepath.Join(p.dir, "installed", "registry-*"))
+	if len(files) != 1 {
+		t.Fatalf("registry files left: %v", files)
+	}
+}
+
+// Each refused update leaves the previous registry installed and says why.
+func TestRefusedUpdates(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		attack func(v *vendor)
+		want   error
+	}{
+		{"shrink without listed removals", func(v *vendor) {
+			// 1,000 numbers down to 72, as in the migration that lost them: made without
+			// the previous version, so its removal log does not even reach back.
+			v.publish(2, v.buildChecked(2, numbers(0, 72), nil, false), false)
+		}, registry.ErrLogTooShort},
+		{"older version", func(v *vendor) {
+			v.build(2, numbers(0, 1001), nil)
+			v.publish(3, v.build(3, numbers(0, 1002), nil), false)
+		}, nil},
+		{"file version differs from its metadata", func(v *vendor) {
+			v.publish(5, v.build(2, numbers(0, 1001), nil), false)
+		}, ErrMismatch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newVendor(t)
+			v.publish(1, v.build(1, numbers(0, 1000), nil), false)
+			p := v.newPhone()
+			if _, err := p.check(); err == nil {
+				t.Fatal("no policy published, yet no error") // the policy target is missing
+			}
+			if !p.lookup("+15125550999") {
+				t.Fatal("first registry not installed")
+			}
+			tc.attack(v)
+			if tc.name == "older version" {
+				if _, err := p.check(); err != nil && !strings.Contains(err.Error(), "policy") {
+					t.Fatal(err)
+				}
+				// Now the repository goes back to version 1.
+				v.publish(1, v.regs[1], false)
+				tc.want = ErrRollback
+			}
+			_, err := p.check()
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			t.Logf("refused: %v", err)
+			if !p.lookup("+15125550999") {
+				t.Fatal("the previous registry is gone")
+			}
+		})
+	}
+}
+
+func TestPolicyForAnotherFacility(t *testing.T) {
+	v := newVendor(t)
+	v.publishPolicy("county-b", 1) // published under demo's name, but its content names county-b
+	v.publish(1, v.build(1, numbers(0, 10), nil), false)
+	p := v.newPhone()
+	_, err := p.check()
+	if !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), "county-b") {
+		t.Fatalf("err = %v", err)
+	}
+	if p.u.Policy() != nil {
+		t.Fatal("installed another facility's policy")
+	}
+	if !p.lookup("+15125550009") {
+		t.Fatal("the registry was refused along with the policy")
+	}
+}
+
+// With the repository unreachable the phone keeps its registry and, once the metadata has
+// expired, reports itself stale from that moment.
+func TestStale(t *testing.T) {
+	v := newVendor(t)
+	v.publishPolicy("demo-county", 1)
+	v.publish(1, v.build(1, numbers(0, 10), nil), false)
+	p := v.newPhone()
+	if _, err := p.check(); err != nil {
+		t.Fatal(err)
+	}
+	until := p.u.State().FreshUntil
+	if p.u.Freshness(p.now).Stale || until.IsZero() {
+		t.Fatalf("fresh install reports stale (fresh until %v)", until)
+	}
+	v.srv.Close()
+	p.now = until.Add(time.Hour)
+	if _, err := p.check(); err == nil {
+		t.Fatal("check against a closed server succeeded")
+	}
+	f := p.u.Freshness(p.now)
+	if !f.Stale || !f.Since.Equal(until) || !p.lookup("+15125550009") {
+		t.Fatalf("freshness %+v", f)
+	}
+	if st := p.u.State(); st.LastError == "" || !strings.Contains(st.Describe(p.now), "stale since") {
+		t.Fatalf("state %+v", st)
+	}
+}
+
+// A registry file damaged on flash is dropped (no registry: nothing recorded), and the same
+// version is fetched again; the version floor stays.
+func TestDamagedInstall(t *testing.T) {
+	v := newVendor(t)
+	v.publishPolicy("demo-county", 1)
+	v.publish(1, v.build(1, numbers(0, 10), nil), false)
+	p := v.newPhone()
+	if _, err := p.check(); err != nil {
+		t.Fatal(err)
+	}
+	path := p.u.RegistryPath()
+	b, _ := os.ReadFile(path)
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(path, b, 0o600)
+	p.open()
+	if p.u.RegistryPath() != "" {
+		t.Fatal("a damaged registry is still in force")
+	}
+	if ch, err := p.check(); err != nil || !ch.Registry {
+		t.Fatalf("refetch: %+v %v", ch, err)
+	}
+	if !p.lookup("+15125550009") {
+		t.Fatal("not restored")
+	}
+	// Damaged state.json: rebuilt from the files that verify.
+	os.WriteFile(filepath.Join(p.dir, "installed", "state.json"), []byte("{garbage"), 0o600)
+	p.open()
+	if st := p.u.State(); st.Registry.Version != 1 || st.Policy.Version != 1 || !p.lookup("+15125550009") {
+		t.Fatalf("after damaged state: %+v", st)
+	}
+}
