@@ -79,12 +79,13 @@ type Config struct {
 	Handset device.Handset
 	Trunk   trunk.Trunk
 	Prompts *audio.Prompts
-	// Policy returns the facility policy in force; each session keeps the one it started with.
+	// Policy returns the facility policy in force, nil if there is none (the phone is then out
+	// of service); each session keeps the one it started with.
 	Policy func() *policy.Policy
 	// Registry returns the registry in force, or nil if the phone has never had a verified one.
 	Registry func() Registry
 	// Freshness says whether the registry is stale; nil means always fresh.
-	Freshness func() Freshness
+	Freshness func(now time.Time) Freshness
 	// Audit receives every decision; nil keeps none.
 	Audit    Auditor
 	Recorder Recorder
@@ -256,6 +257,11 @@ func (m *Machine) Shutdown(now time.Time) {
 
 func (m *Machine) offHook() {
 	pol := m.cfg.Policy()
+	outOfService := pol == nil
+	if outOfService {
+		// No verified policy yet: nobody can be let in, and the caller is told so.
+		pol = &policy.Policy{}
+	}
 	m.s = &session{
 		id:       m.newCallID(),
 		started:  m.now,
@@ -264,6 +270,10 @@ func (m *Machine) offHook() {
 		activity: m.now,
 	}
 	m.emit("offhook", slog.Int64("policy_version", pol.Version))
+	if outOfService {
+		m.end("out_of_service", audio.PromptUnavailable)
+		return
+	}
 	m.st = greeting
 	m.play(audio.PromptGreeting, nil)
 }
@@ -416,11 +426,12 @@ func (m *Machine) checkPIN() {
 
 func (m *Machine) decide(digits string) {
 	s := m.s
-	// Decide's error says why the digits are not a number, quoting them; they may be a
-	// mistyped privileged number, so only the decision and its reason are logged.
+	// No number goes to the log, whatever the decision: a recorded number may turn out
+	// privileged later, and a log cannot be scrubbed the way the call record is. The call
+	// record keeps the numbers of recorded and blocked calls; the audit log keeps a keyed hash.
 	d, _ := Decide(s.pol, m.cfg.Registry(), s.caller, digits)
 	if m.cfg.Freshness != nil {
-		d = ApplyStale(d, s.pol, m.cfg.Freshness(), m.now)
+		d = ApplyStale(d, s.pol, m.cfg.Freshness(m.now), m.now)
 	}
 	s.decision, s.decided = d, true
 	if m.cfg.Audit != nil && d.Kind != Invalid {
@@ -433,9 +444,6 @@ func (m *Machine) decide(digits string) {
 	attrs := []slog.Attr{
 		slog.String("decision", string(d.Kind)), slog.String("reason", d.Reason),
 		slog.Uint64("registry_version", d.RegistryVersion), slog.Int64("policy_version", d.PolicyVersion),
-	}
-	if d.keepsNumber() {
-		attrs = append(attrs, slog.String("digits", digits), slog.String("number", d.E164))
 	}
 	if d.Kind == Privileged {
 		attrs = append(attrs, slog.String("kind", string(d.Privileged.Kind)))

@@ -427,7 +427,7 @@ func (u *Updates) checkRegistry(ctx context.Context, src Source) (current bool, 
 		os.Remove(filepath.Join(u.o.Dir, registryFile(prev)))
 	}
 	u.o.Log.Info("registry installed", "event", "registry_installed", "version", v, "previous", prev,
-		"entries", next.Len(), "bytes", t.Length, "via", via, "took", time.Since(start).Round(time.Millisecond))
+		"entries", next.Len(), "bytes", t.Length, "via", via, "took", time.Since(start).Round(time.Millisecond).String())
 	return true, via, nil
 }
 

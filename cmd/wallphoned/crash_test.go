@@ -33,15 +33,10 @@ func TestKill9DuringRecordedCalls(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	runAgent(t, data, "quit\n")
-	// One-second segments, so that each call makes many.
-	polPath := filepath.Join(data, "policy.json")
-	pol, err := os.ReadFile(polPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol = []byte(strings.Replace(string(pol), `"segment": "5s"`, `"segment": "1s"`, 1))
-	if err := os.WriteFile(polPath, pol, 0o600); err != nil {
-		t.Fatal(err)
+	// One-second segments, so that each call makes many: a new policy from the repository.
+	publishDemoPolicy(t, data+"-keys", 2, `"segment": "5s"`, `"segment": "1s"`)
+	if out := runAgent(t, data, "quit\n"); !strings.Contains(out, `"policy_version":2`) {
+		t.Fatalf("policy 2 not installed:\n%s", out)
 	}
 	id := demoIdentity(t, data+"-keys", "investigations.key")
 

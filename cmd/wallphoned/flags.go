@@ -2,6 +2,7 @@ package main
 
 import (
 	"strings"
+	"time"
 
 	"flag"
 	"fmt"
@@ -23,6 +24,8 @@ type config struct {
 	demoKeys  string
 	boardFile string
 	trunk     string
+
+	updateInterval time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -36,8 +39,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.logMode, "log", "text", "event log format: text (captions for a person) or json (one object per line)")
 	fs.StringVar(&c.clock, "clock", "real", "sim board: real (wall clock) or virtual (time passes only with wait)")
 	fs.StringVar(&c.callee, "callee", "manual", "sim board: the called party is manual (callee commands) or auto (answers and accepts by itself)")
-	fs.StringVar(&c.policy, "policy", "", "facility policy `file` (default: /etc/wallphone/policy.json; for the sim board policy.json in the data directory, a demo written on first run)")
-	fs.StringVar(&c.registry, "registry", "", "privileged-number registry `file` (default: /etc/wallphone/registry.json; for the sim board registry.json in the data directory, a demo written on first run); none runs with no registry")
+	fs.StringVar(&c.policy, "policy", "", "sim board: a local facility policy `file` instead of the one from the repository (tests and bench work only)")
+	fs.StringVar(&c.registry, "registry", "", "sim board: a local registry `file` (wallphonectl registry build) instead of the one from the repository, or none for no registry (tests and bench work only)")
+	fs.DurationVar(&c.updateInterval, "update-interval", time.Hour, "how often to ask the repository for a new registry and policy (with jitter; sooner after a failure)")
 	fs.StringVar(&c.demoKeys, "demo-keys", "", "sim board: `directory` for the demo's recording identities, made with the demo policy (default: the data directory's name + \"-keys\")")
 	fs.StringVar(&c.earpiece, "earpiece", "", "sim board: write what the earpiece plays to this `file` (raw s16le, 8 kHz, mono)")
 	fs.Usage = func() {
@@ -61,24 +65,17 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if real := c.board != "sim" || c.boardFile != ""; real && c.earpiece != "" {
 		return c, fmt.Errorf("--earpiece is for the simulated phone only: a real phone never writes call audio")
+	} else if real && (c.policy != "" || c.registry != "") {
+		return c, fmt.Errorf("--policy and --registry are for the simulated phone only: a real phone uses only what its repository signed")
+	}
+	if c.updateInterval < time.Minute {
+		return c, fmt.Errorf("--update-interval %s: want at least 1m", c.updateInterval)
 	}
 	if c.dataDir == "" {
 		c.dataDir = defaultDataDir(c.board)
 	}
 	if c.demoKeys == "" {
 		c.demoKeys = filepath.Clean(c.dataDir) + "-keys"
-	}
-	// The simulated phone keeps everything in its data directory; a real phone reads what the
-	// facility gave it from /etc/wallphone.
-	confDir := c.dataDir
-	if c.board != "sim" || c.boardFile != "" {
-		confDir = "/etc/wallphone"
-	}
-	if c.policy == "" {
-		c.policy = filepath.Join(confDir, "policy.json")
-	}
-	if c.registry == "" {
-		c.registry = filepath.Join(confDir, "registry.json")
 	}
 	return c, nil
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/wallphone/wallphone/device"
 	"github.com/wallphone/wallphone/device/board"
 	"github.com/wallphone/wallphone/device/output"
-	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/sdnotify"
 	"github.com/wallphone/wallphone/trunk/simtrunk"
 )
@@ -74,13 +73,10 @@ func runBoard(ctx context.Context, cfg config, hw *hardware, stdout io.Writer) e
 	log.Warn("calls go to the simulated called party: a bench test, not a phone in service", "event", "trunk_sim")
 	voice := a.prompts.Clip(audio.PromptSimFarEnd, audio.English)
 	callee := simtrunk.New(simtrunk.Options{Auto: true, Voice: voice.Source, VoiceText: voice.Text(), Logger: log})
-	m, err := call.New(call.Config{
+	m, err := call.New(a.machineConfig(call.Config{
 		Keypad: hw.board.Keypad, Hook: hw.board.Hook, Handset: hw.board.Handset,
-		Trunk: callee, Prompts: a.prompts,
-		Policy:   func() *policy.Policy { return a.policy },
-		Registry: func() call.Registry { return a.registry },
-		Recorder: a.recorder, Store: a.db, DeviceID: a.deviceID, Logger: log,
-	})
+		Trunk: callee, Logger: log,
+	}))
 	if err != nil {
 		return err
 	}
@@ -90,6 +86,7 @@ func runBoard(ctx context.Context, cfg config, hw *hardware, stdout io.Writer) e
 	defer cancel()
 	drivers := make(chan error, 1)
 	go func() { drivers <- hw.devs.Run(ctx) }()
+	go a.runUpdates(ctx, cfg.updateInterval)
 	notify := sdnotify.FromEnv()
 	notify.Send(sdnotify.Ready)
 	// The watchdog is fed from the call loop itself: a loop that hangs stops feeding it, and
@@ -106,6 +103,7 @@ loop:
 			break loop
 		case now := <-tick.C:
 			m.Tick(now)
+			a.between(m)
 			lights.show(m.InCall(), m.Recording())
 		case <-feed.C:
 			notify.Send(sdnotify.Watchdog)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -49,8 +50,12 @@ func TestRunBoard(t *testing.T) {
 	hw := &hardware{def: def, devs: devs, handset: hs,
 		board: device.Board{Name: def.Name, Keypad: devs.Keypad, Hook: devs.Hook, Handset: hs}}
 
-	cfg, err := parseFlags([]string{"--board", "rpi", "--log", "json", "--data", filepath.Join(dir, "phone"),
-		"--policy", filepath.Join(simData, "policy.json"), "--registry", filepath.Join(simData, "registry.json")}, io.Discard)
+	// Enrolled as a technician would: the facility, the repository and its root.
+	phoneData := filepath.Join(dir, "phone")
+	if err := os.CopyFS(filepath.Join(phoneData, "conf"), os.DirFS(filepath.Join(simData, "conf"))); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseFlags([]string{"--board", "rpi", "--log", "json", "--data", phoneData}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"github.com/wallphone/wallphone/registry"
 	"io"
 	"io/fs"
 	"os"
@@ -218,11 +219,13 @@ func TestDestroyOnDiscovery(t *testing.T) {
 	}
 	callID := calls[0]
 
-	// The registry now says the number is an attorney's.
-	reg := `{"version": 2, "entries": [{"number": "+15125550123", "kind": "attorney", "label": "new attorney"}]}`
-	regFile := filepath.Join(dir, "registry2.json")
-	os.WriteFile(regFile, []byte(reg), 0o600)
-	out = runAgent(t, data, "quit\n", "--registry", regFile)
+	// The repository's registry now says the number is an attorney's.
+	publishDemoRegistry(t, data+"-keys", 2, []registry.Item{{Number: "+15125550123", Kind: registry.Attorney, Label: "new attorney"}}, nil)
+	out = runAgent(t, data, "quit\n")
+	if !strings.Contains(out, `"msg":"registry installed","event":"registry_installed","version":2,"previous":1,"entries":5`) ||
+		!strings.Contains(out, `"via":"delta"`) {
+		t.Fatalf("registry 2 not installed by delta:\n%s", out)
+	}
 	if !strings.Contains(out, `"msg":"recording destroyed: the number called is privileged","event":"recording_destroyed","call_id":"`+callID+`","kind":"attorney","registry_version":2`) {
 		t.Fatalf("no recording_destroyed event:\n%s", out)
 	}

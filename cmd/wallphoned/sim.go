@@ -13,7 +13,6 @@ import (
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/device/sim"
-	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/trunk/simtrunk"
 )
 
@@ -72,21 +71,23 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 		Logger:    log,
 	})
 	dev := p.board.Device()
-	p.machine, err = call.New(call.Config{
+	p.machine, err = call.New(a.machineConfig(call.Config{
 		Keypad: dev.Keypad, Hook: dev.Hook, Handset: dev.Handset,
-		Trunk:    p.callee,
-		Prompts:  a.prompts,
-		Policy:   func() *policy.Policy { return a.policy },
-		Registry: func() call.Registry { return a.registry },
-		Recorder: a.recorder,
-		Store:    a.db,
-		DeviceID: a.deviceID,
-		Logger:   log,
-	})
+		Trunk:  p.callee,
+		Logger: log,
+	}))
 	if err != nil {
 		return err
 	}
-	p.tick = p.machine.Tick
+	p.tick = func(now time.Time) {
+		p.machine.Tick(now)
+		a.between(p.machine)
+	}
+	if !p.virtual {
+		// With the virtual clock, only what the script does happens: no updates but the
+		// one at start.
+		go a.runUpdates(ctx, cfg.updateInterval)
+	}
 	if cfg.logMode == "text" {
 		fmt.Fprintln(stderr, "Simulated wall phone ready; type help for the commands, quit to stop.")
 	}
