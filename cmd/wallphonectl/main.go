@@ -11,6 +11,10 @@
 //	                                 the calls in a spool: segments, bytes, manifest
 //	wallphonectl recordings decrypt --identity KEYFILE... (--spool DIR --call ID | --manifest FILE --segments DIR) --out FILE.wav
 //	                                 check a call's segments against its manifest and write one WAV
+//	wallphonectl keys tuf|audit      the keys of the TUF repository's roles; the facility's audit key
+//	wallphonectl repo init|publish|timestamp|root|list
+//	                                 the TUF repository that carries the registry and the policies
+//	wallphonectl audit verify|match  check a phone's audit log; match numbers to its keyed hashes
 //
 // recordings decrypt exits 0 when every segment checked out and 1 when one is missing,
 // altered, or present but not in a complete manifest (the WAV is written all the same).
@@ -46,7 +50,7 @@ const usage = `usage:
   wallphonectl recordings decrypt --identity KEYFILE [--identity KEYFILE...] [--device-key FINGERPRINT] --out FILE.wav
                                    (--spool DIR --call CALLID | --manifest FILE --segments DIR)
                                    check a call against its manifest and write it as one WAV (0600);
-                                   exit status 1 if a segment is missing, altered, or not in a complete manifest`
+                                   exit status 1 if a segment is missing, altered, or not in a complete manifest` + repoUsage
 
 func main() {
 	err := run(os.Args[1:], os.Stdin, os.Stdout)
@@ -77,6 +81,14 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		return calls(args[1:], stdout)
 	case cmd == "keys" && len(args) >= 2 && args[1] == "recipient":
 		return keysRecipient(args[2:], stdout)
+	case cmd == "keys" && len(args) >= 2 && args[1] == "tuf":
+		return keysTUF(args[2:], stdout)
+	case cmd == "keys" && len(args) >= 2 && args[1] == "audit":
+		return keysAudit(args[2:], stdout)
+	case cmd == "repo":
+		return repo(args[1:], stdout)
+	case cmd == "audit":
+		return auditCmd(args[1:], stdin, stdout)
 	case cmd == "recordings":
 		return recordings(args[1:], stdout)
 	}
