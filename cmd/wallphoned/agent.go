@@ -264,6 +264,10 @@ func (a *agent) check(ctx context.Context) bool {
 		a.log.Error("update refused or failed; what is installed stays in force", "event", "update_error", "err", err,
 			"state", a.updates.State().Describe(time.Now()))
 	}
+	if f := a.updates.Freshness(time.Now()); f.Stale {
+		a.log.Warn("registry stale: deciding from the last verified registry, and marking every call so decided",
+			"event", "registry_stale", "since", f.Since, "registry_version", a.updates.State().Registry.Version)
+	}
 	if ch.Registry || ch.Policy {
 		st := a.updates.State()
 		fields := map[string]string{"policy_version": strconv.FormatUint(st.Policy.Version, 10), "policy_sha256": st.Policy.SHA256,
