@@ -11,6 +11,8 @@
 //	                                 the calls in a spool: segments, bytes, manifest
 //	wallphonectl recordings decrypt --identity KEYFILE... (--spool DIR --call ID | --manifest FILE --segments DIR) --out FILE.wav
 //	                                 check a call's segments against its manifest and write one WAV
+//	wallphonectl registry build|lookup|delta|apply|info
+//	                                 the compact registry of privileged numbers (see usage)
 //
 // recordings decrypt exits 0 when every segment checked out and 1 when one is missing,
 // altered, or present but not in a complete manifest (the WAV is written all the same).
@@ -46,7 +48,8 @@ const usage = `usage:
   wallphonectl recordings decrypt --identity KEYFILE [--identity KEYFILE...] [--device-key FINGERPRINT] --out FILE.wav
                                    (--spool DIR --call CALLID | --manifest FILE --segments DIR)
                                    check a call against its manifest and write it as one WAV (0600);
-                                   exit status 1 if a segment is missing, altered, or not in a complete manifest`
+                                   exit status 1 if a segment is missing, altered, or not in a complete manifest
+` + registryUsage
 
 func main() {
 	err := run(os.Args[1:], os.Stdin, os.Stdout)
@@ -79,6 +82,8 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		return keysRecipient(args[2:], stdout)
 	case cmd == "recordings":
 		return recordings(args[1:], stdout)
+	case cmd == "registry":
+		return registryCmd(args[1:], stdout)
 	}
 	return fmt.Errorf("%w: unknown command %q", errUsage, args)
 }
