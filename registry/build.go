@@ -80,16 +80,60 @@ func appendPrefix(b []byte, p string) []byte {
 	return append(b, p[1:]...)
 }
 
+// encodeNumbers merges the numbers of every kind into the number set and the kinds' rank
+// sets.
+func (c *contents) encodeNumbers(sections *[numSections][]byte) (uint64, error) {
+	var heads [numKinds]uint64
+	var ok [numKinds]bool
+	for i, src := range c.kinds {
+		heads[i], ok[i] = src.next()
+	}
+	nums := &efWriter{}
+	var ranks [numKinds - 1]efWriter
+	var rank uint64
+	for {
+		best := -1
+		for i := range heads {
+			if ok[i] && (best < 0 || heads[i] < heads[best]) {
+				best = i
+			}
+		}
+		if best < 0 {
+			break
+		}
+		v := heads[best]
+		for i := range heads {
+			if i != best && ok[i] && heads[i] == v {
+				return 0, fmt.Errorf("%w: %s is both %s and %s", ErrDuplicate, numberString(v), kindOrder[best], kindOrder[i])
+			}
+		}
+		if v > numberLimit {
+			return 0, fmt.Errorf("%w: %d is longer than 15 digits", ErrNumber, v)
+		}
+		nums.add(v)
+		if best > 0 {
+			ranks[best-1].add(rank)
+		}
+		rank++
+		heads[best], ok[best] = c.kinds[best].next()
+	}
+	var err error
+	if sections[0], err = nums.bytes(); err != nil {
+		return 0, err
+	}
+	for i := range ranks {
+		if sections[1+i], err = ranks[i].bytes(); err != nil {
+			return 0, err
+		}
+	}
+	return rank, nil
+}
+
 func (c *contents) encode() ([]byte, error) {
 	var sections [numSections][]byte
-	var exact uint64
-	for i, src := range c.kinds {
-		b, err := encodeSet(src)
-		if err != nil {
-			return nil, fmt.Errorf("%s numbers: %w", kindOrder[i], err)
-		}
-		exact += binary.LittleEndian.Uint64(b)
-		sections[i] = b
+	exact, err := c.encodeNumbers(&sections)
+	if err != nil {
+		return nil, err
 	}
 	p := binary.LittleEndian.AppendUint32(nil, uint32(len(c.prefixes)))
 	for _, r := range c.prefixes {
@@ -329,14 +373,7 @@ func checkListed(prev *Set, next, gone *itemSets) error {
 	return missing.err(fmt.Sprintf("version %d has", prev.version), "the new registry and not listed as removed")
 }
 
-func (s *Set) hasNumber(v uint64) bool {
-	for i := range s.kinds {
-		if s.kinds[i].contains(v) {
-			return true
-		}
-	}
-	return false
-}
+func (s *Set) hasNumber(v uint64) bool { return s.numbers.contains(v) }
 
 func (s *Set) prefixIndexOf(p string) int {
 	if i, ok := s.prefixIndex[p]; ok {

@@ -12,9 +12,12 @@ import (
 )
 
 // The compact registry file, what a phone downloads and installs. Its exact numbers are kept
-// as one sorted set per kind (partitioned Elias-Fano, ef.go) and answered in place, from the
-// mapped file, without unpacking; exact numbers carry no label on the phone (labels stay in
-// the back office's CSV), prefixes keep theirs. The file also carries, inside its checksummed
+// as one sorted set (partitioned Elias-Fano, ef.go) answered in place, from the mapped file,
+// without unpacking. Kinds are sets of ranks in that set (the i-th smallest number is rank
+// i), one per kind except attorney, the commonest, which is every number in none of them:
+// a miss costs one search, a hit one more per kind set, and a kind costs a few bits per
+// number of that kind. Exact numbers carry no label on the phone (labels stay in the back
+// office's CSV); prefixes keep theirs. The file also carries, inside its checksummed
 // and signed bytes, the log of entries removed since version LogFrom, so that a phone can
 // tell a listed removal from a silent shrink (CheckRemovals).
 //
@@ -26,9 +29,9 @@ import (
 //	24      8     log-from version: the removal log covers versions after it (<= version)
 //	32      8     exact numbers, all kinds
 //	40      8     prefixes
-//	48      128   8 sections as (offset, length) pairs, uint64 each: one number set per kind
-//	              in kindOrder, then prefixes, then the removal log; contiguous, in order,
-//	              from byte 176 up to the checksum
+//	48      128   8 sections as (offset, length) pairs, uint64 each: the number set, the
+//	              rank sets of the kinds after attorney in kindOrder, the prefixes, the
+//	              removal log; contiguous, in order, from byte 176 up to the checksum
 //	...           sections
 //	end-32  32    SHA-256 of every byte before it
 //
@@ -85,8 +88,8 @@ type Set struct {
 	release func() error // unmaps the file; nil when data is ordinary memory
 
 	version, logFrom uint64
-	kinds            [numKinds]efSet
-	count            int
+	numbers          efSet
+	ranks            [numKinds - 1]efSet // ranks in numbers of kindOrder[1:]
 	prefixes         []prefixRec
 	prefixIndex      map[string]int // "+digits" → index in prefixes
 	prefixLens       []int          // distinct lengths of "+digits", longest first
@@ -139,7 +142,7 @@ func (s *Set) Version() uint64 { return s.version }
 func (s *Set) LogFrom() uint64 { return s.logFrom }
 
 // Len is the number of entries, exact numbers and prefixes.
-func (s *Set) Len() int { return s.count + len(s.prefixes) }
+func (s *Set) Len() int { return s.numbers.n + len(s.prefixes) }
 
 // Size is the file's length in bytes.
 func (s *Set) Size() int { return len(s.data) }
@@ -161,8 +164,10 @@ type Stats struct {
 func (s *Set) Stats() Stats {
 	st := Stats{Version: s.version, LogFrom: s.logFrom, Bytes: len(s.data), Exact: map[Kind]int{},
 		Prefixes: len(s.prefixes), LogGroups: len(s.log)}
-	for i, k := range kindOrder {
-		st.Exact[k] = s.kinds[i].n
+	st.Exact[Attorney] = s.numbers.n
+	for i, k := range kindOrder[1:] {
+		st.Exact[k] = s.ranks[i].n
+		st.Exact[Attorney] -= s.ranks[i].n
 	}
 	for _, g := range s.log {
 		st.LoggedRemovals += g.numbers.n + len(g.prefixes)
@@ -175,10 +180,13 @@ func (s *Set) Stats() Stats {
 // nothing.
 func (s *Set) Lookup(e164 string) (Entry, bool) {
 	if v, ok := numberValue(e164); ok {
-		for i := range s.kinds {
-			if s.kinds[i].contains(v) {
-				return Entry{Kind: kindOrder[i]}, true
+		if r, ok := s.numbers.find(v); ok {
+			for i := range s.ranks {
+				if s.ranks[i].contains(uint64(r)) {
+					return Entry{Kind: kindOrder[i+1]}, true
+				}
 			}
+			return Entry{Kind: Attorney}, true
 		}
 	}
 	for _, l := range s.prefixLens {
@@ -252,21 +260,25 @@ func Parse(b []byte) (*Set, error) {
 	if next != uint64(len(body)) {
 		return nil, fmt.Errorf("%w: %d bytes after the last section", ErrFormat, uint64(len(body))-next)
 	}
-	total := 0
-	for i := range s.kinds {
-		var err error
-		if s.kinds[i], err = parseEF(sections[i], numberLimit); err != nil {
-			return nil, fmt.Errorf("%w: %s numbers: %v", ErrFormat, kindOrder[i], err)
+	var err error
+	if s.numbers, err = parseEF(sections[0], numberLimit); err != nil {
+		return nil, fmt.Errorf("%w: numbers: %v", ErrFormat, err)
+	}
+	for i := range s.ranks {
+		// The limit wraps round for an empty number set, which may have no ranks at all.
+		if s.ranks[i], err = parseEF(sections[1+i], uint64(s.numbers.n)-1); err == nil && s.ranks[i].n > 0 && s.numbers.n == 0 {
+			err = errors.New("ranks without numbers")
 		}
-		total += s.kinds[i].n
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s ranks: %v", ErrFormat, kindOrder[i+1], err)
+		}
 	}
 	if err := checkDisjoint(s); err != nil {
 		return nil, err
 	}
-	if want := binary.LittleEndian.Uint64(b[32:]); want != uint64(total) {
-		return nil, fmt.Errorf("%w: header says %d numbers, sets hold %d", ErrFormat, want, total)
+	if want := binary.LittleEndian.Uint64(b[32:]); want != uint64(s.numbers.n) {
+		return nil, fmt.Errorf("%w: header says %d numbers, the set holds %d", ErrFormat, want, s.numbers.n)
 	}
-	s.count = total
 	if err := s.parsePrefixes(sections[numKinds]); err != nil {
 		return nil, err
 	}
@@ -283,16 +295,14 @@ func Parse(b []byte) (*Set, error) {
 // of the lookups.
 func checkDisjoint(s *Set) error {
 	it := s.all()
-	prev, started := uint64(0), false
 	for {
 		v, _, ok := it.next()
 		if !ok {
 			return nil
 		}
-		if started && v == prev {
+		if it.conflict {
 			return fmt.Errorf("%w: %s listed under two kinds", ErrFormat, numberString(v))
 		}
-		prev, started = v, true
 	}
 }
 
@@ -452,36 +462,42 @@ func (s *Set) parseLog(b []byte) error {
 	return r.end("removal log")
 }
 
-// mergeIter walks the exact numbers of every kind in increasing order.
+// mergeIter walks the exact numbers in increasing order with their kinds.
 type mergeIter struct {
-	its   [numKinds]*efIter
-	heads [numKinds]uint64
-	ok    [numKinds]bool
+	nums     *efIter
+	rank     uint64
+	its      [numKinds - 1]*efIter
+	heads    [numKinds - 1]uint64
+	ok       [numKinds - 1]bool
+	conflict bool // the last number was in two kind sets
 }
 
 func (s *Set) all() *mergeIter {
-	m := &mergeIter{}
-	for i := range s.kinds {
-		m.its[i] = s.kinds[i].iter()
+	m := &mergeIter{nums: s.numbers.iter()}
+	for i := range s.ranks {
+		m.its[i] = s.ranks[i].iter()
 		m.heads[i], m.ok[i] = m.its[i].next()
 	}
 	return m
 }
 
-// next returns the smallest number left and the index of its kind.
+// next returns the next number and the index of its kind in kindOrder.
 func (m *mergeIter) next() (uint64, int, bool) {
-	best := -1
-	for i := range m.heads {
-		if m.ok[i] && (best < 0 || m.heads[i] < m.heads[best]) {
-			best = i
-		}
-	}
-	if best < 0 {
+	v, ok := m.nums.next()
+	if !ok {
 		return 0, 0, false
 	}
-	v := m.heads[best]
-	m.heads[best], m.ok[best] = m.its[best].next()
-	return v, best, true
+	kind := 0
+	m.conflict = false
+	for i := range m.heads {
+		if m.ok[i] && m.heads[i] == m.rank {
+			m.conflict = m.conflict || kind != 0
+			kind = i + 1
+			m.heads[i], m.ok[i] = m.its[i].next()
+		}
+	}
+	m.rank++
+	return v, kind, true
 }
 
 // readFile is the fallback when memory mapping is not available.

@@ -39,6 +39,47 @@ const (
 	modeNew        = 1
 )
 
+// diffKinds compares the numbers of two registries kind by kind; a number that changes kind
+// is deleted from one and added to the other.
+func diffKinds(old, next *Set) (added, deleted [numKinds][]uint64) {
+	a, b := old.all(), next.all()
+	av, ak, aok := a.next()
+	bv, bk, bok := b.next()
+	for aok || bok {
+		switch {
+		case !bok || aok && av < bv:
+			deleted[ak] = append(deleted[ak], av)
+			av, ak, aok = a.next()
+		case !aok || bv < av:
+			added[bk] = append(added[bk], bv)
+			bv, bk, bok = b.next()
+		default:
+			if ak != bk {
+				deleted[ak] = append(deleted[ak], av)
+				added[bk] = append(added[bk], bv)
+			}
+			av, ak, aok = a.next()
+			bv, bk, bok = b.next()
+		}
+	}
+	return added, deleted
+}
+
+// kindFilter yields the numbers of one kind.
+type kindFilter struct {
+	it   *mergeIter
+	kind int
+}
+
+func (f *kindFilter) next() (uint64, bool) {
+	for {
+		v, k, ok := f.it.next()
+		if !ok || k == f.kind {
+			return v, ok
+		}
+	}
+}
+
 // diffSets compares two sets and returns what b adds and what it drops.
 func diffSets(a, b *efSet) (added, deleted []uint64) {
 	ai, bi := a.iter(), b.iter()
@@ -89,17 +130,17 @@ func WriteDelta(w io.Writer, old, next *Set) error {
 	binary.LittleEndian.PutUint64(b[64:], next.logFrom)
 	sum = next.Sum()
 	copy(b[72:], sum[:])
+	added, deleted := diffKinds(old, next)
 	var all []uint64 // every number deleted from some kind
 	var err error
-	for k := range next.kinds {
-		added, deleted := diffSets(&old.kinds[k], &next.kinds[k])
-		if b, err = appendSet(b, added); err != nil {
+	for k := range added {
+		if b, err = appendSet(b, added[k]); err != nil {
 			return err
 		}
-		if b, err = appendSet(b, deleted); err != nil {
+		if b, err = appendSet(b, deleted[k]); err != nil {
 			return err
 		}
-		all = append(all, deleted...)
+		all = append(all, deleted[k]...)
 	}
 	slices.Sort(all)
 	all = slices.Compact(all)
@@ -315,7 +356,7 @@ func ApplyDelta(w io.Writer, old *Set, deltaBytes []byte) error {
 	c := contents{version: d.version, logFrom: d.logFrom}
 	var all []uint64
 	for k := range c.kinds {
-		p := newPatch(old.kinds[k].iter(), d.added[k].iter(), d.deleted[k].iter())
+		p := newPatch(&kindFilter{old.all(), k}, d.added[k].iter(), d.deleted[k].iter())
 		patches = append(patches, p)
 		c.kinds[k] = p
 		it := d.deleted[k].iter()

@@ -58,11 +58,18 @@ func (s *efSet) chunk(c int) ([]byte, int) {
 	return s.data[start:end], m
 }
 
-// contains reports whether v is in the set, reading the encoded form in place.
+// contains reports whether v is in the set.
 func (s *efSet) contains(v uint64) bool {
+	_, ok := s.find(v)
+	return ok
+}
+
+// find returns v's rank in the set (how many values are smaller), reading the encoded form
+// in place.
+func (s *efSet) find(v uint64) (int, bool) {
 	nc := s.chunks()
 	if nc == 0 || v < s.first(0) {
-		return false
+		return 0, false
 	}
 	// The last chunk whose first value is <= v.
 	lo, hi := 0, nc
@@ -76,7 +83,7 @@ func (s *efSet) contains(v uint64) bool {
 	}
 	x := v - s.first(lo)
 	if x == 0 {
-		return true
+		return lo * chunkLen, true
 	}
 	c, m := s.chunk(lo)
 	l := uint(c[0])
@@ -89,24 +96,24 @@ func (s *efSet) contains(v uint64) bool {
 	if h > 0 {
 		p, ok := select0(high, h-1)
 		if !ok {
-			return false
+			return 0, false
 		}
 		pos = p + 1
 	}
 	i := pos - int(h) // ones before pos
 	for ; i < m; i, pos = i+1, pos+1 {
 		if pos/8 >= len(high) || high[pos/8]&(1<<(pos%8)) == 0 {
-			return false // bucket ended
+			return 0, false // bucket ended
 		}
 		got := low(c[1:], i, l)
 		if got == want {
-			return true
+			return lo*chunkLen + i, true
 		}
 		if got > want {
-			return false
+			return 0, false
 		}
 	}
-	return false
+	return 0, false
 }
 
 // low reads the i-th L-bit low part; the chunk always has at least 8 bytes after the low

@@ -15,6 +15,8 @@
 //	wallphonectl repo init|publish|timestamp|root|list
 //	                                 the TUF repository that carries the registry and the policies
 //	wallphonectl audit verify|match  check a phone's audit log; match numbers to its keyed hashes
+//	wallphonectl registry build|lookup|delta|apply|info
+//	                                 the compact registry of privileged numbers (see usage)
 //
 // recordings decrypt exits 0 when every segment checked out and 1 when one is missing,
 // altered, or present but not in a complete manifest (the WAV is written all the same).
@@ -50,7 +52,8 @@ const usage = `usage:
   wallphonectl recordings decrypt --identity KEYFILE [--identity KEYFILE...] [--device-key FINGERPRINT] --out FILE.wav
                                    (--spool DIR --call CALLID | --manifest FILE --segments DIR)
                                    check a call against its manifest and write it as one WAV (0600);
-                                   exit status 1 if a segment is missing, altered, or not in a complete manifest` + repoUsage
+                                   exit status 1 if a segment is missing, altered, or not in a complete manifest
+` + registryUsage + repoUsage
 
 func main() {
 	err := run(os.Args[1:], os.Stdin, os.Stdout)
@@ -91,6 +94,8 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		return auditCmd(args[1:], stdin, stdout)
 	case cmd == "recordings":
 		return recordings(args[1:], stdout)
+	case cmd == "registry":
+		return registryCmd(args[1:], stdout)
 	}
 	return fmt.Errorf("%w: unknown command %q", errUsage, args)
 }
