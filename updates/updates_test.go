@@ -305,9 +305,10 @@ func TestPolicyForAnotherFacility(t *testing.T) {
 	}
 }
 
-// With the repository unreachable the phone keeps its registry and, once the metadata has
-// expired, reports itself stale from that moment.
-func TestStale(t *testing.T) {
+// installed is a repository with policy 1 and a 10-number registry 1, and a phone that
+// installed both.
+func installed(t *testing.T) (*vendor, *phone) {
+	t.Helper()
 	v := newVendor(t)
 	v.publishPolicy("demo-county", 1)
 	v.publish(1, v.build(1, numbers(0, 10), nil), false)
@@ -315,6 +316,13 @@ func TestStale(t *testing.T) {
 	if _, err := p.check(); err != nil {
 		t.Fatal(err)
 	}
+	return v, p
+}
+
+// With the repository unreachable the phone keeps its registry and, once the metadata has
+// expired, reports itself stale from that moment.
+func TestStale(t *testing.T) {
+	v, p := installed(t)
 	until := p.u.State().FreshUntil
 	if p.u.Freshness(p.now).Stale || until.IsZero() {
 		t.Fatalf("fresh install reports stale (fresh until %v)", until)
@@ -336,13 +344,7 @@ func TestStale(t *testing.T) {
 // A registry file damaged on flash is dropped (no registry: nothing recorded), and the same
 // version is fetched again; the version floor stays.
 func TestDamagedInstall(t *testing.T) {
-	v := newVendor(t)
-	v.publishPolicy("demo-county", 1)
-	v.publish(1, v.build(1, numbers(0, 10), nil), false)
-	p := v.newPhone()
-	if _, err := p.check(); err != nil {
-		t.Fatal(err)
-	}
+	_, p := installed(t)
 	path := p.u.RegistryPath()
 	b, _ := os.ReadFile(path)
 	b[len(b)/2] ^= 0xff
