@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 )
 
@@ -317,6 +318,10 @@ func (w *efWriter) add(v uint64) {
 
 func (w *efWriter) flush() {
 	if len(w.buf) == 0 {
+		return
+	}
+	if len(w.data) > math.MaxUint32-2*chunkLen*8 {
+		w.err = fmt.Errorf("%w: more than 4 GB", errEF)
 		return
 	}
 	base := w.buf[0]
