@@ -320,7 +320,7 @@ func (w *efWriter) flush() {
 	if len(w.buf) == 0 {
 		return
 	}
-	if len(w.data) > math.MaxUint32-2*chunkLen*8 {
+	if uint64(len(w.data)) > math.MaxUint32-2*chunkLen*8 {
 		w.err = fmt.Errorf("%w: more than 4 GB", errEF)
 		return
 	}
