@@ -26,15 +26,6 @@ func (it Item) String() string {
 	return it.Number
 }
 
-// Errors of Build.
-var (
-	// ErrRemovedUnknown: an entry listed as removed is not in the previous registry, or is
-	// still in the new one.
-	ErrRemovedUnknown = errors.New("registry: listed removal does not match")
-	// ErrOlderVersion: the new registry's version is not above the previous one's.
-	ErrOlderVersion = errors.New("registry: version not above the previous registry's")
-)
-
 // source yields strictly increasing numbers.
 type source interface{ next() (uint64, bool) }
 

@@ -73,8 +73,16 @@ func kindIndex(k Kind) int {
 	return -1
 }
 
-// Errors of the compact form.
+// Errors of the compact form, of Build, ReadCSV, CheckRemovals and deltas (besides ErrKind,
+// ErrNumber, ErrDuplicate and ErrVersion, with the in-memory registry).
 var (
+	// ErrConflict: ReadCSV found the same number or prefix twice with different kinds.
+	ErrConflict = errors.New("registry: conflicting kinds")
+	// ErrRemovedUnknown: Build was given a removal that is not in the previous registry, or
+	// that is still in the new one.
+	ErrRemovedUnknown = errors.New("registry: listed removal does not match")
+	// ErrOlderVersion: Build's version is not above the previous registry's.
+	ErrOlderVersion = errors.New("registry: version not above the previous registry's")
 	// ErrFormat: the file is not a registry this code can read (bad magic, unknown format
 	// version, truncated, a length or offset out of bounds, values out of order).
 	ErrFormat = errors.New("registry: malformed registry file")
