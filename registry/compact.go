@@ -126,7 +126,9 @@ type logGroup struct {
 }
 
 // Open maps a registry file and checks it as Parse does. Close releases the mapping; no
-// Lookup may run after Close.
+// Lookup may run after Close. The mapping reads the file as it is on disk: replace an
+// installed file by renaming a new one over it (atomicfile), never by writing into it, or
+// lookups would see bytes that were never checked (or fault, if it shrank).
 func Open(path string) (*Set, error) {
 	data, release, err := mapFile(path)
 	if err != nil {
