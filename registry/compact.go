@@ -379,7 +379,8 @@ func (r *reader) uvarint(what string) uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
+	// A longer form than needed would give a second file for the same registry.
+	if n <= 0 || n != len(binary.AppendUvarint(nil, v)) {
 		r.err = fmt.Errorf("%s: bad varint", what)
 		return 0
 	}
