@@ -26,15 +26,6 @@ func (it Item) String() string {
 	return it.Number
 }
 
-// Errors of Build.
-var (
-	// ErrRemovedUnknown: an entry listed as removed is not in the previous registry, or is
-	// still in the new one.
-	ErrRemovedUnknown = errors.New("registry: listed removal does not match")
-	// ErrOlderVersion: the new registry's version is not above the previous one's.
-	ErrOlderVersion = errors.New("registry: version not above the previous registry's")
-)
-
 // source yields strictly increasing numbers.
 type source interface{ next() (uint64, bool) }
 
@@ -88,9 +79,10 @@ func (c *contents) encodeNumbers(sections *[numSections][]byte) (uint64, error) 
 	for i, src := range c.kinds {
 		heads[i], ok[i] = src.next()
 	}
-	nums := &efWriter{}
-	var ranks [numKinds - 1]efWriter
+	nums, others := &efWriter{}, &efWriter{}
+	var kinds []byte
 	var rank uint64
+	var j int
 	for {
 		best := -1
 		for i := range heads {
@@ -112,20 +104,28 @@ func (c *contents) encodeNumbers(sections *[numSections][]byte) (uint64, error) 
 		}
 		nums.add(v)
 		if best > 0 {
-			ranks[best-1].add(rank)
+			others.add(rank)
+			bit := j * kindBits
+			for len(kinds) <= (bit+kindBits-1)/8 {
+				kinds = append(kinds, 0)
+			}
+			kinds[bit/8] |= byte(best << (bit % 8))
+			if bit%8 > 8-kindBits {
+				kinds[bit/8+1] |= byte(best >> (8 - bit%8))
+			}
+			j++
 		}
 		rank++
 		heads[best], ok[best] = c.kinds[best].next()
 	}
 	var err error
-	if sections[0], err = nums.bytes(); err != nil {
+	if sections[secNumbers], err = nums.bytes(); err != nil {
 		return 0, err
 	}
-	for i := range ranks {
-		if sections[1+i], err = ranks[i].bytes(); err != nil {
-			return 0, err
-		}
+	if sections[secOthers], err = others.bytes(); err != nil {
+		return 0, err
 	}
+	sections[secKinds] = kinds
 	return rank, nil
 }
 
@@ -142,7 +142,7 @@ func (c *contents) encode() ([]byte, error) {
 		p = binary.AppendUvarint(p, uint64(len(r.entry.Label)))
 		p = append(p, r.entry.Label...)
 	}
-	sections[numKinds] = p
+	sections[secPrefixes] = p
 	l := binary.LittleEndian.AppendUint32(nil, uint32(len(c.log)))
 	for _, g := range c.log {
 		set, err := encodeSet(g.numbers)
@@ -157,7 +157,7 @@ func (c *contents) encode() ([]byte, error) {
 			l = appendPrefix(l, p)
 		}
 	}
-	sections[numKinds+1] = l
+	sections[secLog] = l
 
 	out := make([]byte, headerLen, headerLen+sumLen+len(sections[0])+len(sections[1]))
 	copy(out, fileMagic)

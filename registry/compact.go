@@ -13,10 +13,11 @@ import (
 
 // The compact registry file, what a phone downloads and installs. Its exact numbers are kept
 // as one sorted set (partitioned Elias-Fano, ef.go) answered in place, from the mapped file,
-// without unpacking. Kinds are sets of ranks in that set (the i-th smallest number is rank
-// i), one per kind except attorney, the commonest, which is every number in none of them:
-// a miss costs one search, a hit one more per kind set, and a kind costs a few bits per
-// number of that kind. Exact numbers carry no label on the phone (labels stay in the back
+// without unpacking. Attorneys, the commonest kind, cost nothing more: the numbers of every
+// other kind are a second set, of ranks in the first (the i-th smallest number has rank i),
+// with 3 bits of kind for each, in rank order. A miss costs one search, a hit one more and
+// a bit read; the kinds cost about 7.5 bits per number that is not an attorney's. Exact
+// numbers carry no label on the phone (labels stay in the back
 // office's CSV); prefixes keep theirs. The file also carries, inside its checksummed
 // and signed bytes, the log of entries removed since version LogFrom, so that a phone can
 // tell a listed removal from a silent shrink (CheckRemovals).
@@ -29,12 +30,14 @@ import (
 //	24      8     log-from version: the removal log covers versions after it (<= version)
 //	32      8     exact numbers, all kinds
 //	40      8     prefixes
-//	48      128   8 sections as (offset, length) pairs, uint64 each: the number set, the
-//	              rank sets of the kinds after attorney in kindOrder, the prefixes, the
-//	              removal log; contiguous, in order, from byte 176 up to the checksum
+//	48      80    5 sections as (offset, length) pairs, uint64 each: the number set, the
+//	              rank set of numbers that are not attorneys', their kinds, the prefixes,
+//	              the removal log; contiguous, in order, from byte 128 up to the checksum
 //	...           sections
 //	end-32  32    SHA-256 of every byte before it
 //
+// Kinds section: 3 bits per rank in the second set, packed LSB first, each the index in
+// kindOrder of a kind other than attorney (1-5), then zero bits to a whole byte.
 // Prefix section: count uint32, then per prefix: digit count (1 byte), the digits after the
 // "+", kind index (1 byte), label length (uvarint) and label (UTF-8, at most maxLabel bytes);
 // sorted by digits. Removal log section: group count uint32, then per group in increasing
@@ -44,7 +47,13 @@ const (
 	fileMagic     = "WPREG\x00\r\n"
 	formatVersion = 1
 	numKinds      = 6
-	numSections   = numKinds + 2
+	numSections   = 5
+	secNumbers    = 0
+	secOthers     = 1
+	secKinds      = 2
+	secPrefixes   = 3
+	secLog        = 4
+	kindBits      = 3
 	headerLen     = 48 + 16*numSections
 	sumLen        = sha256.Size
 	maxLabel      = 1024
@@ -64,8 +73,16 @@ func kindIndex(k Kind) int {
 	return -1
 }
 
-// Errors of the compact form.
+// Errors of the compact form, of Build, ReadCSV, CheckRemovals and deltas (besides ErrKind,
+// ErrNumber, ErrDuplicate and ErrVersion, with the in-memory registry).
 var (
+	// ErrConflict: ReadCSV found the same number or prefix twice with different kinds.
+	ErrConflict = errors.New("registry: conflicting kinds")
+	// ErrRemovedUnknown: Build was given a removal that is not in the previous registry, or
+	// that is still in the new one.
+	ErrRemovedUnknown = errors.New("registry: listed removal does not match")
+	// ErrOlderVersion: Build's version is not above the previous registry's.
+	ErrOlderVersion = errors.New("registry: version not above the previous registry's")
 	// ErrFormat: the file is not a registry this code can read (bad magic, unknown format
 	// version, truncated, a length or offset out of bounds, values out of order).
 	ErrFormat = errors.New("registry: malformed registry file")
@@ -89,7 +106,8 @@ type Set struct {
 
 	version, logFrom uint64
 	numbers          efSet
-	ranks            [numKinds - 1]efSet // ranks in numbers of kindOrder[1:]
+	others           efSet  // ranks in numbers of the numbers that are not attorneys'
+	kinds            []byte // their kinds, kindBits each
 	prefixes         []prefixRec
 	prefixIndex      map[string]int // "+digits" → index in prefixes
 	prefixLens       []int          // distinct lengths of "+digits", longest first
@@ -108,7 +126,9 @@ type logGroup struct {
 }
 
 // Open maps a registry file and checks it as Parse does. Close releases the mapping; no
-// Lookup may run after Close.
+// Lookup may run after Close. The mapping reads the file as it is on disk: replace an
+// installed file by renaming a new one over it (atomicfile), never by writing into it, or
+// lookups would see bytes that were never checked (or fault, if it shrank).
 func Open(path string) (*Set, error) {
 	data, release, err := mapFile(path)
 	if err != nil {
@@ -164,10 +184,9 @@ type Stats struct {
 func (s *Set) Stats() Stats {
 	st := Stats{Version: s.version, LogFrom: s.logFrom, Bytes: len(s.data), Exact: map[Kind]int{},
 		Prefixes: len(s.prefixes), LogGroups: len(s.log)}
-	st.Exact[Attorney] = s.numbers.n
-	for i, k := range kindOrder[1:] {
-		st.Exact[k] = s.ranks[i].n
-		st.Exact[Attorney] -= s.ranks[i].n
+	st.Exact[Attorney] = s.numbers.n - s.others.n
+	for i := range s.others.n {
+		st.Exact[kindOrder[s.kindAt(i)]]++
 	}
 	for _, g := range s.log {
 		st.LoggedRemovals += g.numbers.n + len(g.prefixes)
@@ -181,10 +200,8 @@ func (s *Set) Stats() Stats {
 func (s *Set) Lookup(e164 string) (Entry, bool) {
 	if v, ok := numberValue(e164); ok {
 		if r, ok := s.numbers.find(v); ok {
-			for i := range s.ranks {
-				if s.ranks[i].contains(uint64(r)) {
-					return Entry{Kind: kindOrder[i+1]}, true
-				}
+			if j, ok := s.others.find(uint64(r)); ok {
+				return Entry{Kind: kindOrder[s.kindAt(j)]}, true
 			}
 			return Entry{Kind: Attorney}, true
 		}
@@ -264,46 +281,57 @@ func Parse(b []byte) (*Set, error) {
 	if s.numbers, err = parseEF(sections[0], numberLimit); err != nil {
 		return nil, fmt.Errorf("%w: numbers: %v", ErrFormat, err)
 	}
-	for i := range s.ranks {
-		// The limit wraps round for an empty number set, which may have no ranks at all.
-		if s.ranks[i], err = parseEF(sections[1+i], uint64(s.numbers.n)-1); err == nil && s.ranks[i].n > 0 && s.numbers.n == 0 {
-			err = errors.New("ranks without numbers")
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s ranks: %v", ErrFormat, kindOrder[i+1], err)
-		}
+	// The limit wraps round for an empty number set, which may have no ranks at all.
+	if s.others, err = parseEF(sections[secOthers], uint64(s.numbers.n)-1); err == nil && s.others.n > 0 && s.numbers.n == 0 {
+		err = errors.New("ranks without numbers")
 	}
-	if err := checkDisjoint(s); err != nil {
+	if err != nil {
+		return nil, fmt.Errorf("%w: kinds: %v", ErrFormat, err)
+	}
+	s.kinds = sections[secKinds]
+	if err := s.checkKinds(); err != nil {
 		return nil, err
 	}
 	if want := binary.LittleEndian.Uint64(b[32:]); want != uint64(s.numbers.n) {
 		return nil, fmt.Errorf("%w: header says %d numbers, the set holds %d", ErrFormat, want, s.numbers.n)
 	}
-	if err := s.parsePrefixes(sections[numKinds]); err != nil {
+	if err := s.parsePrefixes(sections[secPrefixes]); err != nil {
 		return nil, err
 	}
 	if want := binary.LittleEndian.Uint64(b[40:]); want != uint64(len(s.prefixes)) {
 		return nil, fmt.Errorf("%w: header says %d prefixes, section holds %d", ErrFormat, want, len(s.prefixes))
 	}
-	if err := s.parseLog(sections[numKinds+1]); err != nil {
+	if err := s.parseLog(sections[secLog]); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// checkDisjoint refuses a number listed under two kinds: its kind would depend on the order
-// of the lookups.
-func checkDisjoint(s *Set) error {
-	it := s.all()
-	for {
-		v, _, ok := it.next()
-		if !ok {
-			return nil
-		}
-		if it.conflict {
-			return fmt.Errorf("%w: %s listed under two kinds", ErrFormat, numberString(v))
+// kindAt is the kind index of the j-th number that is not an attorney's.
+func (s *Set) kindAt(j int) int {
+	bit := j * kindBits
+	w := uint(s.kinds[bit/8])
+	if bit/8+1 < len(s.kinds) {
+		w |= uint(s.kinds[bit/8+1]) << 8
+	}
+	return int(w>>(bit%8)) & (1<<kindBits - 1)
+}
+
+// checkKinds makes sure every number that is not an attorney's has a kind, and nothing more.
+func (s *Set) checkKinds() error {
+	bits := s.others.n * kindBits
+	if len(s.kinds) != (bits+7)/8 {
+		return fmt.Errorf("%w: %d bytes of kinds for %d numbers", ErrFormat, len(s.kinds), s.others.n)
+	}
+	if bits%8 != 0 && s.kinds[len(s.kinds)-1]>>(bits%8) != 0 {
+		return fmt.Errorf("%w: bits set after the last kind", ErrFormat)
+	}
+	for j := range s.others.n {
+		if k := s.kindAt(j); k == 0 || k >= numKinds {
+			return fmt.Errorf("%w: kind %d of number %d", ErrFormat, k, j)
 		}
 	}
+	return nil
 }
 
 // reader reads a section, remembering the first error.
@@ -351,7 +379,8 @@ func (r *reader) uvarint(what string) uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
+	// A longer form than needed would give a second file for the same registry.
+	if n <= 0 || n != len(binary.AppendUvarint(nil, v)) {
 		r.err = fmt.Errorf("%s: bad varint", what)
 		return 0
 	}
@@ -464,20 +493,18 @@ func (s *Set) parseLog(b []byte) error {
 
 // mergeIter walks the exact numbers in increasing order with their kinds.
 type mergeIter struct {
-	nums     *efIter
-	rank     uint64
-	its      [numKinds - 1]*efIter
-	heads    [numKinds - 1]uint64
-	ok       [numKinds - 1]bool
-	conflict bool // the last number was in two kind sets
+	s      *Set
+	nums   *efIter
+	others *efIter
+	rank   uint64 // of the next number
+	head   uint64 // the next rank of a number that is not an attorney's
+	ok     bool
+	j      int // its index in others
 }
 
 func (s *Set) all() *mergeIter {
-	m := &mergeIter{nums: s.numbers.iter()}
-	for i := range s.ranks {
-		m.its[i] = s.ranks[i].iter()
-		m.heads[i], m.ok[i] = m.its[i].next()
-	}
+	m := &mergeIter{s: s, nums: s.numbers.iter(), others: s.others.iter()}
+	m.head, m.ok = m.others.next()
 	return m
 }
 
@@ -488,13 +515,10 @@ func (m *mergeIter) next() (uint64, int, bool) {
 		return 0, 0, false
 	}
 	kind := 0
-	m.conflict = false
-	for i := range m.heads {
-		if m.ok[i] && m.heads[i] == m.rank {
-			m.conflict = m.conflict || kind != 0
-			kind = i + 1
-			m.heads[i], m.ok[i] = m.its[i].next()
-		}
+	if m.ok && m.head == m.rank {
+		kind = m.s.kindAt(m.j)
+		m.j++
+		m.head, m.ok = m.others.next()
 	}
 	m.rank++
 	return v, kind, true

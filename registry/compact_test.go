@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -258,3 +259,20 @@ func TestShrinkRefused(t *testing.T) {
 }
 
 func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o600) }
+
+// Lookups from many goroutines share one Set (run with -race).
+func TestSetConcurrentLookups(t *testing.T) {
+	s := build(t, 1, demoItems, nil, nil)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 1000 {
+				if e, ok := s.Lookup("+15125550175"); !ok || e.Kind != Court {
+					t.Error("wrong answer")
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}

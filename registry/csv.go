@@ -42,9 +42,6 @@ func (e *CSVError) Unwrap() []error {
 	return out
 }
 
-// ErrConflict: the same number or prefix is listed twice with different kinds.
-var ErrConflict = errors.New("registry: conflicting kinds")
-
 // ReadCSV reads the back office's list of privileged numbers: rows of number, kind and an
 // optional label, with an optional header row (number,kind,label) and # comment lines. A
 // number may be written in any form the dial plan's Written accepts; a prefix is written as

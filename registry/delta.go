@@ -195,8 +195,8 @@ func (s *Set) logGroup(version uint64) *logGroup {
 
 // prefixSection is the prefix section of the file, as the file holds it.
 func (s *Set) prefixSection() []byte {
-	off := binary.LittleEndian.Uint64(s.data[48+16*numKinds:])
-	n := binary.LittleEndian.Uint64(s.data[56+16*numKinds:])
+	off := binary.LittleEndian.Uint64(s.data[48+16*secPrefixes:])
+	n := binary.LittleEndian.Uint64(s.data[56+16*secPrefixes:])
 	return s.data[off : off+n]
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 )
 
@@ -240,6 +241,9 @@ func checkChunk(c []byte, m int) (uint64, error) {
 	if 1+lowBytes > len(c) {
 		return 0, fmt.Errorf("%d low bytes do not fit in %d", lowBytes, len(c))
 	}
+	if pad := (m * int(l)) % 8; pad != 0 && c[lowBytes]>>pad != 0 {
+		return 0, errors.New("bits set after the last low part")
+	}
 	high := c[1+lowBytes:]
 	if len(high) == 0 || len(high)%8 != 0 {
 		return 0, fmt.Errorf("high part of %d bytes, not whole words", len(high))
@@ -317,6 +321,10 @@ func (w *efWriter) add(v uint64) {
 
 func (w *efWriter) flush() {
 	if len(w.buf) == 0 {
+		return
+	}
+	if uint64(len(w.data)) > math.MaxUint32-2*chunkLen*8 {
+		w.err = fmt.Errorf("%w: more than 4 GB", errEF)
 		return
 	}
 	base := w.buf[0]

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -26,6 +28,13 @@ func seedFiles(t testing.TB) [][]byte {
 	add(1, nil, nil, nil)
 	v1 := add(1, demoItems, nil, nil)
 	add(2, demoItems[2:], v1, demoItems[:2])
+	for _, name := range []string{"demo-v1.reg", "demo-v2.reg"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
 	return out
 }
 

@@ -4,6 +4,12 @@
 //
 // This file holds the in-memory form used by the simulated phone and by tests; numbers are
 // normalised to E.164 before they reach it.
+//
+// The compact form ([Set], built by [Build] from the back office's CSV read by [ReadCSV]) is
+// what phones install: millions of numbers in under 2 bytes each, looked up in place in the
+// mapped file. It also keeps promise 6 for the registry's contents: a registry carries the
+// log of its removals in its own signed bytes, and [CheckRemovals] refuses one that dropped
+// entries without listing them, the silent shrink of a do-not-record list.
 package registry
 
 import (
