@@ -23,6 +23,10 @@ type config struct {
 	demoKeys  string
 	boardFile string
 	trunk     string
+
+	console         string
+	consoleBaud     int
+	provisioningPub string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -40,6 +44,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.registry, "registry", "", "privileged-number registry `file` (default: /etc/wallphone/registry.json; for the sim board registry.json in the data directory, a demo written on first run); none runs with no registry")
 	fs.StringVar(&c.demoKeys, "demo-keys", "", "sim board: `directory` for the demo's recording identities, made with the demo policy (default: the data directory's name + \"-keys\")")
 	fs.StringVar(&c.earpiece, "earpiece", "", "sim board: write what the earpiece plays to this `file` (raw s16le, 8 kHz, mono)")
+	fs.StringVar(&c.console, "console", "", "serial `port` of the provisioning console (e.g. /dev/ttyS0); empty: no console")
+	fs.IntVar(&c.consoleBaud, "console-baud", 115200, "console serial speed")
+	fs.StringVar(&c.provisioningPub, "provisioning-pub", "", "`file` of facility provisioning keys the console trusts (default: /etc/wallphone/provisioning.pub; for the sim board provisioning.pub in the demo keys directory, a demo written on first run)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: wallphoned [flags]\n\nThe wall phone agent. flags:\n")
 		fs.PrintDefaults()
@@ -79,6 +86,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.registry == "" {
 		c.registry = filepath.Join(confDir, "registry.json")
+	}
+	if c.provisioningPub == "" {
+		c.provisioningPub = "/etc/wallphone/provisioning.pub"
+		if confDir == c.dataDir {
+			c.provisioningPub = filepath.Join(c.demoKeys, "provisioning.pub")
+		}
 	}
 	return c, nil
 }
