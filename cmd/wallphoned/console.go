@@ -47,12 +47,12 @@ type console struct {
 // for a reset or a reboot.
 func startConsole(ctx context.Context, cfg config, a *agent, ring *logRing, log *slog.Logger, stopAgent context.CancelFunc) (*console, error) {
 	c := &console{cfg: cfg, a: a, log: log, ring: ring, stopFn: stopAgent, done: make(chan struct{})}
+	if err := writeDemoProvisioning(cfg, log); err != nil {
+		return nil, err
+	}
 	if cfg.console == "" {
 		close(c.done)
 		return c, nil
-	}
-	if err := writeDemoProvisioning(cfg, log); err != nil {
-		return nil, err
 	}
 	srv, err := provisioning.NewServer(provisioning.Config{
 		DeviceID: a.deviceID, Firmware: firmwareVersion(), DataDir: cfg.dataDir,
