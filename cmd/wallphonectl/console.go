@@ -112,10 +112,10 @@ func consoleMain(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 		fmt.Fprintln(stdout, consoleUsage)
 		return nil
 	} else if err != nil {
-		return fmt.Errorf("%w: console: %v\n%s", errUsage, err, consoleUsage)
+		return fmt.Errorf("%w: console: %v (wallphonectl console --help)", errUsage, err)
 	}
 	if fs.NArg() == 0 {
-		return fmt.Errorf("%w: console: no command\n%s", errUsage, consoleUsage)
+		return fmt.Errorf("%w: console: no command (wallphonectl console --help)", errUsage)
 	}
 	sub, subArgs := fs.Arg(0), fs.Args()[1:]
 	c := &consoleCmd{stdin: bufio.NewScanner(stdin), stdout: stdout, stderr: stderr}
@@ -140,7 +140,7 @@ func consoleMain(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	}
 	// Check the subcommand before touching the port.
 	if _, ok := consoleCommands[sub]; !ok && sub != "shell" {
-		return fmt.Errorf("%w: console: unknown command %q\n%s", errUsage, sub, consoleUsage)
+		return fmt.Errorf("%w: console: unknown command %q (wallphonectl console --help)", errUsage, sub)
 	}
 	p, err := serial.Open(*port, &serial.Mode{BaudRate: *baud})
 	if err != nil {
