@@ -2,6 +2,7 @@ package provisioning
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -96,25 +97,27 @@ func DecodeFrame(stuffed []byte) (Frame, error) {
 	return Frame{Type: raw[1], Seq: binary.BigEndian.Uint16(raw[2:]), Payload: append([]byte(nil), body[headerSize:]...)}, nil
 }
 
-// cobsEncode is Consistent Overhead Byte Stuffing: the output holds no zero byte.
+// cobsEncode is Consistent Overhead Byte Stuffing: the output holds no zero byte. Each group
+// is a code byte n and n-1 data bytes, followed by an implied zero unless n is 0xff.
 func cobsEncode(dst, src []byte) []byte {
-	codeAt := len(dst)
-	dst = append(dst, 0)
-	code := byte(1)
-	for _, b := range src {
-		if b != 0 {
-			dst = append(dst, b)
-			code++
+	for {
+		i := bytes.IndexByte(src, 0)
+		run := src
+		if i >= 0 {
+			run = src[:i]
 		}
-		if b == 0 || code == 0xff {
-			dst[codeAt] = code
-			codeAt = len(dst)
-			dst = append(dst, 0)
-			code = 1
+		for len(run) >= 0xfe {
+			dst = append(dst, 0xff)
+			dst = append(dst, run[:0xfe]...)
+			run = run[0xfe:]
 		}
+		dst = append(dst, byte(len(run)+1))
+		dst = append(dst, run...)
+		if i < 0 {
+			return dst
+		}
+		src = src[i+1:]
 	}
-	dst[codeAt] = code
-	return dst
 }
 
 func cobsDecode(src []byte) ([]byte, error) {
@@ -125,16 +128,15 @@ func cobsDecode(src []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w: zero byte inside a frame", ErrFrameCorrupt)
 		}
 		i++
-		if i+code-1 > len(src) {
+		end := i + code - 1
+		if end > len(src) {
 			return nil, fmt.Errorf("%w: stuffing runs past the end", ErrFrameCorrupt)
 		}
-		for _, b := range src[i : i+code-1] {
-			if b == 0 {
-				return nil, fmt.Errorf("%w: zero byte inside a frame", ErrFrameCorrupt)
-			}
+		if bytes.IndexByte(src[i:end], 0) >= 0 {
+			return nil, fmt.Errorf("%w: zero byte inside a frame", ErrFrameCorrupt)
 		}
-		out = append(out, src[i:i+code-1]...)
-		i += code - 1
+		out = append(out, src[i:end]...)
+		i = end
 		if code < 0xff && i < len(src) {
 			out = append(out, 0)
 		}
