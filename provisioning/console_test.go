@@ -459,3 +459,17 @@ func TestWrongTypesAndFields(t *testing.T) {
 		t.Fatalf("session did not go on: %v", err)
 	}
 }
+
+// A lock stored by a clock that ran ahead (or read by one set back) lasts at most MaxLock.
+func TestLockNeverLongerThanMaxLock(t *testing.T) {
+	r := newRig(t)
+	if err := r.db.SetConsoleFailures(9, epoch.AddDate(5, 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := r.client.Authenticate(bg, r.tech.cert, r.tech.key)
+	if e := wantCode(t, err, provisioning.CodeLocked); e.RetryAfter != provisioning.MaxLock {
+		t.Fatalf("retry after %s", e.RetryAfter)
+	}
+	r.clock.Advance(provisioning.MaxLock)
+	r.login()
+}

@@ -355,6 +355,14 @@ func (s *Server) auth(now time.Time, a Auth) (byte, any) {
 		s.audit("console_auth_failed", map[string]string{"reason": "lock state unreadable: " + err.Error()})
 		return TypeError, &Error{Code: CodeFailed, Message: "the console's lock state is unreadable; nobody is let in"}
 	}
+	if until.Sub(now) > MaxLock {
+		// A clock set back (a board without a battery-backed clock, say) must not stretch
+		// a lock beyond the longest one.
+		until = now.Add(MaxLock)
+		if err := s.cfg.Locks.SetConsoleFailures(failures, until); err != nil {
+			s.cfg.Logger.Error("console lock state unwritable", "event", "console_error", "err", err)
+		}
+	}
 	if now.Before(until) {
 		code := CodeBackoff
 		if failures >= LockAfter {

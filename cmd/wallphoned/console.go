@@ -221,6 +221,11 @@ func (p agentPhone) Status(context.Context) (provisioning.Status, error) {
 		SpoolSegments: u.Segments, SpoolCalls: u.Calls, SpoolBytes: u.Bytes,
 		Uplink: "not configured (no conf/vault.json)",
 	}
+	if fi, err := os.Stat(p.cfg.registry); err == nil && p.a.registry != nil {
+		// The registry's file time until signed registries carry their own: how long since
+		// this phone's copy was written.
+		st.RegistryAge = fmt.Sprintf("%s (file written %s)", time.Since(fi.ModTime()).Round(time.Minute), fi.ModTime().UTC().Format(time.RFC3339))
+	}
 	if exists(filepath.Join(p.cfg.dataDir, "conf", "vault.json")) {
 		st.Uplink = "configured; this agent has no uplink yet"
 	}
