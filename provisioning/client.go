@@ -90,6 +90,9 @@ func (c *Client) Call(ctx context.Context, typ byte, req, answer any) error {
 		return err
 	}
 	c.seq++
+	if c.seq == 0 {
+		c.seq = 1 // 0 is the phone's for answers to frames it could not read
+	}
 	seq := c.seq
 	b, err := AppendFrame(nil, Frame{Type: typ, Seq: seq, Payload: payload})
 	if err != nil {
