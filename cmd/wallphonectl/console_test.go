@@ -221,6 +221,12 @@ func TestConsoleEnrolment(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `audit kind="console_command"`) {
 		t.Fatalf("logs: %d\n%s", code, out)
 	}
+	// The interactive mode: one session, a prompt, help, commands, an error that does not end it.
+	out, code = ctl(t, "help\nstatus\nlogs --lines 0\nenroll\nquit\n", cmd("shell")...)
+	if code != 0 || !strings.Contains(out, "> commands: hello, status") || !strings.Contains(out, "facility:        county-jail") ||
+		!strings.Contains(out, "error: the phone refused: bad_request") || !strings.Contains(out, "error: usage: enroll --conf DIR") {
+		t.Fatalf("shell: %d\n%s", code, out)
+	}
 	// A reset not confirmed does nothing.
 	if out, code := ctl(t, "not-the-id\n", cmd("reset")...); code != 8 {
 		t.Fatalf("unconfirmed reset: %d %s", code, out)
