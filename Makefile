@@ -15,8 +15,10 @@ all: build
 
 # The agent on the simulated phone, with the demo facility written into $(DATA) on first run
 # and a called party that answers and accepts by itself. Type help at the prompt.
+# CONSOLE=PORT serves the provisioning console there too (a pty from socat, say; README).
+CONSOLE  ?=
 run: deps
-	$(GO) run ./cmd/wallphoned --board sim --data $(DATA) --callee auto
+	$(GO) run ./cmd/wallphoned --board sim --data $(DATA) --callee auto $(if $(CONSOLE),--console $(CONSOLE))
 
 # linux/amd64, linux/arm64 and linux/arm (GOARM=7) binaries of every command: pure Go here,
 # and with cgo and PortAudio (the real handset) by build-cgo.

@@ -5,7 +5,6 @@ package identity
 
 import (
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -14,8 +13,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-
-	"github.com/wallphone/wallphone/atomicfile"
 )
 
 const pemType = "PRIVATE KEY"
@@ -38,16 +35,8 @@ func LoadOrCreate(path string) (key ed25519.PrivateKey, created bool, err error)
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, false, fmt.Errorf("read device key: %w", err)
 	}
-	_, key, err = ed25519.GenerateKey(rand.Reader)
-	if err != nil {
+	if key, err = Create(path); err != nil {
 		return nil, false, err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, false, err
-	}
-	if err := atomicfile.Write(path, pem.EncodeToMemory(&pem.Block{Type: pemType, Bytes: der}), 0o600); err != nil {
-		return nil, false, fmt.Errorf("write device key: %w", err)
 	}
 	return key, true, nil
 }

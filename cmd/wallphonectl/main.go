@@ -7,6 +7,10 @@
 //	wallphonectl calls --data DIR    the call records a phone keeps, one JSON object per line
 //	wallphonectl keys recipient --out FILE
 //	                                 a new age identity in FILE (0600); prints its recipient
+//	wallphonectl console --port DEV --cert FILE --key FILE COMMAND
+//	                                 the serial provisioning console (exit statuses in console.go)
+//	wallphonectl keys provisioning|technician --out PREFIX
+//	                                 Ed25519 key pairs for the console
 //	wallphonectl recordings list --spool DIR
 //	                                 the calls in a spool: segments, bytes, manifest
 //	wallphonectl recordings decrypt --identity KEYFILE... (--spool DIR --call ID | --manifest FILE --segments DIR) --out FILE.wav
@@ -53,13 +57,23 @@ const usage = `usage:
                                    (--spool DIR --call CALLID | --manifest FILE --segments DIR)
                                    check a call against its manifest and write it as one WAV (0600);
                                    exit status 1 if a segment is missing, altered, or not in a complete manifest
-` + registryUsage + repoUsage
+` + registryUsage + repoUsage + `
+  wallphonectl keys provisioning --facility ID --out PREFIX
+                                   a facility's provisioning key: PREFIX.key (0600) and PREFIX.pub, the line
+                                   for the phones' /etc/wallphone/provisioning.pub
+  wallphonectl keys technician --out PREFIX
+                                   a technician's key: PREFIX.key (0600) and PREFIX.pub
+  wallphonectl console ...         the serial provisioning console; wallphonectl console --help for more`
 
 func main() {
 	err := run(os.Args[1:], os.Stdin, os.Stdout)
+	var exit *exitError
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		fmt.Fprintln(os.Stderr, usage)
+	case errors.As(err, &exit):
+		fmt.Fprintln(os.Stderr, "wallphonectl:", err)
+		os.Exit(exit.code)
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(os.Stderr, "wallphonectl: %v\n%s\n", err, usage)
 		os.Exit(2)
@@ -96,6 +110,10 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		return recordings(args[1:], stdout)
 	case cmd == "registry":
 		return registryCmd(args[1:], stdout)
+	case cmd == "console":
+		return consoleMain(args[1:], stdin, stdout, os.Stderr)
+	case cmd == "keys" && len(args) >= 2 && (args[1] == "provisioning" || args[1] == "technician"):
+		return keysPair(args[1], args[2:], stdout)
 	}
 	return fmt.Errorf("%w: unknown command %q", errUsage, args)
 }

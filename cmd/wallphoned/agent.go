@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -11,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/big"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 
 	"github.com/wallphone/wallphone/atomicfile"
 	"github.com/wallphone/wallphone/audio"
@@ -620,11 +623,66 @@ func readRepository(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	u, err := parseRepository(b)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return u, nil
+}
+
+func parseRepository(b []byte) (string, error) {
 	var r Repository
-	if err := json.Unmarshal(b, &r); err != nil || r.URL == "" {
-		return "", fmt.Errorf("%s: want {\"url\": \"https://...\"}: %v", path, err)
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return "", fmt.Errorf("want {\"url\": \"https://...\"}: %w", err)
+	}
+	u, err := url.Parse(r.URL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http" && u.Scheme != "file") || (u.Scheme != "file" && u.Host == "") {
+		return "", fmt.Errorf("url %q: want an http, https or file URL", r.URL)
 	}
 	return r.URL, nil
+}
+
+// validRoot accepts root metadata that verifies against itself, as go-tuf will need it to.
+func validRoot(b []byte) error {
+	if _, err := trustedmetadata.New(b); err != nil {
+		return fmt.Errorf("not a TUF root that verifies: %w", err)
+	}
+	return nil
+}
+
+// rulesStatus is what other goroutines (the console, the uplink's status object) may know of
+// the rules in force.
+type rulesStatus struct {
+	policyVersion   int64
+	registryVersion uint64
+	stale           bool
+	freshUntil      time.Time
+	freshness       string
+}
+
+// rules reads the rules in force without touching what the call loop owns: from the
+// installed state (guarded by its own lock), or from the local files, which never change.
+func (a *agent) rules(now time.Time) rulesStatus {
+	if a.updates == nil || a.cfg.policy != "" || a.cfg.registry != "" {
+		r := rulesStatus{registryVersion: a.registryVersion(), freshness: "local files, not from a repository"}
+		if a.policy != nil {
+			r.policyVersion = a.policy.Version
+		}
+		return r
+	}
+	st := a.updates.State()
+	f := a.updates.Freshness(now)
+	r := rulesStatus{policyVersion: int64(st.Policy.Version), registryVersion: st.Registry.Version,
+		stale: f.Stale, freshUntil: st.FreshUntil, freshness: st.Describe(now)}
+	if a.updates.RegistryPath() == "" {
+		r.registryVersion = 0
+	}
+	if a.updates.Policy() == nil {
+		r.policyVersion = 0
+	}
+	return r
 }
 
 func exists(path string) bool {

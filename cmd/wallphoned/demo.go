@@ -35,7 +35,7 @@ var demoExpiry = tufrepo.Expiry{Root: 10 * 365 * 24 * time.Hour, Targets: 5 * 36
 // the audit key). The phone then fetches and verifies its rules from that repository like
 // any phone. Nothing that opens recordings or signs rules is kept in the data directory.
 func writeDemo(cfg config, log *slog.Logger) error {
-	if cfg.board != "sim" || cfg.boardFile != "" {
+	if cfg.board != "sim" || cfg.boardFile != "" || !cfg.demo {
 		// A phone in a facility is enrolled by a technician, never with demo keys.
 		return nil
 	}

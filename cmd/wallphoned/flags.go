@@ -25,7 +25,11 @@ type config struct {
 	boardFile string
 	trunk     string
 
-	updateInterval time.Duration
+	updateInterval  time.Duration
+	demo            bool
+	console         string
+	consoleBaud     int
+	provisioningPub string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -41,9 +45,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.callee, "callee", "manual", "sim board: the called party is manual (callee commands) or auto (answers and accepts by itself)")
 	fs.StringVar(&c.policy, "policy", "", "sim board: a local facility policy `file` instead of the one from the repository (tests and bench work only)")
 	fs.StringVar(&c.registry, "registry", "", "sim board: a local registry `file` (wallphonectl registry build) instead of the one from the repository, or none for no registry (tests and bench work only)")
+	fs.BoolVar(&c.demo, "demo", true, "sim board: enrol a new data directory in the demo facility (false: it waits for a technician on the console)")
 	fs.DurationVar(&c.updateInterval, "update-interval", time.Hour, "how often to ask the repository for a new registry and policy (with jitter; sooner after a failure)")
 	fs.StringVar(&c.demoKeys, "demo-keys", "", "sim board: `directory` for the demo's recording identities, made with the demo policy (default: the data directory's name + \"-keys\")")
 	fs.StringVar(&c.earpiece, "earpiece", "", "sim board: write what the earpiece plays to this `file` (raw s16le, 8 kHz, mono)")
+	fs.StringVar(&c.console, "console", "", "serial `port` of the provisioning console (e.g. /dev/ttyS0); empty: no console")
+	fs.IntVar(&c.consoleBaud, "console-baud", 115200, "console serial speed")
+	fs.StringVar(&c.provisioningPub, "provisioning-pub", "", "`file` of facility provisioning keys the console trusts (default: /etc/wallphone/provisioning.pub; for the sim board provisioning.pub in the demo keys directory, a demo written on first run)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: wallphoned [flags]\n\nThe wall phone agent. flags:\n")
 		fs.PrintDefaults()
@@ -76,6 +84,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.demoKeys == "" {
 		c.demoKeys = filepath.Clean(c.dataDir) + "-keys"
+	}
+	if c.provisioningPub == "" {
+		c.provisioningPub = "/etc/wallphone/provisioning.pub"
+		if c.board == "sim" && c.boardFile == "" {
+			c.provisioningPub = filepath.Join(c.demoKeys, "provisioning.pub")
+		}
 	}
 	return c, nil
 }

@@ -61,7 +61,7 @@ func openHardware(name, file string, log *slog.Logger) (*hardware, error) {
 // runBoard is the agent on a real board: the GPIO drivers and the call loop, ticking every
 // 20 ms on the wall clock, until SIGTERM.
 func runBoard(ctx context.Context, cfg config, hw *hardware, stdout io.Writer) error {
-	log := newLogger(cfg.logMode, stdout)
+	log, ring := withRing(newLogger(cfg.logMode, stdout))
 	if cfg.trunk != "sim" {
 		return fmt.Errorf("--trunk %q: this build has only the simulated called party (sim), for bench tests", cfg.trunk)
 	}
@@ -69,7 +69,20 @@ func runBoard(ctx context.Context, cfg config, hw *hardware, stdout io.Writer) e
 	if err != nil {
 		return err
 	}
-	defer a.close()
+	closed := false
+	defer func() {
+		if !closed {
+			a.close()
+		}
+	}()
+	// A reset or reboot asked on the console ends the agent as SIGTERM would.
+	ctx, stopAgent := context.WithCancel(ctx)
+	defer stopAgent()
+	con, err := startConsole(ctx, cfg, a, ring, log, stopAgent)
+	if err != nil {
+		return err
+	}
+	defer con.stop()
 	log.Warn("calls go to the simulated called party: a bench test, not a phone in service", "event", "trunk_sim")
 	voice := a.prompts.Clip(audio.PromptSimFarEnd, audio.English)
 	callee := simtrunk.New(simtrunk.Options{Auto: true, Voice: voice.Source, VoiceText: voice.Text(), Logger: log})
@@ -120,6 +133,9 @@ loop:
 			runErr = err
 		}
 	}
+	con.stop()
+	closed = true
+	runErr = errors.Join(runErr, a.close(), con.afterClose())
 	log.Info("agent stopped", "event", "agent_stopped")
 	return errors.Join(runErr)
 }

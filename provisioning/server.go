@@ -1,0 +1,576 @@
+package provisioning
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wallphone/wallphone/atomicfile"
+	"github.com/wallphone/wallphone/identity"
+)
+
+const (
+	challengeSize = 32
+	nonceSize     = 16
+	// ChallengeTTL is how long a hello's challenge may be answered.
+	ChallengeTTL = time.Minute
+	// IdleTimeout ends a session nobody has used for this long: a technician who walks away
+	// without bye leaves nothing open for long.
+	IdleTimeout = 5 * time.Minute
+	// resetTTL is how long the second confirmation of a factory reset may take.
+	resetTTL = time.Minute
+)
+
+// Backoff and lock: after the n-th failed authentication in a row (n < LockAfter) the next
+// attempt waits 2^(n-1) s; from the LockAfter-th on, the console is locked for LockFor,
+// doubling with every further failure up to MaxLock. Only a successful authentication clears
+// the count; it is kept in the phone's state across restarts.
+const (
+	LockAfter = 5
+	LockFor   = 15 * time.Minute
+	MaxLock   = 24 * time.Hour
+)
+
+// Auditor is the audit log the console writes every action to.
+type Auditor interface {
+	Append(kind string, fields map[string]string) error
+}
+
+// LockStore keeps the count of failed authentications and the time before which the next
+// attempt is refused, across restarts.
+type LockStore interface {
+	ConsoleFailures() (failures int, until time.Time, err error)
+	SetConsoleFailures(failures int, until time.Time) error
+}
+
+// Phone is what the console reads from the running agent.
+type Phone interface {
+	Status(ctx context.Context) (Status, error)
+	Selftest(ctx context.Context) ([]Check, error)
+	// Logs returns up to n recent lines of the agent's log, oldest first.
+	Logs(n int) []string
+}
+
+// Status is what the phone reports about itself. It never holds a dialed number.
+type Status struct {
+	DeviceID        string        `json:"device_id"`
+	Facility        string        `json:"facility,omitempty"`
+	PolicyVersion   int64         `json:"policy_version"`
+	RegistryVersion uint64        `json:"registry_version"`
+	RegistryAge     string        `json:"registry_age,omitempty"` // how stale; empty: unknown
+	SpoolSegments   int           `json:"spool_segments"`
+	SpoolCalls      int           `json:"spool_calls"`
+	SpoolBytes      int64         `json:"spool_bytes"`
+	Uplink          string        `json:"uplink"`
+	Calls           []CallSummary `json:"calls,omitempty"`
+}
+
+// CallSummary is one recent call, without its number.
+type CallSummary struct {
+	CallID    string        `json:"call_id"`
+	Started   time.Time     `json:"started"`
+	Duration  time.Duration `json:"duration"`
+	Decision  string        `json:"decision,omitempty"`
+	Recorded  bool          `json:"recorded"`
+	EndReason string        `json:"end_reason,omitempty"`
+}
+
+// Check is one result of the unattended self test.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// SelftestResult is the answer to selftest.
+type SelftestResult struct {
+	Checks []Check `json:"checks"`
+}
+
+// Config is what a Server needs. Every field but Logger, Now, Rand and Firmware is required.
+type Config struct {
+	DeviceID string
+	Firmware string
+	// DataDir holds device.key and conf/.
+	DataDir string
+	// DeviceKey is the phone's current public key.
+	DeviceKey ed25519.PublicKey
+	// TrustFile lists the provisioning keys (see ParseTrust); read at every authentication.
+	TrustFile string
+	// Validators says which items enrolment may install in conf/ and how each is checked.
+	Validators map[string]func([]byte) error
+	Locks      LockStore
+	Audit      Auditor
+	Phone      Phone
+	// Reset is called after the console has wiped nothing yet: the agent stops, then wipes
+	// keys, configuration, state and spool, and restarts.
+	Reset func() error
+	// Reboot restarts the phone.
+	Reboot func() error
+	Now    func() time.Time
+	Rand   io.Reader
+	Logger *slog.Logger
+}
+
+// Server is the phone's end of the console. Serve runs one connection at a time.
+type Server struct {
+	cfg Config
+
+	mu sync.Mutex // guards the fields below, shared by Serve calls one after another
+	// deviceKey and facility change with enrolment.
+	deviceKey ed25519.PublicKey
+	facility  string
+	session   session
+	// after runs once the answer is written: a reset or reboot.
+	after func()
+}
+
+// session is what one technician has done since hello.
+type session struct {
+	challenge   []byte
+	challengeAt time.Time
+	cert        *Certificate // nil: not authenticated
+	lastUsed    time.Time
+	staged      map[string][]byte
+	resetNonce  []byte
+	resetAt     time.Time
+}
+
+// NewServer checks cfg and reads the facility the phone is enrolled in, if any.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.DeviceID == "" || cfg.DataDir == "" || len(cfg.DeviceKey) != ed25519.PublicKeySize ||
+		cfg.TrustFile == "" || cfg.Locks == nil || cfg.Audit == nil || cfg.Phone == nil ||
+		cfg.Reset == nil || cfg.Reboot == nil {
+		return nil, errors.New("provisioning: incomplete server config")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Firmware == "" {
+		cfg.Firmware = "unknown"
+	}
+	fac, err := ReadFacility(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, deviceKey: cfg.DeviceKey, facility: fac}, nil
+}
+
+// ReadFacility returns the facility a phone is enrolled in; "" if it is not.
+func ReadFacility(dataDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, "conf", "facility"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("provisioning: %w", err)
+	}
+	f := strings.TrimSpace(string(b))
+	if !validName(f) {
+		return "", fmt.Errorf("provisioning: conf/facility holds no valid facility id")
+	}
+	return f, nil
+}
+
+// Serve answers requests on rw until its Read fails or ctx is done; it returns nil then if
+// ctx is done. Each Serve starts with no one authenticated: whoever is on the line now
+// says hello again. To stop a Serve blocked in Read, close what rw reads from.
+func (s *Server) Serve(ctx context.Context, rw io.ReadWriter) error {
+	s.mu.Lock()
+	s.session = session{}
+	s.mu.Unlock()
+	fr := NewFrameReader(rw)
+	for {
+		f, err := fr.ReadFrame()
+		if ctx.Err() != nil {
+			return nil
+		}
+		var ferr error
+		switch {
+		case errors.Is(err, ErrFrameCorrupt), errors.Is(err, ErrFrameTooLarge):
+			// Noise, or a frame cut short; nothing of it is acted on.
+			s.cfg.Logger.Debug("console frame discarded", "event", "console_frame_discarded", "err", err)
+			if errors.Is(err, ErrFrameTooLarge) {
+				ferr = s.write(rw, Frame{Type: TypeError}, &Error{Code: CodeBadRequest, Message: "frame too large"})
+			}
+		case err != nil:
+			return err
+		default:
+			typ, answer := s.handle(ctx, f)
+			ferr = s.write(rw, Frame{Type: typ, Seq: f.Seq}, answer)
+		}
+		if ferr != nil {
+			return ferr
+		}
+		s.mu.Lock()
+		after := s.after
+		s.after = nil
+		s.mu.Unlock()
+		if after != nil {
+			// Reset and reboot happen once their answer is on the wire.
+			after()
+		}
+	}
+}
+
+func (s *Server) write(w io.Writer, f Frame, v any) error {
+	var err error
+	if f.Payload, err = json.Marshal(v); err != nil {
+		return err
+	}
+	b, err := AppendFrame(nil, f)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// handle carries out one request and returns the answer's type and body.
+func (s *Server) handle(ctx context.Context, f Frame) (byte, any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name := typeNames[f.Type]
+	if name == "" {
+		name = fmt.Sprintf("type %#x", f.Type)
+	}
+	req, err := ParseRequest(f.Type, f.Payload)
+	if err != nil {
+		s.audit("console_bad_request", map[string]string{"request": name, "error": err.Error()})
+		return TypeError, &Error{Code: CodeBadRequest, Message: err.Error()}
+	}
+	now := s.cfg.Now()
+	switch f.Type {
+	case TypeHello:
+		return s.hello(now)
+	case TypeAuth:
+		return s.auth(now, req.(Auth))
+	}
+	if s.session.cert == nil || now.Sub(s.session.lastUsed) > IdleTimeout {
+		if s.session.cert != nil {
+			s.session = session{}
+		}
+		s.audit("console_refused", map[string]string{"request": name, "reason": CodeNotAuthenticated})
+		return TypeError, &Error{Code: CodeNotAuthenticated, Message: "say hello and authenticate first"}
+	}
+	s.session.lastUsed = now
+	fields := map[string]string{"request": name, "technician": s.session.cert.Name,
+		"serial": fmt.Sprint(s.session.cert.Serial)}
+	var answer any
+	switch f.Type {
+	case TypeStatus:
+		answer, err = s.cfg.Phone.Status(ctx)
+	case TypeSelftest:
+		var checks []Check
+		checks, err = s.cfg.Phone.Selftest(ctx)
+		answer = SelftestResult{Checks: checks}
+	case TypeLogs:
+		answer = s.logs(req.(Logs).Lines)
+	case TypePut:
+		answer, err = s.put(req.(Put))
+		p := req.(Put)
+		fields["item"], fields["offset"] = p.Name, fmt.Sprint(p.Offset)
+	case TypeEnroll:
+		answer, err = s.enroll(req.(Enroll))
+	case TypeReset:
+		answer, err = s.reset(ctx, now, req.(Reset), fields)
+	case TypeReboot:
+		answer = Done{Message: "the phone restarts now"}
+		s.after = func() {
+			if err := s.cfg.Reboot(); err != nil {
+				s.cfg.Logger.Error("console reboot failed", "event", "console_error", "err", err)
+			}
+		}
+	case TypeBye:
+		s.session = session{}
+		answer = Done{Message: "session closed"}
+	}
+	if err != nil {
+		fields["result"] = "refused"
+		fields["error"] = err.Error()
+		s.audit("console_command", fields)
+		var e *Error
+		if errors.As(err, &e) {
+			return TypeError, e
+		}
+		return TypeError, &Error{Code: CodeFailed, Message: err.Error()}
+	}
+	fields["result"] = "ok"
+	if aerr := s.audit("console_command", fields); aerr != nil {
+		// Nothing happens on the console that the audit log does not show; the command has
+		// been done, though, so say so.
+		return TypeError, &Error{Code: CodeFailed, Message: "done, but the audit log could not record it: " + aerr.Error()}
+	}
+	return f.Type | answerBit, answer
+}
+
+func (s *Server) audit(kind string, fields map[string]string) error {
+	fields["device_id"] = s.cfg.DeviceID
+	err := s.cfg.Audit.Append(kind, fields)
+	if err != nil {
+		s.cfg.Logger.Error("audit log append failed", "event", "audit_error", "kind", kind, "err", err)
+	}
+	return err
+}
+
+func (s *Server) hello(now time.Time) (byte, any) {
+	// A hello starts a new session: whoever sent it proves who they are afresh.
+	s.session = session{challenge: make([]byte, challengeSize), challengeAt: now}
+	if _, err := io.ReadFull(s.cfg.Rand, s.session.challenge); err != nil {
+		return TypeError, &Error{Code: CodeFailed, Message: "no randomness: " + err.Error()}
+	}
+	s.audit("console_hello", map[string]string{})
+	return TypeHello | answerBit, Hello{
+		DeviceID: s.cfg.DeviceID, Firmware: s.cfg.Firmware,
+		DeviceKey: s.deviceKey, KeyFingerprint: identity.Fingerprint(s.deviceKey),
+		Facility: s.facility, Challenge: s.session.challenge, ChallengeTTL: ChallengeTTL,
+	}
+}
+
+func (s *Server) auth(now time.Time, a Auth) (byte, any) {
+	failures, until, err := s.cfg.Locks.ConsoleFailures()
+	if err != nil {
+		s.audit("console_auth_failed", map[string]string{"reason": "lock state unreadable: " + err.Error()})
+		return TypeError, &Error{Code: CodeFailed, Message: "the console's lock state is unreadable; nobody is let in"}
+	}
+	if until.Sub(now) > MaxLock {
+		// A clock set back (a board without a battery-backed clock, say) must not stretch
+		// a lock beyond the longest one.
+		until = now.Add(MaxLock)
+		if err := s.cfg.Locks.SetConsoleFailures(failures, until); err != nil {
+			s.cfg.Logger.Error("console lock state unwritable", "event", "console_error", "err", err)
+		}
+	}
+	if now.Before(until) {
+		code := CodeBackoff
+		if failures >= LockAfter {
+			code = CodeLocked
+		}
+		// The challenge is spent all the same: it cannot be kept for after the wait.
+		s.session = session{}
+		s.audit("console_auth_failed", map[string]string{"reason": code, "failures": fmt.Sprint(failures)})
+		return TypeError, &Error{Code: code, Message: "too many failed attempts", RetryAfter: until.Sub(now)}
+	}
+	challenge, at := s.session.challenge, s.session.challengeAt
+	s.session = session{} // single use, whatever the outcome
+	cert, err := s.check(now, a, challenge, at)
+	if err != nil {
+		failures++
+		wait := time.Duration(1<<min(failures-1, 20)) * time.Second
+		code := CodeAuthFailed
+		if failures >= LockAfter {
+			wait = min(LockFor<<min(failures-LockAfter, 20), MaxLock)
+			code = CodeLocked
+		}
+		fields := map[string]string{"reason": err.Error(), "failures": fmt.Sprint(failures)}
+		if cert != nil {
+			fields["technician"], fields["serial"] = cert.Name, fmt.Sprint(cert.Serial)
+		}
+		if serr := s.cfg.Locks.SetConsoleFailures(failures, now.Add(wait)); serr != nil {
+			fields["lock_error"] = serr.Error()
+		}
+		s.audit("console_auth_failed", fields)
+		if code == CodeLocked {
+			s.audit("console_locked", map[string]string{"until": now.Add(wait).UTC().Format(time.RFC3339), "failures": fmt.Sprint(failures)})
+		}
+		return TypeError, &Error{Code: code, Message: err.Error(), RetryAfter: wait}
+	}
+	if err := s.cfg.Locks.SetConsoleFailures(0, time.Time{}); err != nil {
+		s.audit("console_auth_failed", map[string]string{"reason": "lock state unwritable: " + err.Error()})
+		return TypeError, &Error{Code: CodeFailed, Message: "the console's lock state is unwritable; nobody is let in"}
+	}
+	fields := map[string]string{"technician": cert.Name, "serial": fmt.Sprint(cert.Serial), "facility": cert.Facility}
+	if err := s.audit("console_auth_ok", fields); err != nil {
+		return TypeError, &Error{Code: CodeFailed, Message: "the audit log is unwritable; nobody is let in"}
+	}
+	s.session = session{cert: cert, lastUsed: now}
+	return TypeAuth | answerBit, AuthOK{Technician: cert.Name, Facility: cert.Facility, Serial: cert.Serial, NotAfter: cert.NotAfter}
+}
+
+// check verifies an answer to a challenge; the certificate is returned when it parsed, for
+// the audit log.
+func (s *Server) check(now time.Time, a Auth, challenge []byte, at time.Time) (*Certificate, error) {
+	if challenge == nil || now.Sub(at) > ChallengeTTL || now.Before(at) {
+		return nil, ErrNoChallenge
+	}
+	cert, err := ParseCertificate(a.Certificate)
+	if err != nil {
+		return nil, err
+	}
+	tb, err := os.ReadFile(s.cfg.TrustFile)
+	if err != nil {
+		return cert, fmt.Errorf("%w: %w", ErrTrust, err)
+	}
+	trust, err := ParseTrust(tb)
+	if err != nil {
+		return cert, err
+	}
+	if trust.Len() == 0 {
+		return cert, ErrNoProvisioning
+	}
+	if err := cert.Verify(trust, s.facility, now); err != nil {
+		return cert, err
+	}
+	if !ed25519.Verify(cert.PublicKey, AuthMessage(s.cfg.DeviceID, challenge), a.Signature) {
+		return cert, ErrBadSignature
+	}
+	return cert, nil
+}
+
+// numberLike finds what could be a phone number: seven or more digits, with the separators
+// people write between them.
+var numberLike = regexp.MustCompile(`\+?\d[\d\s().-]{5,}\d`)
+
+func redactNumbers(line string) string {
+	return numberLike.ReplaceAllStringFunc(line, func(m string) string {
+		digits := 0
+		for _, c := range m {
+			if c >= '0' && c <= '9' {
+				digits++
+			}
+		}
+		if digits < 7 {
+			return m
+		}
+		return "[number removed]"
+	})
+}
+
+func (s *Server) logs(n int) LogLines {
+	lines := s.cfg.Phone.Logs(n)
+	out := make([]string, 0, len(lines))
+	for _, l := range lines {
+		out = append(out, redactNumbers(l))
+	}
+	// Keep the newest lines that fit in one frame.
+	for {
+		b, _ := json.Marshal(LogLines{Lines: out})
+		if len(b) <= MaxPayload-64 || len(out) == 0 {
+			return LogLines{Lines: out}
+		}
+		out = out[1:]
+	}
+}
+
+func (s *Server) put(p Put) (Done, error) {
+	if _, ok := s.cfg.Validators[p.Name]; !ok {
+		return Done{}, &Error{Code: CodeRefused, Message: fmt.Sprintf("%q is not an item a phone installs (it takes: %s)", p.Name, strings.Join(s.itemNames(), ", "))}
+	}
+	if s.session.staged == nil {
+		s.session.staged = map[string][]byte{}
+	}
+	buf := s.session.staged[p.Name]
+	if p.Offset == 0 {
+		buf = make([]byte, 0, p.Total)
+	}
+	if p.Offset != len(buf) || cap(buf) != p.Total {
+		return Done{}, &Error{Code: CodeRefused, Message: fmt.Sprintf("%s: chunk at %d, expected %d: start the item again", p.Name, p.Offset, len(buf))}
+	}
+	s.session.staged[p.Name] = append(buf, p.Data...)
+	return Done{}, nil
+}
+
+func (s *Server) itemNames() []string {
+	var names []string
+	for n := range s.cfg.Validators {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// enroll checks every item before it writes any, then writes the items, a fresh device key
+// and, last, the facility: a phone is enrolled only once everything else is in place.
+func (s *Server) enroll(e Enroll) (Enrolled, error) {
+	names := make([]string, 0, len(e.Items))
+	for name, sum := range e.Items {
+		validate, ok := s.cfg.Validators[name]
+		if !ok {
+			return Enrolled{}, &Error{Code: CodeRefused, Message: fmt.Sprintf("%q is not an item a phone installs", name)}
+		}
+		b, ok := s.session.staged[name]
+		if !ok || len(b) != cap(b) {
+			return Enrolled{}, &Error{Code: CodeRefused, Message: fmt.Sprintf("%s: not (completely) uploaded", name)}
+		}
+		got := sha256.Sum256(b)
+		if hex.EncodeToString(got[:]) != strings.ToLower(sum) {
+			return Enrolled{}, &Error{Code: CodeRefused, Message: fmt.Sprintf("%s: content differs from what was sent (checksum mismatch)", name)}
+		}
+		if err := validate(b); err != nil {
+			return Enrolled{}, &Error{Code: CodeRefused, Message: fmt.Sprintf("%s: %v", name, err)}
+		}
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	conf := filepath.Join(s.cfg.DataDir, "conf")
+	if err := os.MkdirAll(conf, 0o700); err != nil {
+		return Enrolled{}, err
+	}
+	for _, name := range names {
+		if err := atomicfile.Write(filepath.Join(conf, name), s.session.staged[name], 0o600); err != nil {
+			return Enrolled{}, err
+		}
+	}
+	key, err := identity.Create(filepath.Join(s.cfg.DataDir, "device.key"))
+	if err != nil {
+		return Enrolled{}, err
+	}
+	facility := s.session.cert.Facility
+	if err := atomicfile.Write(filepath.Join(conf, "facility"), []byte(facility+"\n"), 0o600); err != nil {
+		return Enrolled{}, err
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	s.deviceKey, s.facility = pub, facility
+	s.session.staged = nil
+	return Enrolled{Facility: facility, DeviceKey: pub, KeyFingerprint: identity.Fingerprint(pub), Installed: names}, nil
+}
+
+func (s *Server) reset(ctx context.Context, now time.Time, r Reset, fields map[string]string) (ResetAnswer, error) {
+	if r.Nonce == nil {
+		st, err := s.cfg.Phone.Status(ctx)
+		if err != nil {
+			return ResetAnswer{}, err
+		}
+		s.session.resetNonce = make([]byte, nonceSize)
+		if _, err := io.ReadFull(s.cfg.Rand, s.session.resetNonce); err != nil {
+			return ResetAnswer{}, err
+		}
+		s.session.resetAt = now
+		fields["step"] = "asked"
+		return ResetAnswer{Nonce: s.session.resetNonce, Unsent: st.SpoolCalls}, nil
+	}
+	want, at := s.session.resetNonce, s.session.resetAt
+	s.session.resetNonce = nil
+	fields["step"] = "confirmed"
+	if want == nil || now.Sub(at) > resetTTL || !bytes.Equal(want, r.Nonce) {
+		return ResetAnswer{}, &Error{Code: CodeRefused, Message: "confirmation does not match a reset asked for in the last minute: ask again"}
+	}
+	s.after = func() {
+		if err := s.cfg.Reset(); err != nil {
+			s.cfg.Logger.Error("console factory reset failed", "event", "console_error", "err", err)
+		}
+	}
+	return ResetAnswer{Done: true}, nil
+}
