@@ -228,4 +228,3 @@ func (v *S3) abort(ctx context.Context, key, uploadID string) {
 		v.log.Warn("vault: could not forget an outdated multipart upload", "event", "uplink_error", "key", key, "err", err)
 	}
 }
-
