@@ -29,6 +29,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -81,12 +82,17 @@ type Options struct {
 	StatusEvery time.Duration
 	// RetryBase and RetryMax bound the backoff after a failure (defaults 1 s and 10 min).
 	RetryBase, RetryMax time.Duration
+	// Timeout bounds one upload (default 2 min), plus a second for every 8 KiB: a store or
+	// link that stalls is given up on and tried again.
+	Timeout time.Duration
 	// Batch is how many spool entries are read from the index at a time (default 64).
 	Batch  int
 	Logger *slog.Logger
 
 	// afterPut, in tests, runs after an upload is confirmed and before the local copy goes.
 	afterPut func(key string)
+	// onRetry, in tests, runs after each failure is logged.
+	onRetry func(err error)
 }
 
 // Uplink drains a spool into a vault. Run it once.
@@ -123,6 +129,7 @@ func New(o Options) (*Uplink, error) {
 	def(&o.StatusEvery, 5*time.Minute)
 	def(&o.RetryBase, time.Second)
 	def(&o.RetryMax, 10*time.Minute)
+	def(&o.Timeout, 2*time.Minute)
 	if o.Batch <= 0 {
 		o.Batch = 64
 	}
@@ -136,18 +143,34 @@ func New(o Options) (*Uplink, error) {
 // Run drains the spool until ctx is done, and then returns nil. Failures are logged and
 // retried with backoff; they never end it.
 func (u *Uplink) Run(ctx context.Context) error {
+	u.loop(ctx, false)
+	return nil
+}
+
+// Drain is Run that returns once everything there is has been shipped (nil), or when ctx is
+// done (its error). It writes the status object last.
+func (u *Uplink) Drain(ctx context.Context) error {
+	u.loop(ctx, true)
+	return ctx.Err()
+}
+
+func (u *Uplink) loop(ctx context.Context, untilEmpty bool) {
 	fails := 0
 	nextStatus := time.Now()
 	for ctx.Err() == nil {
 		sent, err := u.pass(ctx)
 		if ctx.Err() != nil {
-			break
+			return
 		}
-		if time.Now().After(nextStatus) {
+		done := untilEmpty && err == nil && sent == 0
+		if done || time.Now().After(nextStatus) {
 			if serr := u.putStatus(ctx); serr != nil && err == nil {
-				err = serr
+				err, done = serr, false
 			}
 			nextStatus = time.Now().Add(u.o.StatusEvery)
+		}
+		if done {
+			return
 		}
 		wait := u.o.Poll
 		switch {
@@ -157,6 +180,9 @@ func (u *Uplink) Run(ctx context.Context) error {
 			u.noteError(err)
 			u.log.Warn("uplink: vault unreachable or refusing; retrying", "event", "uplink_retry",
 				"err", err, "attempt", fails, "retry_in", wait.Round(time.Millisecond))
+			if u.o.onRetry != nil {
+				u.o.onRetry(err)
+			}
 		case sent > 0:
 			fails = 0
 			continue
@@ -170,7 +196,6 @@ func (u *Uplink) Run(ctx context.Context) error {
 		}
 		t.Stop()
 	}
-	return nil
 }
 
 // Backoff is the wait before attempt (from 1) after a failure: base doubled per attempt up to
@@ -243,10 +268,9 @@ func (u *Uplink) sendEntry(ctx context.Context, e spool.Entry) error {
 		return fmt.Errorf("uplink: %w", err)
 	}
 	defer f.Close()
-	if err := u.o.Vault.Put(ctx, key, f, e.Size, e.SHA256); err != nil {
+	if err := u.put(ctx, key, f, e.Size, e.SHA256); err != nil {
 		return err
 	}
-	u.confirmed(key)
 	if err := u.o.Spool.Remove(e); err != nil && !errors.Is(err, spool.ErrNotFound) {
 		// Uploaded: the next try uploads it to the same key again and removes it then.
 		return fmt.Errorf("uplink: uploaded %s but could not remove the local copy: %w", key, err)
@@ -263,10 +287,9 @@ func (u *Uplink) sendPurge(ctx context.Context, callID string) error {
 		return fmt.Errorf("uplink: %w", err)
 	}
 	key := PurgeKey(u.o.Facility, u.o.DeviceID, callID)
-	if err := u.o.Vault.Put(ctx, key, bytes.NewReader(b), int64(len(b)), sha256.Sum256(b)); err != nil {
+	if err := u.putBytes(ctx, key, b); err != nil {
 		return err
 	}
-	u.confirmed(key)
 	if err := u.o.Spool.RemovePurge(callID); err != nil && !errors.Is(err, spool.ErrNotFound) {
 		return fmt.Errorf("uplink: uploaded %s but could not remove the local copy: %w", key, err)
 	}
@@ -323,15 +346,29 @@ func (u *Uplink) sendRecords(ctx context.Context) (int, error) {
 			return i, err
 		}
 		key := RecordKey(u.o.Facility, u.o.DeviceID, r.id)
-		if err := u.o.Vault.Put(ctx, key, bytes.NewReader(sealed.Bytes()), int64(sealed.Len()), sha256.Sum256(sealed.Bytes())); err != nil {
+		if err := u.putBytes(ctx, key, sealed.Bytes()); err != nil {
 			return i, err
 		}
-		u.confirmed(key)
 		if err := u.o.State.put(bucketRecords, r.id, hex.EncodeToString(r.sum[:])); err != nil {
 			return i, err
 		}
 	}
 	return len(todo), nil
+}
+
+// put uploads one object within the upload timeout and notes it sent.
+func (u *Uplink) put(ctx context.Context, key string, r io.ReaderAt, size int64, sum [32]byte) error {
+	ctx, cancel := context.WithTimeout(ctx, u.o.Timeout+time.Duration(size/(8<<10))*time.Second)
+	defer cancel()
+	if err := u.o.Vault.Put(ctx, key, r, size, sum); err != nil {
+		return err
+	}
+	u.confirmed(key)
+	return nil
+}
+
+func (u *Uplink) putBytes(ctx context.Context, key string, b []byte) error {
+	return u.put(ctx, key, bytes.NewReader(b), int64(len(b)), sha256.Sum256(b))
 }
 
 func (u *Uplink) confirmed(key string) {
@@ -416,5 +453,5 @@ func (u *Uplink) putStatus(ctx context.Context) error {
 		return err
 	}
 	b = append(b, '\n')
-	return u.o.Vault.Put(ctx, StatusKey(u.o.Facility, u.o.DeviceID), bytes.NewReader(b), int64(len(b)), sha256.Sum256(b))
+	return u.putBytes(ctx, StatusKey(u.o.Facility, u.o.DeviceID), b)
 }
