@@ -26,6 +26,7 @@ import (
 // TestPhoneCannotReadListOrDelete checks the bucket policy the README gives: the phone's
 // credentials write, and get AccessDenied for everything else.
 func TestPhoneCannotReadListOrDelete(t *testing.T) {
+	t.Parallel()
 	srv := s3test.Start(t)
 	ctx := context.Background()
 	phone := srv.Phone(t)
@@ -112,6 +113,7 @@ func (r *rig) drain(t *testing.T) {
 // TestDrain ships two real recordings, a purge request and the call records, and checks the
 // vault object by object.
 func TestDrain(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, 0)
 	if err := r.sp.CommitPurge(callID(0), []byte(`{"signed":"purge request"}`)); err != nil {
 		t.Fatal(err)
@@ -173,6 +175,7 @@ func TestDrain(t *testing.T) {
 // TestServerFaults drains through every fault the proxy makes: 500s, a stall, a full disk
 // (507), and bodies corrupted on the way, which the store must refuse by checksum.
 func TestServerFaults(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		fault s3test.Fault
@@ -184,6 +187,7 @@ func TestServerFaults(t *testing.T) {
 		{"corrupted body", s3test.Corrupt, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			r := newRig(t, 0)
 			w := want(t, r.sp)
 			retries := 0
@@ -202,6 +206,7 @@ func TestServerFaults(t *testing.T) {
 // TestServerKilled kills the server (SIGKILL) before the drain starts, and again after the
 // third confirmed upload, and starts it again after the uplink has failed a few times.
 func TestServerKilled(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, 0)
 	w := want(t, r.sp)
 	r.srv.Kill()
@@ -233,6 +238,7 @@ func TestServerKilled(t *testing.T) {
 // second part is stored: after the restart the upload resumes with the third part, and
 // the object is whole.
 func TestMultipartResumes(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, uplink.MinPartSize)
 	big := sealedBlob(t, r.k, 12<<20)
 	id := callID(0)
@@ -288,6 +294,7 @@ func sealedBlob(t testing.TB, k keys, n int) []byte {
 // TestFullDisk gives the server a real 3 MiB disk (a tmpfs; mounting needs root), fills it,
 // and makes it larger while the uplink retries.
 func TestFullDisk(t *testing.T) {
+	t.Parallel()
 	mnt := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", mnt).CombinedOutput(); err != nil {
 		t.Skipf("cannot mount a small tmpfs (needs root): %v %s; TestServerFaults/507 covers a full disk by injection", err, out)

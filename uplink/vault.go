@@ -29,27 +29,36 @@ var (
 	ErrUnconfirmed = errors.New("store did not confirm the checksum")
 )
 
-// Dir is a local directory acting as the vault, with the bucket's key layout: the simulated
-// phone's default.
-type Dir string
+// DirVault is a local directory acting as the vault, with the bucket's key layout: the
+// simulated phone's default.
+type DirVault struct {
+	path     string
+	throttle *throttle
+}
 
-// Put writes the object atomically (temporary file, fsync, rename), hashing what it copies.
-func (d Dir) Put(ctx context.Context, key string, r io.ReaderAt, size int64, sum [32]byte) error {
+// NewDir is the vault in directory path, written at most bytesPerSecond (0: no cap).
+func NewDir(path string, bytesPerSecond int64) *DirVault {
+	return &DirVault{path: path, throttle: newThrottle(bytesPerSecond)}
+}
+
+// Put writes the object atomically (temporary file, fsync, rename), hashing what it copies:
+// ErrChecksum if that is not sum.
+func (d *DirVault) Put(ctx context.Context, key string, r io.ReaderAt, size int64, sum [32]byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	path := filepath.Join(string(d), filepath.FromSlash(key))
+	path := filepath.Join(d.path, filepath.FromSlash(key))
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("vault %s: %w", d, err)
+		return fmt.Errorf("vault %s: %w", d.path, err)
 	}
 	return atomicfile.WriteFunc(path, 0o600, func(w io.Writer) error {
 		h := sha256.New()
-		n, err := io.Copy(io.MultiWriter(w, h), io.NewSectionReader(r, 0, size))
+		n, err := io.Copy(io.MultiWriter(w, h), d.throttle.reader(ctx, io.NewSectionReader(r, 0, size)))
 		if err != nil {
 			return err
 		}
 		if n != size || [32]byte(h.Sum(nil)) != sum {
-			return fmt.Errorf("vault %s: %s: %w", d, key, ErrChecksum)
+			return fmt.Errorf("vault %s: %s: %w", d.path, key, ErrChecksum)
 		}
 		return nil
 	})
