@@ -47,4 +47,3 @@ func TestOldest(t *testing.T) {
 		t.Errorf("after a removal: %+v", es)
 	}
 }
-
