@@ -11,6 +11,10 @@
 //	                                 the calls in a spool: segments, bytes, manifest
 //	wallphonectl recordings decrypt --identity KEYFILE... (--spool DIR --call ID | --manifest FILE --segments DIR) --out FILE.wav
 //	                                 check a call's segments against its manifest and write one WAV
+//	wallphonectl vault purge --config FILE --devices FILE
+//	                                 carry out the phones' signed purge requests in the vault
+//	wallphonectl vault fetch --config FILE --facility ID --device ID --call ID --out DIR
+//	                                 download a call's sealed objects
 //
 // recordings decrypt exits 0 when every segment checked out and 1 when one is missing,
 // altered, or present but not in a complete manifest (the WAV is written all the same).
@@ -46,7 +50,14 @@ const usage = `usage:
   wallphonectl recordings decrypt --identity KEYFILE [--identity KEYFILE...] [--device-key FINGERPRINT] --out FILE.wav
                                    (--spool DIR --call CALLID | --manifest FILE --segments DIR)
                                    check a call against its manifest and write it as one WAV (0600);
-                                   exit status 1 if a segment is missing, altered, or not in a complete manifest`
+                                   exit status 1 if a segment is missing, altered, or not in a complete manifest
+  wallphonectl vault purge --config ADMIN-VAULT.json --devices FILE
+                                   carry out the phones' signed purge requests in the vault: delete the
+                                   calls named, write a receipt for each (printed); a request whose
+                                   signature is not the enrolled device key's is refused (exit status 1)
+  wallphonectl vault fetch --config ADMIN-VAULT.json --facility ID --device ID --call ID --out DIR
+                                   download a call's sealed objects for recordings decrypt
+                                   (--manifest DIR/manifest.age --segments DIR/segments)`
 
 func main() {
 	err := run(os.Args[1:], os.Stdin, os.Stdout)
@@ -79,6 +90,8 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		return keysRecipient(args[2:], stdout)
 	case cmd == "recordings":
 		return recordings(args[1:], stdout)
+	case cmd == "vault":
+		return vault(args[1:], stdout)
 	}
 	return fmt.Errorf("%w: unknown command %q", errUsage, args)
 }

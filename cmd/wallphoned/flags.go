@@ -23,6 +23,7 @@ type config struct {
 	demoKeys  string
 	boardFile string
 	trunk     string
+	vault     string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -40,6 +41,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.registry, "registry", "", "privileged-number registry `file` (default: /etc/wallphone/registry.json; for the sim board registry.json in the data directory, a demo written on first run); none runs with no registry")
 	fs.StringVar(&c.demoKeys, "demo-keys", "", "sim board: `directory` for the demo's recording identities, made with the demo policy (default: the data directory's name + \"-keys\")")
 	fs.StringVar(&c.earpiece, "earpiece", "", "sim board: write what the earpiece plays to this `file` (raw s16le, 8 kHz, mono)")
+	fs.StringVar(&c.vault, "vault", "", "where recordings go: a local `directory` acting as the vault, or none (default: <data>/conf/vault.json; for the sim board without one, the data directory's name + \"-vault\")")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: wallphoned [flags]\n\nThe wall phone agent. flags:\n")
 		fs.PrintDefaults()

@@ -71,6 +71,7 @@ func runBoard(ctx context.Context, cfg config, hw *hardware, stdout io.Writer) e
 		return err
 	}
 	defer a.close()
+	defer startUplink(ctx, cfg, a)()
 	log.Warn("calls go to the simulated called party: a bench test, not a phone in service", "event", "trunk_sim")
 	voice := a.prompts.Clip(audio.PromptSimFarEnd, audio.English)
 	callee := simtrunk.New(simtrunk.Options{Auto: true, Voice: voice.Source, VoiceText: voice.Text(), Logger: log})

@@ -48,6 +48,8 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 			a.close()
 		}
 	}()
+	stopUplink := startUplink(ctx, cfg, a)
+	defer stopUplink()
 
 	p := &simPhone{log: log, stderr: stderr, virtual: cfg.clock == "virtual", now: virtualEpoch}
 	var ear *os.File
@@ -94,6 +96,7 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 	// One last look at the phone, so that an onhook given just before quit counts as one.
 	p.machine.Tick(p.clock())
 	p.machine.Shutdown(p.clock())
+	stopUplink()
 	closed = true
 	if cerr := a.close(); cerr != nil {
 		log.Error("closing the data directory", "event", "agent_error", "err", cerr)
