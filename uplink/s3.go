@@ -60,11 +60,14 @@ func NewS3(c Config, state *State, transport http.RoundTripper, log *slog.Logger
 }
 
 // Put uploads r under key: in one request up to the part size, else in parts that survive a
-// restart. Both carry Content-MD5 and a signed SHA-256 of the body (each part's, for parts),
-// so the store refuses bytes that differ from what the phone hashed, and the single request
-// carries x-amz-checksum-sha256 of the whole object besides. The upload counts as confirmed
-// only if the store's answer matches: the checksum echoed, or the ETag (MD5, or for parts the
-// MD5 of the parts' MD5s).
+// restart. Every request carries Content-MD5 and the SHA-256 of its body in the signed
+// x-amz-content-sha256 header (SigV4), so the store refuses bytes that differ from what the
+// phone hashed; the phone hashed them against the SHA-256 the spool committed, so a file that
+// changed on flash is not sent (ErrChecksum). The upload counts as confirmed only if the
+// store's answer matches: the ETag is the MD5 sent (for parts, the MD5 of the parts' MD5s,
+// "-N"), or the store echoes an x-amz-checksum-sha256 equal to the committed one.
+// (x-amz-checksum-sha256 is not sent with single requests: the store would hash the body a
+// third time for no more safety.)
 func (v *S3) Put(ctx context.Context, key string, r io.ReaderAt, size int64, sum [32]byte) error {
 	if size > v.partSize {
 		return v.putMultipart(ctx, key, r, size, sum)
@@ -76,7 +79,7 @@ func (v *S3) Put(ctx context.Context, key string, r io.ReaderAt, size int64, sum
 	b64 := base64.StdEncoding.EncodeToString(sum[:])
 	info, err := v.core.PutObject(ctx, v.bucket, key, v.throttle.reader(ctx, io.NewSectionReader(r, 0, size)), size,
 		base64.StdEncoding.EncodeToString(md5sum[:]), hex.EncodeToString(sum[:]),
-		minio.PutObjectOptions{ContentType: "application/octet-stream", UserMetadata: map[string]string{"x-amz-checksum-sha256": b64}})
+		minio.PutObjectOptions{ContentType: "application/octet-stream"})
 	if err != nil {
 		return fmt.Errorf("vault: put %s: %w", key, err)
 	}

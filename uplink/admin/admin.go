@@ -199,11 +199,13 @@ func (v *Vault) purgeOne(ctx context.Context, key string, enrolled Enrolled, now
 		}
 		rc.Deleted = append(rc.Deleted, o.Key)
 	}
-	for o := range v.cl.ListObjects(ctx, v.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
-		if o.Err != nil {
-			return nil, fmt.Errorf("list %s: %w", prefix, o.Err)
-		}
-		return nil, fmt.Errorf("%s is still in the vault after its deletion", o.Key)
+	// Listed again: a store that answered a delete without deleting is caught here.
+	left, err := v.first(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	if left != "" {
+		return nil, fmt.Errorf("%s is still in the vault after its deletion", left)
 	}
 	if rc.Deleted == nil {
 		rc.Deleted = []string{}
@@ -222,6 +224,20 @@ func (v *Vault) purgeOne(ctx context.Context, key string, enrolled Enrolled, now
 		return nil, fmt.Errorf("delete %s after writing its receipt: %w", key, err)
 	}
 	return rc, nil
+}
+
+// first is the first key under prefix, or "" if there is none.
+func (v *Vault) first(ctx context.Context, prefix string) (string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	o, ok := <-v.cl.ListObjects(ctx, v.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, MaxKeys: 1})
+	switch {
+	case !ok:
+		return "", nil
+	case o.Err != nil:
+		return "", fmt.Errorf("list %s: %w", prefix, o.Err)
+	}
+	return o.Key, nil
 }
 
 func (v *Vault) get(ctx context.Context, key string, limit int64) ([]byte, error) {
