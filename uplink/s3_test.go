@@ -404,3 +404,45 @@ func crashChild(t *testing.T) {
 	u.Drain(context.Background())
 	t.Fatal("the child drained everything without being killed")
 }
+
+// TestCorruptFileKept changes a spooled segment on flash after its commit (same size): it is
+// not uploaded, stays on the phone, and the rest drains around it.
+func TestCorruptFileKept(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	sp := openSpool(t, filepath.Join(dir, "spool"))
+	k := newKeys(t)
+	record(t, sp, k, callID(1), 2500*time.Millisecond, time.Second)
+	w := want(t, sp)
+	bad := must(sp.Segments(callID(1)))[1]
+	b := must(os.ReadFile(sp.Path(bad)))
+	b[len(b)-1] ^= 1
+	if err := os.WriteFile(sp.Path(bad), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badKey := uplink.SegmentKey(facility, device, bad.CallID, bad.Seq)
+	delete(w, badKey)
+	vault := t.TempDir()
+	log := &logBuf{}
+	u := must(uplink.New(uplink.Options{Vault: uplink.NewDir(vault, 0), Spool: sp, Facility: facility, DeviceID: device, Logger: log.logger()}))
+	if err := u.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for k := range w {
+		if _, err := os.Stat(filepath.Join(vault, k)); err != nil {
+			t.Errorf("vault lacks %s: %v", k, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(vault, badKey)); err == nil {
+		t.Error("the altered segment was uploaded")
+	}
+	if _, err := sp.ReadFile(bad); !errors.Is(err, spool.ErrCorrupt) {
+		t.Errorf("the altered segment is no longer in the spool as it was: %v", err)
+	}
+	if u := sp.Usage(); u.Segments != 1 || u.Manifests != 0 {
+		t.Errorf("spool after the drain: %+v, want the altered segment alone", u)
+	}
+	if !strings.Contains(log.String(), "uplink_corrupt") {
+		t.Errorf("not logged:\n%s", log)
+	}
+}

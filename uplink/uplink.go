@@ -45,6 +45,7 @@ import (
 type Spool interface {
 	Oldest(max int, skip func(spool.Entry) bool) ([]spool.Entry, error)
 	Path(e spool.Entry) string
+	ReadFile(e spool.Entry) ([]byte, error)
 	Remove(e spool.Entry) error
 	Purges() ([]string, error)
 	ReadPurge(callID string) ([]byte, error)
@@ -230,6 +231,9 @@ func (u *Uplink) pass(ctx context.Context) (sent int, err error) {
 	for _, e := range es {
 		switch err := u.sendEntry(ctx, e); {
 		case errors.Is(err, ErrChecksum):
+			if _, rerr := u.o.Spool.ReadFile(e); errors.Is(rerr, spool.ErrNotFound) {
+				continue // replaced (a manifest rewritten mid-call) or removed since listed
+			}
 			u.mu.Lock()
 			u.skip[e] = true
 			u.mu.Unlock()
@@ -262,7 +266,10 @@ func (u *Uplink) sendEntry(ctx context.Context, e spool.Entry) error {
 	}
 	f, err := os.Open(u.o.Spool.Path(e))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil // removed since it was listed (a call destroyed, a manifest replaced)
+		// Removed since it was listed (a call destroyed, a manifest replaced), when the
+		// index no longer lists it either; else gone behind the spool's back, which the
+		// spool reports at its next start. Either way there is nothing to send.
+		return fmt.Errorf("uplink: %s: %w: the file is gone", u.o.Spool.Path(e), ErrChecksum)
 	}
 	if err != nil {
 		return fmt.Errorf("uplink: %w", err)
