@@ -61,6 +61,7 @@ func BenchmarkDrain(b *testing.B) {
 					}
 					bytes := sp.Usage().Bytes
 					runtime.GC()
+					rssReset := resetRSSPeak()
 					peak := watchHeap()
 					b.StartTimer()
 					start := time.Now()
@@ -74,6 +75,9 @@ func BenchmarkDrain(b *testing.B) {
 					b.ReportMetric(float64(bytes)/took.Seconds()/1e6, "MB/s")
 					b.ReportMetric(float64(n)/took.Seconds(), "segments/s")
 					b.ReportMetric(float64(peak())/(1<<20), "heap-peak-MiB")
+					if rss, ok := rssPeak(); ok && rssReset {
+						b.ReportMetric(float64(rss)/(1<<20), "rss-peak-MiB")
+					}
 					sp.Close()
 					os.RemoveAll(dir)
 					b.StartTimer()
@@ -108,7 +112,7 @@ func bareLoop(b *testing.B, srv *s3test.Server, sp *spool.Spool, prefix string) 
 		}
 		for _, e := range es {
 			f := must(os.Open(sp.Path(e)))
-			key := prefix + "/" + strings.TrimPrefix(uplink.SegmentKey(facility, device, e.CallID, e.Seq), "")
+			key := prefix + "/" + uplink.SegmentKey(facility, device, e.CallID, e.Seq)
 			if _, err := phone.PutObject(ctx, s3test.Bucket, key, f, e.Size, minio.PutObjectOptions{}); err != nil {
 				b.Fatal(err)
 			}
@@ -120,6 +124,26 @@ func bareLoop(b *testing.B, srv *s3test.Server, sp *spool.Spool, prefix string) 
 			}
 		}
 	}
+}
+
+// resetRSSPeak resets the process's resident-set high-water mark (Linux: clear_refs 5).
+func resetRSSPeak() bool {
+	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+}
+
+// rssPeak is the process's resident-set high-water mark (VmHWM) in bytes.
+func rssPeak() (uint64, bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10, err == nil
+		}
+	}
+	return 0, false
 }
 
 // watchHeap samples the heap in use every 5 ms until the returned function is called, which

@@ -79,7 +79,9 @@ func (v *S3) Put(ctx context.Context, key string, r io.ReaderAt, size int64, sum
 	b64 := base64.StdEncoding.EncodeToString(sum[:])
 	info, err := v.core.PutObject(ctx, v.bucket, key, v.throttle.reader(ctx, io.NewSectionReader(r, 0, size)), size,
 		base64.StdEncoding.EncodeToString(md5sum[:]), hex.EncodeToString(sum[:]),
-		minio.PutObjectOptions{ContentType: "application/octet-stream"})
+		// The body's SHA-256 goes in the signed header in one piece: minio-go's streaming
+		// signature (its default over http) would hash every chunk again.
+		minio.PutObjectOptions{ContentType: "application/octet-stream", DisableContentSha256: true})
 	if err != nil {
 		return fmt.Errorf("vault: put %s: %w", key, err)
 	}
@@ -175,7 +177,7 @@ func (v *S3) putMultipart(ctx context.Context, key string, r io.ReaderAt, size i
 			return fmt.Errorf("vault: %s part %d: %w", key, n, err)
 		}
 		p, err := v.core.PutObjectPart(ctx, v.bucket, key, mp.UploadID, n, v.throttle.reader(ctx, io.NewSectionReader(r, off, psize)), psize,
-			minio.PutObjectPartOptions{Md5Base64: base64.StdEncoding.EncodeToString(pmd5[:]), Sha256Hex: hex.EncodeToString(psha)})
+			minio.PutObjectPartOptions{Md5Base64: base64.StdEncoding.EncodeToString(pmd5[:]), Sha256Hex: hex.EncodeToString(psha), DisableContentSha256: true})
 		if err != nil {
 			return fmt.Errorf("vault: %s part %d: %w", key, n, err)
 		}
