@@ -100,8 +100,8 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// secure reports whether the endpoint is https, and host is its host[:port].
-func (c Config) hostAndTLS() (host string, secure bool) {
+// Host is the endpoint's host[:port], and whether it is https.
+func (c Config) Host() (host string, secure bool) {
 	u, _ := url.Parse(c.Endpoint)
 	return u.Host, u.Scheme == "https"
 }
@@ -113,7 +113,8 @@ func (c Config) partSize() int64 {
 	return c.PartSizeBytes
 }
 
-func (c Config) region() string {
+// RegionOrDefault is the region, "us-east-1" if none is given.
+func (c Config) RegionOrDefault() string {
 	if c.Region == "" {
 		return "us-east-1"
 	}

@@ -42,11 +42,11 @@ func NewS3(c Config, state *State, transport http.RoundTripper, log *slog.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	host, secure := c.hostAndTLS()
+	host, secure := c.Host()
 	cl, err := minio.New(host, &minio.Options{
 		Creds:     credentials.NewStaticV4(c.AccessKey, c.SecretKey, ""),
 		Secure:    secure,
-		Region:    c.region(),
+		Region:    c.RegionOrDefault(),
 		Transport: transport,
 		// One try per call: the uplink retries, with backoff, forever.
 		MaxRetries:   1,

@@ -441,12 +441,6 @@ func (u *Uplink) Status() (Status, error) {
 	u.mu.Lock()
 	s.Uploaded, s.LastUpload, s.LastError, s.LastErrorTime = u.sent, u.lastSent.UTC(), u.lastErr, u.errAt.UTC()
 	u.mu.Unlock()
-	if s.LastUpload.Equal(time.Time{}.UTC()) {
-		s.LastUpload = time.Time{}
-	}
-	if s.LastErrorTime.Equal(time.Time{}.UTC()) {
-		s.LastErrorTime = time.Time{}
-	}
 	return s, nil
 }
 

@@ -61,13 +61,9 @@ func New(c uplink.Config, transport http.RoundTripper) (*Vault, error) {
 	if c.Dir != "" {
 		return nil, fmt.Errorf("%w: the back office works on a bucket, not a directory", uplink.ErrConfig)
 	}
-	u := strings.SplitN(c.Endpoint, "://", 2)
-	region := c.Region
-	if region == "" {
-		region = "us-east-1"
-	}
-	cl, err := minio.New(strings.TrimSuffix(u[1], "/"), &minio.Options{Creds: credentials.NewStaticV4(c.AccessKey, c.SecretKey, ""),
-		Secure: u[0] == "https", Region: region, Transport: transport, BucketLookup: minio.BucketLookupPath})
+	host, secure := c.Host()
+	cl, err := minio.New(host, &minio.Options{Creds: credentials.NewStaticV4(c.AccessKey, c.SecretKey, ""),
+		Secure: secure, Region: c.RegionOrDefault(), Transport: transport, BucketLookup: minio.BucketLookupPath})
 	if err != nil {
 		return nil, err
 	}
