@@ -127,6 +127,10 @@ func TestDrain(t *testing.T) {
 	if err := db.PutCall(callID(1), record); err != nil {
 		t.Fatal(err)
 	}
+	// A record whose id could name no object is left out, not retried forever.
+	if err := db.PutCall("../bad id", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
 	r.opts.Calls, r.opts.Recipients, r.opts.State = db, r.k.rcps, r.state
 	w := want(t, r.sp)
 	if len(w) != 4+1+2+1+1 {

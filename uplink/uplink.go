@@ -337,30 +337,38 @@ func (u *Uplink) sendRecords(ctx context.Context) (int, error) {
 	if err != nil && !errors.Is(err, errBatchFull) {
 		return 0, fmt.Errorf("uplink: read call records: %w", err)
 	}
-	for i, r := range todo {
+	sent := 0
+	for _, r := range todo {
 		if !spool.ValidCallID(r.id) {
+			// It could name no object; noted as done so that it is not looked at again.
+			u.log.Error("uplink: a call record with an unusable id is not shipped", "event", "uplink_error", "call_id", fmt.Sprintf("%q", r.id))
+			if err := u.o.State.put(bucketRecords, r.id, hex.EncodeToString(r.sum[:])); err != nil {
+				return sent, err
+			}
+			sent++ // handled: Drain goes on to the next batch
 			continue
 		}
 		var sealed bytes.Buffer
 		w, err := age.Encrypt(&sealed, u.o.Recipients...)
 		if err != nil {
-			return i, fmt.Errorf("uplink: seal call record: %w", err)
+			return sent, fmt.Errorf("uplink: seal call record: %w", err)
 		}
 		if _, err := w.Write(r.b); err != nil {
-			return i, err
+			return sent, err
 		}
 		if err := w.Close(); err != nil {
-			return i, err
+			return sent, err
 		}
 		key := RecordKey(u.o.Facility, u.o.DeviceID, r.id)
 		if err := u.putBytes(ctx, key, sealed.Bytes()); err != nil {
-			return i, err
+			return sent, err
 		}
 		if err := u.o.State.put(bucketRecords, r.id, hex.EncodeToString(r.sum[:])); err != nil {
-			return i, err
+			return sent, err
 		}
+		sent++
 	}
-	return len(todo), nil
+	return sent, nil
 }
 
 // put uploads one object within the upload timeout and notes it sent.
