@@ -35,9 +35,9 @@ type Config struct {
 
 // Part sizes: S3 refuses parts under 5 MiB (but the last) and over 5 GiB.
 const (
-	MinPartSize     = 5 << 20
-	MaxPartSize     = 5 << 30
-	DefaultPartSize = 16 << 20
+	MinPartSize     int64 = 5 << 20
+	MaxPartSize     int64 = 5 << 30
+	DefaultPartSize int64 = 16 << 20
 )
 
 // ErrConfig is wrapped by every error of ParseConfig.
