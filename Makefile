@@ -56,9 +56,10 @@ build-cgo: deps
 PA_RACE := -gcflags=github.com/gordonklaus/portaudio=-d=checkptr=0
 
 # Everything CI checks: formatting, vet, staticcheck, the cross builds, and every test with
-# the race detector (fuzz targets run their seed corpora).
+# the race detector (fuzz targets run their seed corpora). The uplink's tests run a real S3
+# server, versitygw, which scripts/versitygw.sh installs once (pinned, with go install).
 test: deps fmt-check vet lint build
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout $(TESTTIMEOUT) $(PKGS)
+	vgw=$$(GO=$(GO) scripts/versitygw.sh) && WALLPHONE_VERSITYGW=$$vgw CGO_ENABLED=1 $(GO) test -race -count=1 -timeout $(TESTTIMEOUT) $(PKGS)
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout $(TESTTIMEOUT) $(PA_RACE) -tags portaudio ./audio/portaudio/
 
 # The tests on the phones' processors, emulated by qemu-user (-short, no race detector, which
@@ -92,9 +93,11 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-# Benchmarks, each beside its baseline in the same run.
+# Benchmarks, each beside its baseline in the same run. The uplink's drains a backlog of
+# UPLINK_BENCH_SEGMENTS segments (and one of 1,000) to a local S3 server.
+UPLINK_BENCH_SEGMENTS ?= 2000
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS)
+	vgw=$$(GO=$(GO) scripts/versitygw.sh) && WALLPHONE_VERSITYGW=$$vgw UPLINK_BENCH_SEGMENTS=$(UPLINK_BENCH_SEGMENTS) $(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 -tags portaudio ./audio/portaudio/
 
 # A short run of every fuzz target (FUZZTIME each).

@@ -21,6 +21,10 @@
 //	wallphonectl audit verify|match  check a phone's audit log; match numbers to its keyed hashes
 //	wallphonectl registry build|lookup|delta|apply|info
 //	                                 the compact registry of privileged numbers (see usage)
+//	wallphonectl vault purge --config FILE --devices FILE
+//	                                 carry out the phones' signed purge requests in the vault
+//	wallphonectl vault fetch --config FILE --facility ID --device ID --call ID --out DIR
+//	                                 download a call's sealed objects
 //
 // recordings decrypt exits 0 when every segment checked out and 1 when one is missing,
 // altered, or present but not in a complete manifest (the WAV is written all the same).
@@ -63,7 +67,14 @@ const usage = `usage:
                                    for the phones' /etc/wallphone/provisioning.pub
   wallphonectl keys technician --out PREFIX
                                    a technician's key: PREFIX.key (0600) and PREFIX.pub
-  wallphonectl console ...         the serial provisioning console; wallphonectl console --help for more`
+  wallphonectl console ...         the serial provisioning console; wallphonectl console --help for more
+  wallphonectl vault purge --config ADMIN-VAULT.json --devices FILE
+                                   carry out the phones' signed purge requests in the vault: delete the
+                                   calls named, write a receipt for each (printed); a request whose
+                                   signature is not the enrolled device key's is refused (exit status 1)
+  wallphonectl vault fetch --config ADMIN-VAULT.json --facility ID --device ID --call ID --out DIR
+                                   download a call's sealed objects for recordings decrypt
+                                   (--manifest DIR/manifest.age --segments DIR/segments)`
 
 func main() {
 	err := run(os.Args[1:], os.Stdin, os.Stdout)
@@ -114,6 +125,8 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		return consoleMain(args[1:], stdin, stdout, os.Stderr)
 	case cmd == "keys" && len(args) >= 2 && (args[1] == "provisioning" || args[1] == "technician"):
 		return keysPair(args[1], args[2:], stdout)
+	case cmd == "vault":
+		return vault(args[1:], stdout)
 	}
 	return fmt.Errorf("%w: unknown command %q", errUsage, args)
 }

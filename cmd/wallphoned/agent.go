@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"filippo.io/age"
@@ -44,6 +45,7 @@ import (
 type agent struct {
 	log      *slog.Logger
 	cfg      config
+	dbMu     sync.RWMutex // guards db against compaction while other goroutines read it
 	db       *store.DB
 	spool    *spool.Spool
 	recorder *recording.Recorder // nil until the phone has a policy
@@ -373,7 +375,7 @@ func (a *agent) takeRegistry() bool {
 // sweep destroys recordings whose number the registry in force now says is privileged,
 // including those of calls decided while the registry was stale.
 func (a *agent) sweep() error {
-	n, err := purge.Sweep(a.registry, a.db, a.spool, a.key, a.deviceID, time.Now(), a.log)
+	n, err := purge.Sweep(a.registry, lockedStore{a}, a.spool, a.key, a.deviceID, time.Now(), a.log)
 	if err != nil {
 		a.log.Error("destroy-on-discovery sweep failed; it runs again at the next start", "event", "purge_error", "err", err)
 	}
@@ -425,7 +427,7 @@ func (a *agent) machineConfig(c call.Config) call.Config {
 	}
 	c.Audit = a
 	c.Recorder = agentRecorder{a}
-	c.Store = agentStore{a}
+	c.Store = lockedStore{a}
 	c.DeviceID = a.deviceID
 	return c
 }
@@ -440,12 +442,56 @@ func (r agentRecorder) Start(info call.RecordingInfo) (call.Recording, error) {
 	return r.a.recorder.Start(info)
 }
 
-// agentStore is the state database in force: compaction replaces it.
-type agentStore struct{ a *agent }
+// lockedStore is the state database in force, for every goroutine: compaction closes and
+// reopens it under dbMu.
+type lockedStore struct{ a *agent }
 
-func (s agentStore) Lockout(id string) (store.Lockout, error)    { return s.a.db.Lockout(id) }
-func (s agentStore) SetLockout(id string, l store.Lockout) error { return s.a.db.SetLockout(id, l) }
-func (s agentStore) PutCall(id string, rec []byte) error         { return s.a.db.PutCall(id, rec) }
+func (s lockedStore) db() (*store.DB, func()) {
+	s.a.dbMu.RLock()
+	return s.a.db, s.a.dbMu.RUnlock
+}
+
+func (s lockedStore) Lockout(id string) (store.Lockout, error) {
+	db, done := s.db()
+	defer done()
+	return db.Lockout(id)
+}
+
+func (s lockedStore) SetLockout(id string, l store.Lockout) error {
+	db, done := s.db()
+	defer done()
+	return db.SetLockout(id, l)
+}
+
+func (s lockedStore) PutCall(id string, rec []byte) error {
+	db, done := s.db()
+	defer done()
+	return db.PutCall(id, rec)
+}
+
+func (s lockedStore) Calls(fn func(callID string, record []byte) error) error {
+	db, done := s.db()
+	defer done()
+	return db.Calls(fn)
+}
+
+func (s lockedStore) DeviceID() (string, error) {
+	db, done := s.db()
+	defer done()
+	return db.DeviceID()
+}
+
+func (s lockedStore) ConsoleFailures() (int, time.Time, error) {
+	db, done := s.db()
+	defer done()
+	return db.ConsoleFailures()
+}
+
+func (s lockedStore) SetConsoleFailures(n int, until time.Time) error {
+	db, done := s.db()
+	defer done()
+	return db.SetConsoleFailures(n, until)
+}
 
 // Decided appends a decision to the audit log. No number is written in clear, whatever the
 // decision: the log cannot be scrubbed if a recorded number turns out privileged later.
@@ -514,6 +560,8 @@ func (a *agent) registryVersion() uint64 {
 
 // compactStore rewrites the state database without its freed pages.
 func (a *agent) compactStore() error {
+	a.dbMu.Lock()
+	defer a.dbMu.Unlock()
 	path := a.db.Path()
 	if err := a.db.Close(); err != nil {
 		return err

@@ -25,6 +25,7 @@ import (
 	"github.com/wallphone/wallphone/identity"
 	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/provisioning"
+	"github.com/wallphone/wallphone/uplink"
 )
 
 // console is the provisioning console beside the call loop. It runs on its own goroutine and
@@ -58,7 +59,7 @@ func startConsole(ctx context.Context, cfg config, a *agent, ring *logRing, log 
 	srv, err := provisioning.NewServer(provisioning.Config{
 		DeviceID: a.deviceID, Firmware: firmwareVersion(), DataDir: cfg.dataDir,
 		DeviceKey: a.key.Public().(ed25519.PublicKey), TrustFile: cfg.provisioningPub,
-		Validators: confValidators(), Locks: a.db, Audit: a.audit, Phone: agentPhone{cfg: cfg, a: a, ring: ring},
+		Validators: confValidators(), Locks: lockedStore{a}, Audit: a.audit, Phone: agentPhone{cfg: cfg, a: a, ring: ring},
 		Reset: func() error {
 			log.Warn("factory reset confirmed on the console: the agent stops and wipes its keys, configuration, state and spool", "event", "console_reset")
 			c.reset.Store(true)
@@ -162,7 +163,7 @@ func confValidators() map[string]func([]byte) error {
 	return map[string]func([]byte) error{
 		"root.json":       validRoot,
 		"repository.json": func(b []byte) error { _, err := parseRepository(b); return err },
-		"vault.json":      jsonObject,
+		"vault.json":      func(b []byte) error { _, err := uplink.ParseConfig(b); return err },
 		"sip.json":        jsonObject,
 		"recipients.txt": func(b []byte) error {
 			rs, err := age.ParseRecipients(strings.NewReader(string(b)))
@@ -201,10 +202,10 @@ func (p agentPhone) Status(context.Context) (provisioning.Status, error) {
 		Uplink: "not configured (no conf/vault.json)",
 	}
 	if exists(filepath.Join(p.cfg.dataDir, "conf", "vault.json")) {
-		st.Uplink = "configured; this agent has no uplink yet"
+		st.Uplink = "configured (conf/vault.json); the phone's status object in the vault says how the drain goes"
 	}
 	var calls []provisioning.CallSummary
-	err := p.a.db.Calls(func(_ string, b []byte) error {
+	err := lockedStore{p.a}.Calls(func(_ string, b []byte) error {
 		var r call.Record
 		if json.Unmarshal(b, &r) != nil {
 			return nil
@@ -240,7 +241,7 @@ func (p agentPhone) Selftest(context.Context) ([]provisioning.Check, error) {
 		err = os.Remove(tmp)
 	}
 	add("data directory writable", err, p.cfg.dataDir)
-	_, err = p.a.db.DeviceID()
+	_, err = lockedStore{p.a}.DeviceID()
 	add("state database", err, "readable")
 	add("spool", p.a.spool.CanRecord(), "room for a recorded call")
 	rules := p.a.rules(time.Now())

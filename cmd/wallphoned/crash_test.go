@@ -47,7 +47,7 @@ func TestKill9DuringRecordedCalls(t *testing.T) {
 		strings.Repeat("wait 500ms\n", 240) + "onhook\nquit\n"
 	midCall, segments := 0, 0
 	for i := range kills {
-		cmd := exec.Command(bin, "--board", "sim", "--clock", "virtual", "--log", "json", "--data", data)
+		cmd := exec.Command(bin, "--board", "sim", "--clock", "virtual", "--log", "json", "--data", data, "--vault", "none")
 		cmd.Env = append(os.Environ(), "HOME="+dir)
 		stdin, _ := cmd.StdinPipe()
 		stdout, _ := cmd.StdoutPipe()

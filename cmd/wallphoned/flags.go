@@ -30,6 +30,7 @@ type config struct {
 	console         string
 	consoleBaud     int
 	provisioningPub string
+	vault           string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -52,6 +53,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.console, "console", "", "serial `port` of the provisioning console (e.g. /dev/ttyS0); empty: no console")
 	fs.IntVar(&c.consoleBaud, "console-baud", 115200, "console serial speed")
 	fs.StringVar(&c.provisioningPub, "provisioning-pub", "", "`file` of facility provisioning keys the console trusts (default: /etc/wallphone/provisioning.pub; for the sim board provisioning.pub in the demo keys directory, a demo written on first run)")
+	fs.StringVar(&c.vault, "vault", "", "where recordings go: a local `directory` acting as the vault, or none (default: <data>/conf/vault.json; for the sim board without one, the data directory's name + \"-vault\")")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: wallphoned [flags]\n\nThe wall phone agent. flags:\n")
 		fs.PrintDefaults()

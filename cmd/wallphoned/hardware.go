@@ -83,6 +83,8 @@ func runBoard(ctx context.Context, cfg config, hw *hardware, stdout io.Writer) e
 		return err
 	}
 	defer con.stop()
+	stopUplink := startUplink(ctx, cfg, a)
+	defer stopUplink()
 	log.Warn("calls go to the simulated called party: a bench test, not a phone in service", "event", "trunk_sim")
 	voice := a.prompts.Clip(audio.PromptSimFarEnd, audio.English)
 	callee := simtrunk.New(simtrunk.Options{Auto: true, Voice: voice.Source, VoiceText: voice.Text(), Logger: log})
@@ -134,6 +136,7 @@ loop:
 		}
 	}
 	con.stop()
+	stopUplink()
 	closed = true
 	runErr = errors.Join(runErr, a.close(), con.afterClose())
 	log.Info("agent stopped", "event", "agent_stopped")

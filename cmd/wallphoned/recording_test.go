@@ -29,7 +29,7 @@ import (
 func runAgent(t *testing.T, data string, script string, extra ...string) string {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	args := append([]string{"--board", "sim", "--clock", "virtual", "--log", "json", "--data", data}, extra...)
+	args := append([]string{"--board", "sim", "--clock", "virtual", "--log", "json", "--data", data, "--vault", "none"}, extra...)
 	if err := run(context.Background(), args, strings.NewReader(script), &out, &errOut); err != nil {
 		t.Fatalf("agent: %v\n%s", err, errOut.String())
 	}

@@ -55,6 +55,8 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	defer con.stop()
+	stopUplink := startUplink(ctx, cfg, a)
+	defer stopUplink()
 
 	p := &simPhone{log: log, stderr: stderr, virtual: cfg.clock == "virtual", now: virtualEpoch}
 	var ear *os.File
@@ -104,6 +106,7 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 	p.machine.Tick(p.clock())
 	p.machine.Shutdown(p.clock())
 	con.stop()
+	stopUplink()
 	closed = true
 	if cerr := a.close(); cerr != nil {
 		log.Error("closing the data directory", "event", "agent_error", "err", cerr)

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/wallphone/wallphone/audio"
+	"github.com/wallphone/wallphone/call"
+	"github.com/wallphone/wallphone/identity"
+	"github.com/wallphone/wallphone/purge"
+	"github.com/wallphone/wallphone/recording"
+	"github.com/wallphone/wallphone/spool"
+	"github.com/wallphone/wallphone/uplink"
+	"github.com/wallphone/wallphone/uplink/s3test"
+)
+
+// TestVaultFetchAndPurge ships two recorded calls from a phone's spool to a real S3 server
+// with the phone's write-only credentials, fetches one with wallphonectl vault fetch and
+// opens it with recordings decrypt, then purges the other through vault purge: a request
+// signed with the enrolled key is carried out and receipted, a forged one refused.
+func TestVaultFetchAndPurge(t *testing.T) {
+	srv := s3test.Start(t)
+	dir := t.TempDir()
+	const (
+		fac, dev = "fac1", "wp-0123456789abcdef"
+		kept     = "20260102T090000Z-aa"
+		purged   = "20260102T093000Z-bb"
+	)
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idFile := filepath.Join(dir, "investigator.key")
+	if err := os.WriteFile(idFile, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, devKey, _ := ed25519.GenerateKey(rand.Reader)
+	_, forger, _ := ed25519.GenerateKey(rand.Reader)
+	sp, err := spool.Open(spool.Options{Dir: filepath.Join(dir, "spool"), MaxBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	rec, err := recording.New(recording.Options{Spool: sp, Recipients: []string{id.Recipient().String(), id.Recipient().String()},
+		Segment: time.Second, DeviceID: dev, DeviceKey: devKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{kept, purged} {
+		r, err := rec.Start(call.RecordingInfo{CallID: c, DeviceID: dev, CallerID: "1001", E164: "+15125550123",
+			Decision: call.Decision{Kind: call.Recorded, Reason: call.ReasonDefaultRecords}, Started: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a, b audio.Frame
+		for range 100 {
+			if err := r.Write(&a, &b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rec.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sign := func(c string, k ed25519.PrivateKey) []byte {
+		b, err := purge.Sign(purge.Request{DeviceID: dev, CallID: c, Reason: purge.ReasonPrivileged, RegistryVersion: 3, Requested: time.Now()}, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if err := sp.CommitPurge(purged, sign(purged, devKey)); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.CommitPurge(kept, sign(kept, forger)); err != nil {
+		t.Fatal(err)
+	}
+	state, err := uplink.OpenState(filepath.Join(dir, "uplink.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer state.Close()
+	v, err := uplink.NewS3(s3test.PhoneConfig(srv.Endpoint()), state, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := uplink.New(uplink.Options{Vault: v, Spool: sp, Facility: fac, DeviceID: dev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	adminConf := filepath.Join(dir, "admin-vault.json")
+	b, _ := json.Marshal(srv.AdminConfig())
+	if err := os.WriteFile(adminConf, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	callDir := filepath.Join(dir, "call")
+	if err := run([]string{"vault", "fetch", "--config", adminConf, "--facility", fac, "--device", dev, "--call", kept, "--out", callDir}, nil, &out); err != nil {
+		t.Fatalf("vault fetch: %v", err)
+	}
+	wav := filepath.Join(dir, "call.wav")
+	if err := run([]string{"recordings", "decrypt", "--identity", idFile, "--device-key", identity.Fingerprint(devKey.Public().(ed25519.PublicKey)),
+		"--manifest", filepath.Join(callDir, "manifest.age"), "--segments", filepath.Join(callDir, "segments"), "--out", wav}, nil, &out); err != nil {
+		t.Fatalf("recordings decrypt of the fetched call: %v\n%s", err, out.String())
+	}
+	if st, err := os.Stat(wav); err != nil || st.Size() != recording.WAVSize(100) {
+		t.Errorf("the fetched call's WAV: %v %v, want %d bytes", st, err, recording.WAVSize(100))
+	}
+
+	devices := filepath.Join(dir, "enrolled.txt")
+	if err := os.WriteFile(devices, []byte("# fac1\n"+dev+" "+identity.Fingerprint(devKey.Public().(ed25519.PublicKey))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	err = run([]string{"vault", "purge", "--config", adminConf, "--devices", devices}, nil, &out)
+	if !errors.Is(err, errRefused) {
+		t.Fatalf("vault purge with a forged request: %v, want the refusal (exit status 1)", err)
+	}
+	var rc struct {
+		CallID  string   `json:"call_id"`
+		Deleted []string `json:"deleted"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &rc); err != nil || rc.CallID != purged || len(rc.Deleted) != 3 {
+		t.Fatalf("printed receipt %q: %v, want call %s with 2 segments and the manifest deleted", out.String(), err, purged)
+	}
+	objs := srv.Objects(t)
+	for k := range objs {
+		if strings.Contains(k, purged) && !strings.HasPrefix(k, uplink.ReceiptPrefix) {
+			t.Errorf("%s survived the purge", k)
+		}
+	}
+	if _, ok := objs[uplink.ManifestKey(fac, dev, kept)]; !ok {
+		t.Error("the forged request deleted the call it named")
+	}
+	if _, ok := objs[uplink.PurgeKey(fac, dev, kept)]; !ok {
+		t.Error("the forged request is gone; it must stay for inspection")
+	}
+	if _, ok := objs[uplink.ReceiptKey(fac, dev, purged)]; !ok {
+		t.Error("no receipt object")
+	}
+}

@@ -1,0 +1,290 @@
+// Package admin is the back office's side of the vault, used by wallphonectl with the
+// vault's admin credentials: it carries out the phones' signed purge requests (promise 5: a
+// recording found to be privileged is destroyed upstream too) and fetches a call's sealed
+// objects for an investigator.
+//
+// A purge request is acted on only if its signature verifies with the key enrolled for the
+// device that the request and its object key both name; anything else is refused and
+// nothing is deleted. Each purge leaves a receipt object naming what was deleted.
+package admin
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/wallphone/wallphone/atomicfile"
+	"github.com/wallphone/wallphone/identity"
+	"github.com/wallphone/wallphone/purge"
+	"github.com/wallphone/wallphone/spool"
+	"github.com/wallphone/wallphone/uplink"
+)
+
+// Errors.
+var (
+	// ErrRefused wraps the reason a purge request was not carried out: bad signature, a key
+	// not enrolled for the device, a request whose fields disagree with its key.
+	ErrRefused = errors.New("purge request refused")
+	// ErrEnrolled is wrapped by ParseEnrolled's errors.
+	ErrEnrolled = errors.New("enrolled devices file")
+)
+
+// maxRequest bounds a purge request read from the vault: they are a few hundred bytes.
+const maxRequest = 64 << 10
+
+// Vault is the bucket with admin credentials.
+type Vault struct {
+	cl     *minio.Client
+	bucket string
+}
+
+// New connects to the vault of c (its keys are the admin's).
+func New(c uplink.Config, transport http.RoundTripper) (*Vault, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if c.Dir != "" {
+		return nil, fmt.Errorf("%w: the back office works on a bucket, not a directory", uplink.ErrConfig)
+	}
+	host, secure := c.Host()
+	cl, err := minio.New(host, &minio.Options{Creds: credentials.NewStaticV4(c.AccessKey, c.SecretKey, ""),
+		Secure: secure, Region: c.RegionOrDefault(), Transport: transport, BucketLookup: minio.BucketLookupPath})
+	if err != nil {
+		return nil, err
+	}
+	return &Vault{cl: cl, bucket: c.Bucket}, nil
+}
+
+// Enrolled maps a device id to the fingerprint of its enrolled signing key
+// (identity.Fingerprint).
+type Enrolled map[string]string
+
+// ParseEnrolled reads the enrolled devices file: one "DEVICE-ID FINGERPRINT" per line, blank
+// lines and # comments allowed, each device once.
+func ParseEnrolled(b []byte) (Enrolled, error) {
+	e := Enrolled{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		switch {
+		case len(f) != 2:
+			return nil, fmt.Errorf("%w: line %d: want DEVICE-ID FINGERPRINT", ErrEnrolled, n)
+		case !spool.ValidCallID(f[0]):
+			return nil, fmt.Errorf("%w: line %d: device id %q is not 1 to 64 of [A-Za-z0-9_-]", ErrEnrolled, n, f[0])
+		case len(f[1]) != 32 || !isHex(f[1]):
+			return nil, fmt.Errorf("%w: line %d: fingerprint %q is not 32 hex digits", ErrEnrolled, n, f[1])
+		case e[f[0]] != "":
+			return nil, fmt.Errorf("%w: line %d: device %s enrolled twice", ErrEnrolled, n, f[0])
+		}
+		e[f[0]] = strings.ToLower(f[1])
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrEnrolled, err)
+	}
+	return e, nil
+}
+
+func isHex(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+// Receipt is what the back office leaves at receipts/<facility>/<device>/<call>.json.
+type Receipt struct {
+	Format          string    `json:"format"`
+	Request         string    `json:"request"`
+	RequestSHA256   string    `json:"request_sha256"`
+	Facility        string    `json:"facility"`
+	DeviceID        string    `json:"device_id"`
+	DeviceKey       string    `json:"device_key"`
+	CallID          string    `json:"call_id"`
+	Reason          string    `json:"reason"`
+	RegistryVersion uint64    `json:"registry_version"`
+	Requested       time.Time `json:"requested"`
+	Purged          time.Time `json:"purged"`
+	Deleted         []string  `json:"deleted"`
+}
+
+// ReceiptFormat names the receipt layout.
+const ReceiptFormat = "wallphone-purge-receipt/1"
+
+// Outcome is what became of one purge request: a receipt, or an error (wrapping ErrRefused
+// when the request was refused, in which case it is left in the vault for inspection).
+type Outcome struct {
+	Key     string
+	Receipt *Receipt
+	Err     error
+}
+
+// Purge carries out every purge request in the vault, calling report with each outcome. Its
+// own error is for the vault itself failing (listing); a refused or failed request is an
+// Outcome and the rest go on.
+func (v *Vault) Purge(ctx context.Context, enrolled Enrolled, now func() time.Time, report func(Outcome)) error {
+	for o := range v.cl.ListObjects(ctx, v.bucket, minio.ListObjectsOptions{Prefix: uplink.PurgePrefix, Recursive: true}) {
+		if o.Err != nil {
+			return fmt.Errorf("list %s: %w", uplink.PurgePrefix, o.Err)
+		}
+		r, err := v.purgeOne(ctx, o.Key, enrolled, now)
+		report(Outcome{Key: o.Key, Receipt: r, Err: err})
+	}
+	return nil
+}
+
+func (v *Vault) purgeOne(ctx context.Context, key string, enrolled Enrolled, now func() time.Time) (*Receipt, error) {
+	fac, dev, call, ok := uplink.ParsePurgeKey(key)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s is not purge/<facility>/<device>/<call>.json", ErrRefused, key)
+	}
+	b, err := v.get(ctx, key, maxRequest)
+	if err != nil {
+		return nil, err
+	}
+	req, pub, err := purge.Verify(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	fp := identity.Fingerprint(pub)
+	switch {
+	case req.DeviceID != dev || req.CallID != call:
+		return nil, fmt.Errorf("%w: the request names device %s call %s, its key device %s call %s", ErrRefused, req.DeviceID, req.CallID, dev, call)
+	case enrolled[dev] == "":
+		return nil, fmt.Errorf("%w: device %s is not enrolled", ErrRefused, dev)
+	case enrolled[dev] != fp:
+		return nil, fmt.Errorf("%w: signed by key %s, but device %s is enrolled with %s", ErrRefused, fp, dev, enrolled[dev])
+	}
+	sum := sha256.Sum256(b)
+	rc := &Receipt{Format: ReceiptFormat, Request: key, RequestSHA256: hex.EncodeToString(sum[:]), Facility: fac,
+		DeviceID: dev, DeviceKey: fp, CallID: call, Reason: req.Reason, RegistryVersion: req.RegistryVersion, Requested: req.Requested}
+	// A request seen before (the phone sent it again after a crash) keeps its first receipt's
+	// list of what was deleted.
+	rkey := uplink.ReceiptKey(fac, dev, call)
+	if old, err := v.get(ctx, rkey, 1<<20); err == nil {
+		var prev Receipt
+		if json.Unmarshal(old, &prev) == nil {
+			rc.Deleted = prev.Deleted
+		}
+	} else if minio.ToErrorResponse(err).Code != "NoSuchKey" {
+		return nil, err
+	}
+	prefix := uplink.CallPrefix(fac, dev, call)
+	for o := range v.cl.ListObjects(ctx, v.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err != nil {
+			return nil, fmt.Errorf("list %s: %w", prefix, o.Err)
+		}
+		if err := v.cl.RemoveObject(ctx, v.bucket, o.Key, minio.RemoveObjectOptions{}); err != nil {
+			return nil, fmt.Errorf("delete %s: %w", o.Key, err)
+		}
+		rc.Deleted = append(rc.Deleted, o.Key)
+	}
+	// Listed again: a store that answered a delete without deleting is caught here.
+	left, err := v.first(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	if left != "" {
+		return nil, fmt.Errorf("%s is still in the vault after its deletion", left)
+	}
+	if rc.Deleted == nil {
+		rc.Deleted = []string{}
+	}
+	rc.Purged = now().UTC()
+	out, err := json.MarshalIndent(rc, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, '\n')
+	if _, err := v.cl.PutObject(ctx, v.bucket, rkey, bytes.NewReader(out), int64(len(out)), minio.PutObjectOptions{ContentType: "application/json"}); err != nil {
+		return nil, fmt.Errorf("write receipt %s: %w", rkey, err)
+	}
+	// The request goes last: a run cut short is finished by the next.
+	if err := v.cl.RemoveObject(ctx, v.bucket, key, minio.RemoveObjectOptions{}); err != nil {
+		return nil, fmt.Errorf("delete %s after writing its receipt: %w", key, err)
+	}
+	return rc, nil
+}
+
+// first is the first key under prefix, or "" if there is none.
+func (v *Vault) first(ctx context.Context, prefix string) (string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	o, ok := <-v.cl.ListObjects(ctx, v.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, MaxKeys: 1})
+	switch {
+	case !ok:
+		return "", nil
+	case o.Err != nil:
+		return "", fmt.Errorf("list %s: %w", prefix, o.Err)
+	}
+	return o.Key, nil
+}
+
+func (v *Vault) get(ctx context.Context, key string, limit int64) ([]byte, error) {
+	o, err := v.cl.GetObject(ctx, v.bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer o.Close()
+	b, err := io.ReadAll(io.LimitReader(o, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", key, limit)
+	}
+	return b, nil
+}
+
+// Fetch downloads every object of a call into dir as recordings decrypt reads them:
+// dir/manifest.age, dir/record.age and dir/segments/<seq>.age. It returns how many it wrote.
+func (v *Vault) Fetch(ctx context.Context, facility, device, callID, dir string) (int, error) {
+	if !spool.ValidCallID(callID) {
+		return 0, fmt.Errorf("call id %q: %w", callID, spool.ErrBadID)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "segments"), 0o700); err != nil {
+		return 0, err
+	}
+	prefix := uplink.CallPrefix(facility, device, callID)
+	n := 0
+	for o := range v.cl.ListObjects(ctx, v.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err != nil {
+			return n, fmt.Errorf("list %s: %w", prefix, o.Err)
+		}
+		name := path.Base(o.Key)
+		dst := filepath.Join(dir, name)
+		if name != "manifest.age" && name != "record.age" {
+			dst = filepath.Join(dir, "segments", name)
+		}
+		obj, err := v.cl.GetObject(ctx, v.bucket, o.Key, minio.GetObjectOptions{})
+		if err != nil {
+			return n, err
+		}
+		err = atomicfile.WriteFunc(dst, 0o600, func(w io.Writer) error { _, err := io.Copy(w, obj); return err })
+		obj.Close()
+		if err != nil {
+			return n, fmt.Errorf("fetch %s: %w", o.Key, err)
+		}
+		n++
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("no objects under %s", prefix)
+	}
+	return n, nil
+}
