@@ -104,7 +104,7 @@ type Stats struct {
 	Digits     string
 	// KeysHeard are the keys the caller sent while talking.
 	KeysHeard string
-	HungUpBy   string // "phone" or "callee"
+	HungUpBy  string // "phone" or "callee"
 }
 
 // Dial implements trunk.Trunk.
