@@ -170,21 +170,20 @@ func transportParam(tr string) sip.HeaderParams {
 	return p
 }
 
-// ready waits until the transport serves the listening socket, so that the first request
-// leaves from it.
+// ready waits until the transport serves the listening UDP socket, so that the first request
+// leaves from it. Over TCP and TLS requests go out on connections of their own.
 func (t *Trunk) ready(laddr netip.AddrPort) error {
+	if t.cfg.Transport != "udp" {
+		return nil
+	}
 	tl := t.ua.TransportLayer()
 	for range 500 {
-		if t.cfg.Transport == "udp" {
-			if _, err := tl.GetConnection("udp", laddr.String()); err == nil {
-				return nil
-			}
-		} else if tl.GetListenPort(t.cfg.Transport) == int(laddr.Port()) {
+		if _, err := tl.GetConnection("udp", laddr.String()); err == nil {
 			return nil
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	return fmt.Errorf("sip: the %s transport did not start on %s", t.cfg.Transport, laddr)
+	return fmt.Errorf("sip: the udp transport did not start on %s", laddr)
 }
 
 // listen binds the SIP socket and returns the function that serves it.
