@@ -28,6 +28,7 @@ const staleAfter = 5 * audio.FrameDuration
 type Leg struct {
 	t      *Trunk
 	conn   *net.UDPConn
+	rtcp   *net.UDPConn // bound so that the far end's RTCP finds a socket; read and dropped
 	callID string
 
 	answered atomic.Bool
@@ -49,8 +50,8 @@ type Leg struct {
 
 var _ trunk.Leg = (*Leg)(nil)
 
-func newLeg(t *Trunk, c *net.UDPConn) *Leg {
-	return &Leg{t: t, conn: c, callID: uuid.NewString(), hangup: make(chan struct{}),
+func newLeg(t *Trunk, c, rtcp *net.UDPConn) *Leg {
+	return &Leg{t: t, conn: c, rtcp: rtcp, callID: uuid.NewString(), hangup: make(chan struct{}),
 		done: make(chan struct{}),
 		out:  make(chan outItem, 8)}
 }
@@ -146,6 +147,7 @@ func (l *Leg) run(e164 string) {
 		l.answered.Store(false)
 		close(l.done)
 		l.conn.Close()
+		l.rtcp.Close()
 		media.Wait()
 		t.mu.Lock()
 		delete(t.legs, l.callID)
@@ -215,6 +217,7 @@ func (l *Leg) run(e164 string) {
 	l.recv = receiver{eventPT: ans.eventPT, codec: ans.codec}
 	l.mu.Unlock()
 	media.Go(func() { l.readRTP() })
+	media.Go(func() { drain(l.rtcp) })
 	media.Go(func() { l.writeRTP(newSender(ans.codec, ans.eventPT), ans.addr) })
 	l.answered.Store(true)
 	l.push(trunk.Event{Kind: trunk.Answered})
@@ -236,8 +239,26 @@ func (l *Leg) run(e164 string) {
 func (l *Leg) bye(log interface{ Warn(string, ...any) }, dlg *sipgo.DialogClientSession) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := dlg.Bye(ctx); err != nil {
+	// The BYE goes to the far end's Contact and, over UDP, leaves from the listening socket
+	// as the INVITE did (sipgo would open a socket of its own for it).
+	to := sip.Uri{Scheme: "sip", Host: l.t.cfg.Domain}
+	if c := dlg.InviteResponse.Contact(); c != nil {
+		to = *c.Address.Clone()
+	}
+	bye := sip.NewRequest(sip.BYE, to)
+	bye.Laddr = l.t.laddr
+	if err := dlg.WriteBye(ctx, bye); err != nil {
 		log.Warn("sip bye", "event", "sip_error", "err", err)
+	}
+}
+
+// drain reads and drops datagrams until c is closed.
+func drain(c *net.UDPConn) {
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := c.ReadFromUDPAddrPort(buf); err != nil {
+			return
+		}
 	}
 }
 

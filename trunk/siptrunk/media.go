@@ -171,19 +171,32 @@ func (r *receiver) handle(b []byte) (key rune, isAudio bool, seq uint16, err err
 	return 0, false, 0, nil
 }
 
-// listenRTP binds a UDP port in [low, high] on ip, trying even ports from a random start.
-func listenRTP(ip netip.Addr, low, high int) (*net.UDPConn, error) {
+// listenRTP binds an even UDP port in [low, high] on ip for RTP and the odd one above it
+// for RTCP, trying ports from a random start. The far end may send RTCP even though the phone
+// does not use it; an unbound RTCP port would answer with ICMP errors, which some peers take
+// for the end of the call.
+func listenRTP(ip netip.Addr, low, high int) (rtpConn, rtcpConn *net.UDPConn, err error) {
 	low += low & 1
 	n := (high-low)/2 + 1
+	if high-low < 1 {
+		return nil, nil, errors.New("no RTP port pair in the range")
+	}
+	if low+2*(n-1)+1 > high {
+		n--
+	}
 	start := rand.IntN(n)
-	var err error
 	for i := range min(n, 64) {
 		port := low + 2*((start+i)%n)
-		var c *net.UDPConn
-		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
-		if err == nil {
-			return c, nil
+		rtpConn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+		if err != nil {
+			continue
 		}
+		rtcpConn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port+1))))
+		if err != nil {
+			rtpConn.Close()
+			continue
+		}
+		return rtpConn, rtcpConn, nil
 	}
-	return nil, errors.Join(errors.New("no free RTP port"), err)
+	return nil, nil, errors.Join(errors.New("no free RTP port"), err)
 }

@@ -51,6 +51,7 @@ type Trunk struct {
 	sipLn  string     // the phone's SIP address, ip:port
 	dest   string     // where requests go: the proxy or the server, host:port
 	route  bool       // requests carry a Route header to dest
+	laddr  sip.Addr   // the listening UDP socket, which requests in a dialog leave from too
 	port   int        // the server's port
 
 	ctx    context.Context
@@ -117,6 +118,9 @@ func New(cfg Config, o Options) (*Trunk, error) {
 		return nil, err
 	}
 	t.sipLn = net.JoinHostPort(ip.String(), strconv.Itoa(int(laddr.Port())))
+	if cfg.Transport == "udp" {
+		t.laddr = sip.Addr{IP: net.IP(laddr.Addr().AsSlice()), Port: int(laddr.Port()), Hostname: laddr.Addr().String()}
+	}
 	clientOpts := []sipgo.ClientOption{sipgo.WithClientHostname(ip.String()), sipgo.WithClientLogger(log)}
 	clientOpts = append(clientOpts, sipgo.WithClientPort(int(laddr.Port())))
 	if cfg.Transport == "udp" {
@@ -390,11 +394,11 @@ func (t *Trunk) Dial(e164 string) (trunk.Leg, error) {
 	if e164 == "" {
 		return nil, errors.New("sip: dial: no number")
 	}
-	rtpConn, err := listenRTP(t.ip, t.cfg.rtpLow, t.cfg.rtpHigh)
+	rtpConn, rtcpConn, err := listenRTP(t.ip, t.cfg.rtpLow, t.cfg.rtpHigh)
 	if err != nil {
 		return nil, fmt.Errorf("sip: dial: %w", err)
 	}
-	l := newLeg(t, rtpConn)
+	l := newLeg(t, rtpConn, rtcpConn)
 	t.wg.Go(func() { l.run(e164) })
 	return l, nil
 }
