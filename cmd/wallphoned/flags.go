@@ -23,6 +23,7 @@ type config struct {
 	demoKeys  string
 	boardFile string
 	trunk     string
+	sipFile   string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -31,7 +32,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.board, "board", "sim", "board `name`: sim (the simulated phone, worked from standard input), "+strings.Join(board.Names(), ", "))
 	fs.StringVar(&c.boardFile, "board-file", "", "board definition `file`, for a board that is not built in")
-	fs.StringVar(&c.trunk, "trunk", "sim", "real boards: where calls go; sim (the simulated called party, for bench tests) is the only one in this build")
+	fs.StringVar(&c.trunk, "trunk", "sim", "where calls go: sim (the simulated called party, for bench tests) or sip (the facility's SIP server, from --sip)")
+	fs.StringVar(&c.sipFile, "sip", "", "the SIP account `file` for --trunk sip (default: conf/sip.json in the data directory)")
 	fs.StringVar(&c.dataDir, "data", "", "data `directory` (default: $XDG_STATE_HOME/wallphone-sim for the sim board)")
 	fs.StringVar(&c.logMode, "log", "text", "event log format: text (captions for a person) or json (one object per line)")
 	fs.StringVar(&c.clock, "clock", "real", "sim board: real (wall clock) or virtual (time passes only with wait)")
@@ -62,8 +64,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if real := c.board != "sim" || c.boardFile != ""; real && c.earpiece != "" {
 		return c, fmt.Errorf("--earpiece is for the simulated phone only: a real phone never writes call audio")
 	}
+	if c.trunk != "sim" && c.trunk != "sip" {
+		return c, fmt.Errorf("--trunk %q: want sim or sip", c.trunk)
+	}
 	if c.dataDir == "" {
 		c.dataDir = defaultDataDir(c.board)
+	}
+	if c.sipFile == "" {
+		c.sipFile = filepath.Join(c.dataDir, "conf", "sip.json")
 	}
 	if c.demoKeys == "" {
 		c.demoKeys = filepath.Clean(c.dataDir) + "-keys"

@@ -14,6 +14,7 @@ import (
 	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/device/sim"
 	"github.com/wallphone/wallphone/policy"
+	"github.com/wallphone/wallphone/trunk"
 	"github.com/wallphone/wallphone/trunk/simtrunk"
 )
 
@@ -71,10 +72,17 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 		VoiceText: a.prompts.Clip(voice, lang).Text(),
 		Logger:    log,
 	})
+	var calls trunk.Trunk = p.callee
+	if cfg.trunk == "sip" {
+		var stop func()
+		calls, stop = openSIPTrunk(cfg, log)
+		defer stop()
+		p.callee = nil // the called party is a real one, out of reach of callee commands
+	}
 	dev := p.board.Device()
 	p.machine, err = call.New(call.Config{
 		Keypad: dev.Keypad, Hook: dev.Hook, Handset: dev.Handset,
-		Trunk:    p.callee,
+		Trunk:    calls,
 		Prompts:  a.prompts,
 		Policy:   func() *policy.Policy { return a.policy },
 		Registry: func() call.Registry { return a.registry },
