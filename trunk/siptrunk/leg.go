@@ -36,6 +36,10 @@ type Leg struct {
 	done     chan struct{} // closed when the call is over
 	once     sync.Once
 	out      chan outItem // frames and keys for the sender goroutine
+	// item is where Send builds what it queues: a frame is too big to be queued from a
+	// temporary without a heap allocation each tick. Only the call machine's goroutine
+	// calls Send and SendDigit.
+	item outItem
 
 	mu     sync.Mutex // guards everything below
 	events []trunk.Event
@@ -92,8 +96,9 @@ func (l *Leg) Send(f *audio.Frame) {
 	if !l.answered.Load() {
 		return
 	}
+	l.item.frame, l.item.key = *f, 0
 	select {
-	case l.out <- outItem{frame: *f}:
+	case l.out <- l.item:
 	default:
 	}
 }
@@ -104,8 +109,9 @@ func (l *Leg) SendDigit(d rune) {
 	if _, ok := eventCode(d); !ok || !l.answered.Load() {
 		return
 	}
+	l.item.key = d
 	select {
-	case l.out <- outItem{key: d}:
+	case l.out <- l.item:
 	default:
 	}
 }
@@ -313,7 +319,7 @@ func (l *Leg) readRTP() {
 			return
 		}
 		l.mu.Lock()
-		if from.Addr().Unmap() != l.remote.Addr() {
+		if from.Addr().Unmap() != l.remote.Addr().Unmap() {
 			l.mu.Unlock()
 			continue // not the far end's media server
 		}
@@ -332,11 +338,12 @@ func (l *Leg) readRTP() {
 
 // writeRTP sends what Send and SendDigit queue until the call ends.
 func (l *Leg) writeRTP(s *sender, to netip.AddrPort) {
+	var it outItem // one for the call: taken by address, it would escape if declared per item
 	for {
 		select {
 		case <-l.done:
 			return
-		case it := <-l.out:
+		case it = <-l.out:
 			if !l.answered.Load() {
 				return
 			}
