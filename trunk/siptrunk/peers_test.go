@@ -3,6 +3,7 @@ package siptrunk
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
@@ -49,11 +50,6 @@ func needTool(t *testing.T, cmd, pkg string) string {
 	return ""
 }
 
-// tlog writes log records into the test's log.
-type tlog struct{ t *testing.T }
-
-func (w tlog) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
-
 // freePort returns a port that was free on 127.0.0.1, with the one above it, for both UDP
 // and TCP a moment ago (baresip takes the next port for SIP over TLS).
 func freePort(t *testing.T) int {
@@ -89,19 +85,62 @@ func free(port int) bool {
 
 // testTrunk starts a trunk on loopback that sends its calls to server.
 func testTrunk(t *testing.T, server, transport string) *Trunk {
+	tr, _ := testTrunkLog(t, fmt.Sprintf(`{"server": %q, "transport": %q, "user": "wall-0042"}`, server, transport))
+	return tr
+}
+
+// testTrunkLog starts a trunk from sip.json text (listen and rtp_ports are added) and returns
+// its log too.
+func testTrunkLog(t *testing.T, conf string) (*Trunk, *logWatch) {
 	t.Helper()
 	lo := 20000 + 2*int(time.Now().UnixNano()%4000)
-	cfg, err := Parse(fmt.Appendf(nil, `{"server": %q, "transport": %q, "user": "wall-0042",
-		"listen": "127.0.0.1:0", "rtp_ports": "%d-%d"}`, server, transport, lo, lo+999))
+	conf = strings.TrimSuffix(strings.TrimSpace(conf), "}") +
+		fmt.Sprintf(`, "listen": "127.0.0.1:0", "rtp_ports": "%d-%d"}`, lo, lo+999)
+	cfg, err := Parse([]byte(conf))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	w := &logWatch{t: t, seen: make(chan string, 100)}
+	tr, err := New(cfg, Options{Logger: slog.New(slog.NewJSONHandler(w, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tr.Close() })
-	return tr
+	return tr, w
+}
+
+// logWatch writes log records into the test's log and hands their event names to wait.
+type logWatch struct {
+	t    *testing.T
+	seen chan string
+}
+
+func (w *logWatch) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	var rec struct{ Event string }
+	if json.Unmarshal(b, &rec) == nil && rec.Event != "" {
+		select {
+		case w.seen <- rec.Event:
+		default:
+		}
+	}
+	return len(b), nil
+}
+
+// wait waits for a record with event name ev.
+func (w *logWatch) wait(ev string) {
+	w.t.Helper()
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case e := <-w.seen:
+			if e == ev {
+				return
+			}
+		case <-timeout:
+			w.t.Fatalf("no %s in the trunk's log", ev)
+		}
+	}
 }
 
 // writeUlawWAV writes d of a sine at freq as a µ-law WAV (what SIPp streams with rtp_stream).

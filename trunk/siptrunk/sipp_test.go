@@ -135,3 +135,31 @@ func TestSIPpCancel(t *testing.T) {
 		t.Errorf("event %s after the phone cancelled", ev.Kind)
 	}
 }
+
+// TestSIPpRegister: the phone registers with a registrar that challenges (401), answering
+// with the right digest, and removes its registration when closed; SIPp checks both.
+func TestSIPpRegister(t *testing.T) {
+	s := startSIPp(t, "uas_register.xml", "udp", "user", "wall-auth", "pass", "s3cret")
+	tr, log := testTrunkLog(t, `{"server": "`+s.addr+`", "user": "wall-0042", "auth_user": "wall-auth",
+		"password": "s3cret", "register": true}`)
+	log.wait("sip_registered")
+	tr.Close()
+	s.wait(t)
+}
+
+// TestSIPpInviteAuth: the server challenges the INVITE (401); the phone answers with the
+// right digest and the call goes ahead.
+func TestSIPpInviteAuth(t *testing.T) {
+	s := startSIPp(t, "uas_invite_auth.xml", "udp", "user", "wall-auth", "pass", "s3cret")
+	tr, _ := testTrunkLog(t, `{"server": "`+s.addr+`", "user": "wall-0042", "auth_user": "wall-auth", "password": "s3cret"}`)
+	leg, err := tr.Dial("+15125550100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := drive(t, leg, nil, 10*time.Second, func(c *callLog) bool { return c.has(trunk.Answered) })
+	leg.Hangup()
+	s.wait(t)
+	if got := c.kinds(); got != "ringing answered " {
+		t.Errorf("events %q", got)
+	}
+}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+	"github.com/google/uuid"
 
 	"github.com/wallphone/wallphone/trunk"
 )
@@ -58,6 +59,11 @@ type Trunk struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the serving and registration goroutines, and every leg's
 
+	// regCallID and regCSeq are the registration's Call-ID and last CSeq; only the
+	// registration goroutine uses them.
+	regCallID string
+	regCSeq   uint32
+
 	mu   sync.Mutex      // guards legs
 	legs map[string]*Leg // by Call-ID, for INFO and BYE from the far end
 }
@@ -74,7 +80,7 @@ func New(cfg Config, o Options) (*Trunk, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	t := &Trunk{cfg: cfg, log: log, legs: map[string]*Leg{}}
+	t := &Trunk{cfg: cfg, log: log, legs: map[string]*Leg{}, regCallID: uuid.NewString()}
 	host, port, _ := splitHostPort(cfg.Server, 5060)
 	if cfg.Transport == "tls" && port == 5060 {
 		port = 5061
@@ -300,6 +306,12 @@ func (t *Trunk) register(ctx context.Context, expires time.Duration) error {
 	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: t.cfg.User, Host: t.cfg.Domain}})
 	req.AppendHeader(&t.dialog.ContactHDR)
 	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires/time.Second))))
+	// One Call-ID for every REGISTER of this phone, CSeq counting up (RFC 3261 10.2).
+	cid := sip.CallIDHeader(t.regCallID)
+	req.AppendHeader(&cid)
+	t.regCSeq++
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: t.regCSeq, MethodName: sip.REGISTER})
+	defer func() { t.regCSeq = req.CSeq().SeqNo }()
 	res, err := t.client.Do(ctx, req)
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
