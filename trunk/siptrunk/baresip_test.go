@@ -62,7 +62,9 @@ func readWAV(t *testing.T, path string) []int16 {
 	return x
 }
 
-func startBaresip(t *testing.T, tone string) *baresip {
+// startBaresip starts baresip with tone as its voice; acctParams are added to its account
+// (e.g. ";mediaenc=srtp").
+func startBaresip(t *testing.T, tone, acctParams string) *baresip {
 	t.Helper()
 	bin := needTool(t, "baresip", "baresip")
 	dir := t.TempDir()
@@ -76,6 +78,7 @@ audio_player aubridge,sink
 audio_alert aubridge,sink
 module_path /usr/lib/baresip/modules
 module g711.so
+module srtp.so
 module aufile.so
 module aubridge.so
 module sndfile.so
@@ -89,7 +92,7 @@ statmode_default off
 	if err := os.WriteFile(filepath.Join(dir, "config"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	acct := "<sip:+15125550100@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU,PCMA\n"
+	acct := "<sip:+15125550100@127.0.0.1>;regint=0;answermode=auto;audio_codecs=PCMU,PCMA" + acctParams + "\n"
 	if err := os.WriteFile(filepath.Join(dir, "accounts"), []byte(acct), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -207,16 +210,33 @@ func (b *baresip) waitEvent(t *testing.T, typ string) string {
 // TestBaresip: baresip answers by itself and talks (a 1400 Hz tone); the phone talks back
 // (600 Hz); each side presses a key. Each end must hear the other's tone and see its key.
 func TestBaresip(t *testing.T) {
+	for _, tc := range []struct{ name, srtp, mediaenc string }{
+		{"rtp", "off", ""},
+		// SRTP keyed in SDP: the phone offers a key, baresip answers with its own.
+		{"srtp", "sdes", ";mediaenc=srtp"},
+		{"srtp required", "required", ";mediaenc=srtp-mand"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testBaresip(t, tc.srtp, tc.mediaenc) })
+	}
+}
+
+func testBaresip(t *testing.T, srtpMode, mediaenc string) {
 	tone := filepath.Join(t.TempDir(), "tone.wav")
 	writePCMWAV(t, tone, 1400, 30*time.Second)
-	b := startBaresip(t, tone)
-	tr := testTrunk(t, b.addr, "udp")
+	b := startBaresip(t, tone, mediaenc)
+	tr, log := testTrunkLog(t, fmt.Sprintf(`{"server": %q, "user": "wall-0042", "srtp": %q}`, b.addr, srtpMode))
 	leg, err := tr.Dial("+15125550100")
 	if err != nil {
 		t.Fatal(err)
 	}
 	phoneTone := audio.Tone(0.2, 600)
 	c := drive(t, leg, phoneTone, 10*time.Second, func(c *callLog) bool { return c.has(trunk.Answered) })
+	if srtpMode != "off" && !log.saw(`"srtp":true`) {
+		t.Error("the call is not SRTP")
+	}
+	if srtpMode == "off" && log.saw(`"srtp":true`) {
+		t.Error("SRTP on a call configured without it")
+	}
 	b.waitEvent(t, "CALL_ESTABLISHED")
 	// A second of talk, then baresip presses 7 while the phone presses 4.
 	c2 := drive(t, leg, phoneTone, 10*time.Second, func(c *callLog) bool { return len(c.heard) >= 50*audio.FrameSamples })

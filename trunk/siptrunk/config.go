@@ -46,7 +46,9 @@ type Config struct {
 	// Codecs lists the G.711 laws offered, in order of preference: PCMU, PCMA (the default
 	// is both, µ-law first).
 	Codecs []string `json:"codecs,omitempty"`
-	// SRTP: "off" (the default) never offers SRTP.
+	// SRTP: "off" (the default) offers plain RTP; "sdes" offers SRTP keys in the SDP (RFC
+	// 4568, AES_CM_128_HMAC_SHA1_80) and encrypts the call if the far end answers with its
+	// own, else talks plain RTP; "required" offers RTP/SAVP and fails a call without SRTP.
 	SRTP string `json:"srtp,omitempty"`
 	// TLS configures transport tls.
 	TLS *TLSConfig `json:"tls,omitempty"`
@@ -155,9 +157,9 @@ func (c *Config) validate() error {
 	switch c.SRTP {
 	case "":
 		c.SRTP = "off"
-	case "off":
+	case "off", "sdes", "required":
 	default:
-		return bad("srtp", "%q: this build supports only off", c.SRTP)
+		return bad("srtp", "%q: want off, sdes or required", c.SRTP)
 	}
 	return nil
 }

@@ -54,20 +54,25 @@ func FuzzParseInfoDigit(f *testing.F) {
 }
 
 func FuzzParseAnswer(f *testing.F) {
-	o, err := offer([]string{"PCMU", "PCMA"}, netip.MustParseAddr("127.0.0.1"), 4000, 1)
+	o, err := offer([]string{"PCMU", "PCMA"}, netip.MustParseAddr("127.0.0.1"), 4000, 1, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
 	seeds(f, func(b []byte) { f.Add(b) }, o,
 		[]byte(answerHead+"m=audio 4002 RTP/AVP 8 96\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:96 telephone-event/8000\r\n"),
 		[]byte(answerHead+"m=audio 0 RTP/AVP 0\r\n"),
+		[]byte(answerHead+"m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd|2^31\r\n"),
 		[]byte("v=0\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		a, err := parseAnswer(b, []string{"PCMU", "PCMA"})
+		// With SRTP offered, a key taken from the answer is always a whole one.
+		if a, err := parseAnswer(b, []string{"PCMU"}, &sdes{key: make([]byte, 30), mandatory: true}); err == nil && len(a.srtpKey) != 30 {
+			t.Fatalf("SRTP answer accepted with key %x", a.srtpKey)
+		}
+		a, err := parseAnswer(b, []string{"PCMU", "PCMA"}, nil)
 		if err != nil {
 			return
 		}
-		if !a.addr.IsValid() || a.addr.Port() == 0 || (a.codec.name != "PCMU" && a.codec.name != "PCMA") || a.eventPT > 127 {
+		if !a.addr.IsValid() || a.addr.Port() == 0 || (a.codec.name != "PCMU" && a.codec.name != "PCMA") || a.eventPT > 127 || a.srtpKey != nil {
 			t.Fatalf("accepted %+v", a)
 		}
 	})

@@ -2,6 +2,7 @@ package siptrunk
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -171,7 +172,15 @@ func (l *Leg) run(e164 string) {
 		}
 	}()
 
-	body, err := offer(t.cfg.Codecs, t.ip, l.conn.LocalAddr().(*net.UDPAddr).Port, rand.Uint64()>>2)
+	var crypto *sdes
+	if t.cfg.SRTP != "off" {
+		crypto = &sdes{key: make([]byte, 30), mandatory: t.cfg.SRTP == "required"}
+		if _, err := crand.Read(crypto.key); err != nil {
+			l.fail(log, fmt.Sprintf("SRTP key: %v", err))
+			return
+		}
+	}
+	body, err := offer(t.cfg.Codecs, t.ip, l.conn.LocalAddr().(*net.UDPAddr).Port, rand.Uint64()>>2, crypto)
 	if err != nil {
 		l.fail(log, fmt.Sprintf("SDP offer: %v", err))
 		return
@@ -209,7 +218,14 @@ func (l *Leg) run(e164 string) {
 		l.refused(log, err)
 		return
 	}
-	ans, aerr := parseAnswer(dlg.InviteResponse.Body(), t.cfg.Codecs)
+	ans, aerr := parseAnswer(dlg.InviteResponse.Body(), t.cfg.Codecs, crypto)
+	snd := newSender(ans.codec, ans.eventPT)
+	recv := receiver{eventPT: ans.eventPT, codec: ans.codec}
+	if aerr == nil && ans.srtpKey != nil {
+		if snd.srtp, aerr = srtpContext(crypto.key); aerr == nil {
+			recv.srtp, aerr = srtpContext(ans.srtpKey)
+		}
+	}
 	if err := dlg.Ack(ctx); err != nil {
 		log.Warn("sip ack", "event", "sip_error", "err", err)
 	}
@@ -220,14 +236,15 @@ func (l *Leg) run(e164 string) {
 	}
 	l.mu.Lock()
 	l.remote = ans.addr
-	l.recv = receiver{eventPT: ans.eventPT, codec: ans.codec}
+	l.recv = recv
 	l.mu.Unlock()
 	media.Go(func() { l.readRTP() })
 	media.Go(func() { drain(l.rtcp) })
-	media.Go(func() { l.writeRTP(newSender(ans.codec, ans.eventPT), ans.addr) })
+	media.Go(func() { l.writeRTP(snd, ans.addr) })
 	l.answered.Store(true)
 	l.push(trunk.Event{Kind: trunk.Answered})
-	log.Info("sip call answered", "event", "sip_answered", "codec", ans.codec.name, "telephone_event", ans.eventPT)
+	log.Info("sip call answered", "event", "sip_answered", "codec", ans.codec.name, "telephone_event", ans.eventPT,
+		"srtp", ans.srtpKey != nil)
 
 	select {
 	case <-dlg.Context().Done():

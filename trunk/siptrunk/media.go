@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
 
 	"github.com/wallphone/wallphone/audio"
 )
@@ -51,6 +52,9 @@ type sender struct {
 	evPause   int // frames of audio still due before the next key
 	pkt       rtp.Packet
 	buf, body []byte
+	// srtp encrypts each packet when the call is SRTP; nil for plain RTP.
+	srtp *srtp.Context
+	enc  []byte
 }
 
 func newSender(c codec, eventPT int) *sender {
@@ -123,6 +127,11 @@ func (s *sender) packet(pt uint8, marker bool, ts uint32, payload []byte) ([]byt
 	if _, err := s.pkt.MarshalTo(s.buf); err != nil {
 		return nil, err
 	}
+	if s.srtp != nil {
+		var err error
+		s.enc, err = s.srtp.EncryptRTP(s.enc[:0], s.buf, &s.pkt.Header)
+		return s.enc, err
+	}
 	return s.buf, nil
 }
 
@@ -135,10 +144,20 @@ type receiver struct {
 	eventTS   uint32
 	frame     audio.Frame
 	pkt       rtp.Packet
+	// srtp authenticates and decrypts each packet when the call is SRTP; nil for plain RTP.
+	srtp  *srtp.Context
+	plain []byte
 }
 
 // handle takes one packet. It returns a key (0 if none) and whether frame holds audio.
 func (r *receiver) handle(b []byte) (key rune, isAudio bool, seq uint16, err error) {
+	if r.srtp != nil {
+		// Only authenticated packets are read: a forged key press must not accept a call.
+		if r.plain, err = r.srtp.DecryptRTP(r.plain[:0], b, nil); err != nil {
+			return 0, false, 0, err
+		}
+		b = r.plain
+	}
 	if err := r.pkt.Unmarshal(b); err != nil {
 		return 0, false, 0, err
 	}
@@ -199,4 +218,11 @@ func listenRTP(ip netip.Addr, low, high int) (rtpConn, rtcpConn *net.UDPConn, er
 		return rtpConn, rtcpConn, nil
 	}
 	return nil, nil, errors.Join(errors.New("no free RTP port"), err)
+}
+
+// srtpContext is the SRTP context for one direction of a call, from a 30-byte SDES master
+// key and salt.
+func srtpContext(keySalt []byte) (*srtp.Context, error) {
+	return srtp.CreateContext(keySalt[:16], keySalt[16:30], srtp.ProtectionProfileAes128CmHmacSha1_80,
+		srtp.SRTPReplayProtection(256))
 }

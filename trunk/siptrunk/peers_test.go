@@ -113,10 +113,22 @@ func testTrunkLog(t *testing.T, conf string) (*Trunk, *logWatch) {
 type logWatch struct {
 	t    *testing.T
 	seen chan string
+	mu   sync.Mutex
+	all  strings.Builder // every record
+}
+
+// saw reports whether any record so far contains s.
+func (w *logWatch) saw(s string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Contains(w.all.String(), s)
 }
 
 func (w *logWatch) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
+	w.mu.Lock()
+	w.all.Write(b)
+	w.mu.Unlock()
 	var rec struct{ Event string }
 	if json.Unmarshal(b, &rec) == nil && rec.Event != "" {
 		select {

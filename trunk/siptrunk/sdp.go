@@ -1,6 +1,7 @@
 package siptrunk
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -51,7 +52,7 @@ const offerEventPT = 101
 
 // offer is the phone's SDP offer: one audio stream of the configured G.711 laws and
 // telephone-event, 20 ms packets.
-func offer(names []string, ip netip.Addr, port int, sessID uint64) ([]byte, error) {
+func offer(names []string, ip netip.Addr, port int, sessID uint64, crypto *sdes) ([]byte, error) {
 	ipv := "IP4"
 	if ip.Is6() {
 		ipv = "IP6"
@@ -69,6 +70,13 @@ func offer(names []string, ip netip.Addr, port int, sessID uint64) ([]byte, erro
 		sdp.NewAttribute("fmtp", fmt.Sprintf("%d 0-15", offerEventPT)),
 		sdp.NewAttribute("ptime", "20"),
 		sdp.NewPropertyAttribute("sendrecv"))
+	proto := []string{"RTP", "AVP"}
+	if crypto != nil {
+		attrs = append(attrs, sdp.NewAttribute("crypto", "1 "+sdesSuite+" inline:"+base64.StdEncoding.EncodeToString(crypto.key)))
+		if crypto.mandatory {
+			proto = []string{"RTP", "SAVP"}
+		}
+	}
 	s := sdp.SessionDescription{
 		Origin: sdp.Origin{Username: "wallphone", SessionID: sessID, SessionVersion: sessID,
 			NetworkType: "IN", AddressType: ipv, UnicastAddress: ip.String()},
@@ -78,7 +86,7 @@ func offer(names []string, ip netip.Addr, port int, sessID uint64) ([]byte, erro
 		TimeDescriptions: []sdp.TimeDescription{{}},
 		MediaDescriptions: []*sdp.MediaDescription{{
 			MediaName: sdp.MediaName{Media: "audio", Port: sdp.RangedPort{Value: port},
-				Protos: []string{"RTP", "AVP"}, Formats: formats},
+				Protos: proto, Formats: formats},
 			Attributes: attrs,
 		}},
 	}
@@ -90,11 +98,23 @@ type answer struct {
 	addr    netip.AddrPort
 	codec   codec
 	eventPT int // -1: the far end takes no telephone events
+	// srtpKey is the far end's SDES master key and salt (30 bytes), nil for plain RTP.
+	srtpKey []byte
+}
+
+// sdesSuite is the one SRTP crypto suite the phone offers (RFC 4568).
+const sdesSuite = "AES_CM_128_HMAC_SHA1_80"
+
+// sdes is the phone's side of SRTP keyed in SDP: its own master key and salt, and whether
+// plain RTP is refused.
+type sdes struct {
+	key       []byte // 30 bytes: 16 of key, 14 of salt
+	mandatory bool
 }
 
 // parseAnswer reads an SDP answer to offer: the first audio stream, its address, the first
 // of its formats the phone offered, and telephone-event's payload type.
-func parseAnswer(b []byte, offered []string) (answer, error) {
+func parseAnswer(b []byte, offered []string, crypto *sdes) (answer, error) {
 	var s sdp.SessionDescription
 	if err := s.Unmarshal(b); err != nil {
 		return answer{}, fmt.Errorf("%w: %v", ErrSDP, err)
@@ -109,7 +129,8 @@ func parseAnswer(b []byte, offered []string) (answer, error) {
 	if m == nil {
 		return answer{}, fmt.Errorf("%w: no audio stream accepted", ErrSDP)
 	}
-	if p := strings.Join(m.MediaName.Protos, "/"); p != "RTP/AVP" {
+	p := strings.Join(m.MediaName.Protos, "/")
+	if p != "RTP/AVP" && (p != "RTP/SAVP" || crypto == nil) {
 		return answer{}, fmt.Errorf("%w: transport %s, want RTP/AVP", ErrSDP, p)
 	}
 	ci := m.ConnectionInformation
@@ -162,6 +183,19 @@ func parseAnswer(b []byte, offered []string) (answer, error) {
 			a.codec, found = c, true
 		}
 	}
+	if crypto != nil {
+		for _, at := range m.Attributes {
+			if at.Key == "crypto" {
+				if k, ok := parseCrypto(at.Value); ok {
+					a.srtpKey = k
+					break
+				}
+			}
+		}
+		if a.srtpKey == nil && (crypto.mandatory || p == "RTP/SAVP") {
+			return answer{}, fmt.Errorf("%w: no %s key in the answer, and SRTP is required", ErrSDP, sdesSuite)
+		}
+	}
 	if !found {
 		return answer{}, fmt.Errorf("%w: no G.711 law the phone offered (%v) in %v", ErrSDP, offered, m.MediaName.Formats)
 	}
@@ -175,4 +209,22 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// parseCrypto reads an a=crypto value ("1 AES_CM_128_HMAC_SHA1_80 inline:KEY|2^31|1:1")
+// and returns its 30-byte master key and salt, if it is the suite the phone offered.
+func parseCrypto(v string) ([]byte, bool) {
+	f := strings.Fields(v)
+	if len(f) < 3 || f[1] != sdesSuite || !strings.HasPrefix(f[2], "inline:") {
+		return nil, false
+	}
+	k, _, _ := strings.Cut(strings.TrimPrefix(f[2], "inline:"), "|")
+	key, err := base64.StdEncoding.DecodeString(k)
+	if err != nil {
+		key, err = base64.RawStdEncoding.DecodeString(k)
+	}
+	if err != nil || len(key) != 30 {
+		return nil, false
+	}
+	return key, true
 }

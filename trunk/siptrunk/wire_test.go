@@ -1,6 +1,7 @@
 package siptrunk
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"net/netip"
@@ -286,7 +287,7 @@ func TestJitter(t *testing.T) {
 }
 
 func TestOfferAnswer(t *testing.T) {
-	o, err := offer([]string{"PCMA", "PCMU"}, netip.MustParseAddr("192.0.2.7"), 10002, 42)
+	o, err := offer([]string{"PCMA", "PCMU"}, netip.MustParseAddr("192.0.2.7"), 10002, 42, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +297,7 @@ func TestOfferAnswer(t *testing.T) {
 		}
 	}
 	// The offer read as an answer gives back what it offered.
-	a, err := parseAnswer(o, []string{"PCMA", "PCMU"})
+	a, err := parseAnswer(o, []string{"PCMA", "PCMU"}, nil)
 	if err != nil || a.codec.name != "PCMA" || a.eventPT != 101 || a.addr.String() != "192.0.2.7:10002" {
 		t.Errorf("offer as answer: %+v %v", a, err)
 	}
@@ -326,7 +327,7 @@ func TestParseAnswer(t *testing.T) {
 		{"hostname", "v=0\r\no=- 1 1 IN IP4 x\r\ns=-\r\nc=IN IP4 media.example\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n", "", 0, "", true},
 		{"not sdp", "hello", "", 0, "", true},
 	} {
-		a, err := parseAnswer([]byte(tc.sdp), []string{"PCMU", "PCMA"})
+		a, err := parseAnswer([]byte(tc.sdp), []string{"PCMU", "PCMA"}, nil)
 		if tc.err {
 			if !errors.Is(err, ErrSDP) {
 				t.Errorf("%s: %+v, %v; want ErrSDP", tc.name, a, err)
@@ -338,7 +339,7 @@ func TestParseAnswer(t *testing.T) {
 		}
 	}
 	// Only the laws the phone offered count.
-	if _, err := parseAnswer([]byte(answerHead+"m=audio 4000 RTP/AVP 8\r\n"), []string{"PCMU"}); !errors.Is(err, ErrSDP) {
+	if _, err := parseAnswer([]byte(answerHead+"m=audio 4000 RTP/AVP 8\r\n"), []string{"PCMU"}, nil); !errors.Is(err, ErrSDP) {
 		t.Errorf("PCMA answer to a PCMU offer: %v", err)
 	}
 }
@@ -372,7 +373,7 @@ func TestParseConfig(t *testing.T) {
 		{`{"server": "s", "user": "w", "rtp_ports": "80-90"}`, "rtp_ports"},
 		{`{"server": "s", "user": "w", "codecs": ["G729"]}`, "codecs"},
 		{`{"server": "s", "user": "w", "codecs": ["PCMU", "PCMU"]}`, "codecs"},
-		{`{"server": "s", "user": "w", "srtp": "sdes"}`, "srtp"},
+		{`{"server": "s", "user": "w", "srtp": "dtls"}`, "srtp"},
 		{`{"server": "s", "user": "w", "pasword": "x"}`, "unknown field"},
 		{`{"server": "s", "user": "w"} {}`, "after"},
 		{`[]`, "cannot unmarshal"},
@@ -382,4 +383,96 @@ func TestParseConfig(t *testing.T) {
 			t.Errorf("%s: %v; want ErrConfig naming %s", tc.json, err, tc.field)
 		}
 	}
+}
+
+func TestSDES(t *testing.T) {
+	key := make([]byte, 30)
+	for i := range key {
+		key[i] = byte(i)
+	}
+	k64 := "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd"
+	o, err := offer([]string{"PCMU"}, netip.MustParseAddr("192.0.2.7"), 10002, 42, &sdes{key: key})
+	if err != nil || !strings.Contains(string(o), "m=audio 10002 RTP/AVP 0 101\r\n") ||
+		!strings.Contains(string(o), "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"+k64+"\r\n") {
+		t.Fatalf("best-effort SRTP offer:\n%s", o)
+	}
+	o, _ = offer([]string{"PCMU"}, netip.MustParseAddr("192.0.2.7"), 10002, 42, &sdes{key: key, mandatory: true})
+	if !strings.Contains(string(o), "m=audio 10002 RTP/SAVP 0 101\r\n") {
+		t.Fatalf("mandatory SRTP offer:\n%s", o)
+	}
+	for _, tc := range []struct {
+		name, media string
+		crypto      *sdes
+		key         bool
+		err         bool
+	}{
+		{"answered", "m=audio 4000 RTP/AVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + k64 + "|2^31|1:1\r\n", &sdes{key: key}, true, false},
+		{"savp", "m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + k64 + "\r\n", &sdes{key: key, mandatory: true}, true, false},
+		{"other suite skipped", "m=audio 4000 RTP/AVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:" + k64 + "\r\na=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:" + k64 + "\r\n", &sdes{key: key}, true, false},
+		{"plain answer to best effort", "m=audio 4000 RTP/AVP 0\r\n", &sdes{key: key}, false, false},
+		{"plain answer to mandatory", "m=audio 4000 RTP/AVP 0\r\n", &sdes{key: key, mandatory: true}, false, true},
+		{"savp without key", "m=audio 4000 RTP/SAVP 0\r\n", &sdes{key: key}, false, true},
+		{"short key", "m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAEC\r\n", &sdes{key: key}, false, true},
+		{"savp not offered", "m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + k64 + "\r\n", nil, false, true},
+		{"key not offered is ignored", "m=audio 4000 RTP/AVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + k64 + "\r\n", nil, false, false},
+	} {
+		a, err := parseAnswer([]byte(answerHead+tc.media), []string{"PCMU"}, tc.crypto)
+		if (err != nil) != tc.err || (a.srtpKey != nil) != tc.key {
+			t.Errorf("%s: key %x, %v", tc.name, a.srtpKey, err)
+		}
+		if tc.key && string(a.srtpKey) != string(key) {
+			t.Errorf("%s: key %x", tc.name, a.srtpKey)
+		}
+	}
+}
+
+// TestSRTPRoundTrip: what the sender encrypts the receiver with the same key reads; a packet
+// changed on the way (a forged key press) is refused.
+func TestSRTPRoundTrip(t *testing.T) {
+	key := make([]byte, 30)
+	key[0] = 7
+	s := newSender(codecs[0], 101)
+	r := receiver{eventPT: 101, codec: codecs[0]}
+	var err error
+	if s.srtp, err = srtpContext(key); err != nil {
+		t.Fatal(err)
+	}
+	if r.srtp, err = srtpContext(key); err != nil {
+		t.Fatal(err)
+	}
+	var f audio.Frame
+	for i := range f {
+		f[i] = int16(i * 30)
+	}
+	now := time.Unix(0, 0)
+	it := outItem{frame: f}
+	b, err := s.next(&it, now)
+	if err != nil || len(b) != 12+160+10 {
+		t.Fatalf("SRTP packet of %d bytes, %v", len(b), err)
+	}
+	if bytes.Contains(b, g711Frame(f)) {
+		t.Fatal("the payload went out in the clear")
+	}
+	_, isAudio, _, err := r.handle(append([]byte(nil), b...))
+	if err != nil || !isAudio {
+		t.Fatalf("audio %v, %v", isAudio, err)
+	}
+	key1 := outItem{key: '1'}
+	s.next(&key1, now)
+	it = outItem{frame: f}
+	b, _ = s.next(&it, now.Add(audio.FrameDuration))
+	forged := append([]byte(nil), b...)
+	forged[14] ^= 1
+	if k, _, _, err := r.handle(forged); err == nil || k != 0 {
+		t.Fatalf("a changed packet was read: key %q, %v", k, err)
+	}
+	if k, _, _, err := r.handle(b); err != nil || k != '1' {
+		t.Fatalf("key %q, %v", k, err)
+	}
+}
+
+func g711Frame(f audio.Frame) []byte {
+	b := make([]byte, audio.FrameSamples)
+	g711.EncodeUlawFrame(b, f[:])
+	return b
 }
