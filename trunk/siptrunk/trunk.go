@@ -102,7 +102,10 @@ func New(cfg Config, o Options) (*Trunk, error) {
 	}
 	t.ip = ip
 
-	uaOpts := []sipgo.UserAgentOption{sipgo.WithUserAgent(cfg.User), sipgo.WithUserAgentHostname(ip.String())}
+	lib := slog.New(libHandler{log.Handler()})
+	uaOpts := []sipgo.UserAgentOption{sipgo.WithUserAgent(cfg.User), sipgo.WithUserAgentHostname(ip.String()),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(lib)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(lib))}
 	var tlsConf *tls.Config
 	if cfg.Transport == "tls" {
 		if tlsConf, err = clientTLS(cfg, host); err != nil {
@@ -113,7 +116,7 @@ func New(cfg Config, o Options) (*Trunk, error) {
 	if t.ua, err = sipgo.NewUA(uaOpts...); err != nil {
 		return nil, fmt.Errorf("sip user agent: %w", err)
 	}
-	if t.srv, err = sipgo.NewServer(t.ua, sipgo.WithServerLogger(log)); err != nil {
+	if t.srv, err = sipgo.NewServer(t.ua, sipgo.WithServerLogger(lib)); err != nil {
 		t.ua.Close()
 		return nil, fmt.Errorf("sip server: %w", err)
 	}
@@ -127,7 +130,7 @@ func New(cfg Config, o Options) (*Trunk, error) {
 	if cfg.Transport == "udp" {
 		t.laddr = sip.Addr{IP: net.IP(laddr.Addr().AsSlice()), Port: int(laddr.Port()), Hostname: laddr.Addr().String()}
 	}
-	clientOpts := []sipgo.ClientOption{sipgo.WithClientHostname(ip.String()), sipgo.WithClientLogger(log)}
+	clientOpts := []sipgo.ClientOption{sipgo.WithClientHostname(ip.String()), sipgo.WithClientLogger(lib)}
 	clientOpts = append(clientOpts, sipgo.WithClientPort(int(laddr.Port())))
 	if cfg.Transport == "udp" {
 		// Requests leave from the listening socket, so that answers and the far end's requests
@@ -417,3 +420,21 @@ func (t *Trunk) Dial(e164 string) (trunk.Leg, error) {
 
 // ErrClosed: Dial after Close.
 var ErrClosed = errors.New("sip trunk closed")
+
+// libHandler is the log of the SIP stack (sipgo): its warnings and errors only, and without
+// their attributes, which may quote whole SIP messages and with them the dialed number of a
+// privileged call.
+type libHandler struct{ h slog.Handler }
+
+func (l libHandler) Enabled(ctx context.Context, lvl slog.Level) bool {
+	return lvl >= slog.LevelWarn && l.h.Enabled(ctx, lvl)
+}
+
+func (l libHandler) Handle(ctx context.Context, r slog.Record) error {
+	rec := slog.NewRecord(r.Time, r.Level, "sip stack: "+r.Message, 0)
+	rec.AddAttrs(slog.String("event", "sip_stack"))
+	return l.h.Handle(ctx, rec)
+}
+
+func (l libHandler) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l libHandler) WithGroup(string) slog.Handler      { return l }
