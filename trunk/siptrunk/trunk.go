@@ -57,7 +57,11 @@ type Trunk struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // the serving and registration goroutines, and every leg's
+	wg     sync.WaitGroup // the serving goroutine, and every leg's
+	// stopReg ends the registration, which unregisters while the transport still runs;
+	// regDone is closed when it has.
+	stopReg context.CancelFunc
+	regDone chan struct{}
 
 	// regCallID and regCSeq are the registration's Call-ID and last CSeq; only the
 	// registration goroutine uses them.
@@ -166,9 +170,14 @@ func New(cfg Config, o Options) (*Trunk, error) {
 		t.ua.Close()
 		return nil, err
 	}
-	if cfg.Register {
-		t.wg.Go(t.registerLoop)
-	}
+	regCtx, stopReg := context.WithCancel(t.ctx)
+	t.stopReg, t.regDone = stopReg, make(chan struct{})
+	go func() {
+		defer close(t.regDone)
+		if cfg.Register {
+			t.registerLoop(regCtx)
+		}
+	}()
 	log.Info("sip trunk ready", "event", "sip_ready", "listen", t.sipLn, "transport", cfg.Transport,
 		"server", t.dest, "register", cfg.Register)
 	return t, nil
@@ -269,19 +278,30 @@ func (t *Trunk) Close() error {
 	for _, l := range legs {
 		l.Hangup()
 	}
+	// The CANCELs and BYEs go out before the transport closes; a far end that does not
+	// answer them is not waited for long.
+	timeout := time.After(5 * time.Second)
+	for _, l := range legs {
+		select {
+		case <-l.done:
+		case <-timeout:
+		}
+	}
+	t.stopReg()
+	<-t.regDone
 	t.cancel()
 	t.wg.Wait()
 	return t.ua.Close()
 }
 
-func (t *Trunk) registerLoop() {
+func (t *Trunk) registerLoop(ctx context.Context) {
 	expires := time.Duration(t.cfg.RegisterExpires) * time.Second
 	retry := 5 * time.Second
 	for {
-		err := t.register(t.ctx, expires)
+		err := t.register(ctx, expires)
 		wait := expires / 2
 		if err != nil {
-			if t.ctx.Err() != nil {
+			if ctx.Err() != nil {
 				break
 			}
 			t.log.Warn("sip registration failed", "event", "sip_register_failed", "err", err)
@@ -291,15 +311,17 @@ func (t *Trunk) registerLoop() {
 			t.log.Info("sip registered", "event", "sip_registered", "expires", expires)
 		}
 		select {
-		case <-t.ctx.Done():
+		case <-ctx.Done():
 		case <-time.After(wait):
 			continue
 		}
 		break
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	unreg, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	_ = t.register(ctx, 0)
+	if err := t.register(unreg, 0); err != nil {
+		t.log.Warn("sip unregistration failed", "event", "sip_register_failed", "err", err)
+	}
 }
 
 // register sends one REGISTER (expires 0 unregisters), answering a digest challenge.
