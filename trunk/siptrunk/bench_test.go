@@ -34,7 +34,6 @@ func BenchmarkRTPLoop(b *testing.B) { benchLoop(b, false) }
 func BenchmarkCallCPU(b *testing.B) { benchLoop(b, true) }
 
 func benchLoop(b *testing.B, paced bool) {
-	lo := netip.MustParseAddr("127.0.0.1")
 	pace := func(b *testing.B) <-chan time.Time {
 		if !paced {
 			return nil
@@ -45,25 +44,8 @@ func benchLoop(b *testing.B, paced bool) {
 	}
 	b.Run("wallphone", func(b *testing.B) {
 		far := listenLoop(b)
-		conn, rtcp, err := listenRTP(lo, 30000, 39999)
-		if err != nil {
-			b.Fatal(err)
-		}
-		l := newLeg(&Trunk{}, conn, rtcp)
-		l.remote = far.LocalAddr().(*net.UDPAddr).AddrPort()
-		l.recv = receiver{eventPT: 101, codec: codecs[0]}
-		l.answered.Store(true)
-		done := make(chan struct{}, 2)
-		go func() { l.readRTP(); done <- struct{}{} }()
-		go func() { l.writeRTP(newSender(codecs[0], 101), l.remote); done <- struct{}{} }()
-		b.Cleanup(func() {
-			close(l.done)
-			conn.Close()
-			rtcp.Close()
-			<-done
-			<-done
-		})
-		to := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+		l := loopLeg(b, far)
+		to := l.conn.LocalAddr().(*net.UDPAddr).AddrPort()
 		var f audio.Frame
 		l.Receive(&f) // the first Receive of a call drops what came before it
 		runLoop(b, far, to, pace(b), func() {
@@ -92,7 +74,31 @@ func benchLoop(b *testing.B, paced bool) {
 	})
 }
 
-func listenLoop(b *testing.B) *net.UDPConn {
+// loopLeg is an answered leg on loopback whose far end is far, with its RTP goroutines
+// running, and no SIP.
+func loopLeg(b testing.TB, far *net.UDPConn) *Leg {
+	conn, rtcp, err := listenRTP(netip.MustParseAddr("127.0.0.1"), 30000, 39999)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := newLeg(&Trunk{}, conn, rtcp)
+	l.remote = far.LocalAddr().(*net.UDPAddr).AddrPort()
+	l.recv = receiver{eventPT: 101, codec: codecs[0]}
+	l.answered.Store(true)
+	done := make(chan struct{}, 2)
+	go func() { l.readRTP(); done <- struct{}{} }()
+	go func() { l.writeRTP(newSender(codecs[0], 101), l.remote); done <- struct{}{} }()
+	b.Cleanup(func() {
+		close(l.done)
+		conn.Close()
+		rtcp.Close()
+		<-done
+		<-done
+	})
+	return l
+}
+
+func listenLoop(b testing.TB) *net.UDPConn {
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		b.Fatal(err)

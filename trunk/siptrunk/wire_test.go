@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -475,4 +477,53 @@ func g711Frame(f audio.Frame) []byte {
 	b := make([]byte, audio.FrameSamples)
 	g711.EncodeUlawFrame(b, f[:])
 	return b
+}
+
+// TestNothingFromBeforeTheAccept: audio that arrived while the call machine was not taking any
+// (the notice, the wait for the accept key) is thrown away, not played to the caller once
+// the call connects; what comes after is played.
+func TestNothingFromBeforeTheAccept(t *testing.T) {
+	far := listenLoop(t)
+	l := loopLeg(t, far)
+	to := l.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	send := func(seq uint16, v int16) {
+		var f audio.Frame
+		for i := range f {
+			f[i] = v
+		}
+		p := rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: 9},
+			Payload: g711Frame(f)}
+		b, _ := p.Marshal()
+		if _, err := far.WriteToUDPAddrPort(b, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	received := func(n int) {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			l.mu.Lock()
+			got := l.rxPackets
+			l.mu.Unlock()
+			if got >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d packets arrived, want %d", got, n)
+			}
+			runtime.Gosched()
+		}
+	}
+	for seq := range uint16(4) {
+		send(seq, 3000) // the called party speaks before accepting
+	}
+	received(4)
+	var f audio.Frame
+	if l.Receive(&f) {
+		t.Fatalf("the first frame after connecting is from before it: %d", f[0])
+	}
+	send(4, -3000)
+	received(5)
+	if !l.Receive(&f) || f[0] > -2000 {
+		t.Fatalf("the frame after connecting: %d", f[0])
+	}
 }
