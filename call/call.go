@@ -317,7 +317,11 @@ func (m *Machine) key(k device.Key) {
 		}
 	}
 	// Keys in other states mean nothing to the phone. They are not logged: a caller may key
-	// an account number into a far-end menu while talking.
+	// an account number into a far-end menu while talking. While talking they go to the far
+	// end, so that the menus of an attorney's office or a court can be worked.
+	if m.st == talking && s.leg != nil {
+		s.leg.SendDigit(rune(k))
+	}
 }
 
 func (m *Machine) startEntry(st state, prompts ...audio.PromptID) {

@@ -633,3 +633,21 @@ func TestFaults(t *testing.T) {
 		}
 	})
 }
+
+// TestKeysForwardedWhileTalking: keys pressed while talking reach the called party (a far-end
+// menu), and keys pressed before the call connected do not.
+func TestKeysForwardedWhileTalking(t *testing.T) {
+	h := newHarness(t)
+	h.toAccept()
+	h.press("5") // while the phone waits for the accept: the caller's key is not the called party's
+	h.do("accept")
+	if h.m.State() != "talking" {
+		t.Fatalf("state %s after accepting", h.m.State())
+	}
+	h.press("12*#")
+	h.wait(100 * time.Millisecond)
+	st, _ := h.callee.Last()
+	if st.KeysHeard != "12*#" {
+		t.Fatalf("called party heard keys %q, want %q", st.KeysHeard, "12*#")
+	}
+}

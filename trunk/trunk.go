@@ -69,6 +69,10 @@ type Leg interface {
 	// Receive fills f with the next frame from the called party and reports whether there
 	// was one; f is untouched when it returns false.
 	Receive(f *audio.Frame) bool
+	// SendDigit sends a key the caller pressed while talking to the called party (an RFC 4733
+	// telephone event), so that the menus of an attorney's office or a court can be worked.
+	// Keys are 0-9, *, # and A-D; others are ignored.
+	SendDigit(d rune)
 	// Hangup ends the call (cancelling it if not yet answered). It is safe to call more than
 	// once and after the far end hung up.
 	Hangup()

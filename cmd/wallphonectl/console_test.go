@@ -187,7 +187,7 @@ func TestConsoleEnrolment(t *testing.T) {
 	os.Mkdir(conf, 0o700)
 	id, _ := age.GenerateX25519Identity()
 	os.WriteFile(filepath.Join(conf, "recipients.txt"), []byte(id.Recipient().String()+"\n"), 0o600)
-	os.WriteFile(filepath.Join(conf, "sip.json"), []byte(`{"registrar":"sip.county.example","user":"wp1","password":"`+strings.Repeat("x", 6000)+`"}`), 0o600)
+	os.WriteFile(filepath.Join(conf, "sip.json"), []byte(`{"server":"sip.county.example:5060","user":"wp1","password":"`+strings.Repeat("x", 6000)+`"}`), 0o600)
 	os.WriteFile(filepath.Join(conf, "audit.key"), []byte(strings.Repeat("5a", 32)+"\n"), 0o600)
 	out, code = ctl(t, "", cmd("enroll", "--conf", conf)...)
 	if code != 0 || !strings.Contains(out, "enrolled in:     county-jail") || !strings.Contains(out, "installed:       audit.key, recipients.txt, sip.json") {

@@ -25,6 +25,7 @@ import (
 	"github.com/wallphone/wallphone/identity"
 	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/provisioning"
+	"github.com/wallphone/wallphone/trunk/siptrunk"
 	"github.com/wallphone/wallphone/uplink"
 )
 
@@ -150,21 +151,14 @@ func firmwareVersion() string {
 	return "unknown"
 }
 
-// confValidators are the items an enrolment may install in <data>/conf/. Each owner's parser
-// replaces the form checks here as it arrives.
+// confValidators are the items an enrolment may install in <data>/conf/, each checked by the
+// parser of the package that reads it, so a technician hears of a bad item at the phone.
 func confValidators() map[string]func([]byte) error {
-	jsonObject := func(b []byte) error {
-		var v map[string]any
-		if err := json.Unmarshal(b, &v); err != nil {
-			return fmt.Errorf("not a JSON object: %w", err)
-		}
-		return nil
-	}
 	return map[string]func([]byte) error{
 		"root.json":       validRoot,
 		"repository.json": func(b []byte) error { _, err := parseRepository(b); return err },
 		"vault.json":      func(b []byte) error { _, err := uplink.ParseConfig(b); return err },
-		"sip.json":        jsonObject,
+		"sip.json":        func(b []byte) error { _, err := siptrunk.Parse(b); return err },
 		"recipients.txt": func(b []byte) error {
 			rs, err := age.ParseRecipients(strings.NewReader(string(b)))
 			if err != nil {

@@ -53,8 +53,13 @@ func TestConfValidators(t *testing.T) {
 		data string
 		ok   bool
 	}{
-		{"sip.json", `{"registrar":"x"}`, true},
+		{"sip.json", `{"server":"sip.county.example:5060","user":"wp1"}`, true},
+		{"sip.json", `{"registrar":"x"}`, false},
 		{"sip.json", `[1]`, false},
+		{"repository.json", `{"url":"https://tuf.vendor.example/repo"}`, true},
+		{"repository.json", `{"url":"ftp://x"}`, false},
+		{"root.json", `{"signed":{}}`, false},
+		{"vault.json", `{}`, false},
 		{"recipients.txt", "age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj\n", true},
 		{"recipients.txt", "ssh-ed25519 AAAA", false},
 		{"audit.key", strings.Repeat("ab", 32), true},

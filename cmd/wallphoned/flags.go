@@ -31,6 +31,7 @@ type config struct {
 	consoleBaud     int
 	provisioningPub string
 	vault           string
+	sipFile         string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -39,7 +40,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.board, "board", "sim", "board `name`: sim (the simulated phone, worked from standard input), "+strings.Join(board.Names(), ", "))
 	fs.StringVar(&c.boardFile, "board-file", "", "board definition `file`, for a board that is not built in")
-	fs.StringVar(&c.trunk, "trunk", "sim", "real boards: where calls go; sim (the simulated called party, for bench tests) is the only one in this build")
+	fs.StringVar(&c.trunk, "trunk", "sim", "where calls go: sim (the simulated called party, for bench tests) or sip (the facility's SIP server, from --sip)")
+	fs.StringVar(&c.sipFile, "sip", "", "the SIP account `file` for --trunk sip (default: conf/sip.json in the data directory)")
 	fs.StringVar(&c.dataDir, "data", "", "data `directory` (default: $XDG_STATE_HOME/wallphone-sim for the sim board)")
 	fs.StringVar(&c.logMode, "log", "text", "event log format: text (captions for a person) or json (one object per line)")
 	fs.StringVar(&c.clock, "clock", "real", "sim board: real (wall clock) or virtual (time passes only with wait)")
@@ -81,8 +83,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.updateInterval < time.Minute {
 		return c, fmt.Errorf("--update-interval %s: want at least 1m", c.updateInterval)
 	}
+	if c.trunk != "sim" && c.trunk != "sip" {
+		return c, fmt.Errorf("--trunk %q: want sim or sip", c.trunk)
+	}
 	if c.dataDir == "" {
 		c.dataDir = defaultDataDir(c.board)
+	}
+	if c.sipFile == "" {
+		c.sipFile = filepath.Join(c.dataDir, "conf", "sip.json")
 	}
 	if c.demoKeys == "" {
 		c.demoKeys = filepath.Clean(c.dataDir) + "-keys"

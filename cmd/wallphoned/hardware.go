@@ -17,6 +17,7 @@ import (
 	"github.com/wallphone/wallphone/device/board"
 	"github.com/wallphone/wallphone/device/output"
 	"github.com/wallphone/wallphone/sdnotify"
+	"github.com/wallphone/wallphone/trunk"
 	"github.com/wallphone/wallphone/trunk/simtrunk"
 )
 
@@ -62,9 +63,6 @@ func openHardware(name, file string, log *slog.Logger) (*hardware, error) {
 // 20 ms on the wall clock, until SIGTERM.
 func runBoard(ctx context.Context, cfg config, hw *hardware, stdout io.Writer) error {
 	log, ring := withRing(newLogger(cfg.logMode, stdout))
-	if cfg.trunk != "sim" {
-		return fmt.Errorf("--trunk %q: this build has only the simulated called party (sim), for bench tests", cfg.trunk)
-	}
 	a, err := openAgent(cfg, log)
 	if err != nil {
 		return err
@@ -85,12 +83,19 @@ func runBoard(ctx context.Context, cfg config, hw *hardware, stdout io.Writer) e
 	defer con.stop()
 	stopUplink := startUplink(ctx, cfg, a)
 	defer stopUplink()
-	log.Warn("calls go to the simulated called party: a bench test, not a phone in service", "event", "trunk_sim")
-	voice := a.prompts.Clip(audio.PromptSimFarEnd, audio.English)
-	callee := simtrunk.New(simtrunk.Options{Auto: true, Voice: voice.Source, VoiceText: voice.Text(), Logger: log})
+	var calls trunk.Trunk
+	if cfg.trunk == "sip" {
+		var stop func()
+		calls, stop = openSIPTrunk(cfg, log)
+		defer stop()
+	} else {
+		log.Warn("calls go to the simulated called party: a bench test, not a phone in service", "event", "trunk_sim")
+		voice := a.prompts.Clip(audio.PromptSimFarEnd, audio.English)
+		calls = simtrunk.New(simtrunk.Options{Auto: true, Voice: voice.Source, VoiceText: voice.Text(), Logger: log})
+	}
 	m, err := call.New(a.machineConfig(call.Config{
 		Keypad: hw.board.Keypad, Hook: hw.board.Hook, Handset: hw.board.Handset,
-		Trunk: callee, Logger: log,
+		Trunk: calls, Logger: log,
 	}))
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/device/sim"
+	"github.com/wallphone/wallphone/trunk"
 	"github.com/wallphone/wallphone/trunk/simtrunk"
 )
 
@@ -80,10 +81,17 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 		VoiceText: a.prompts.Clip(voice, lang).Text(),
 		Logger:    log,
 	})
+	var calls trunk.Trunk = p.callee
+	if cfg.trunk == "sip" {
+		var stop func()
+		calls, stop = openSIPTrunk(cfg, log)
+		defer stop()
+		p.callee = nil // the called party is a real one, out of reach of callee commands
+	}
 	dev := p.board.Device()
 	p.machine, err = call.New(a.machineConfig(call.Config{
 		Keypad: dev.Keypad, Hook: dev.Hook, Handset: dev.Handset,
-		Trunk:  p.callee,
+		Trunk:  calls,
 		Logger: log,
 	}))
 	if err != nil {

@@ -102,7 +102,9 @@ type Stats struct {
 	// FramesSaid counts frames of the called party's voice handed to the phone.
 	FramesSaid int
 	Digits     string
-	HungUpBy   string // "phone" or "callee"
+	// KeysHeard are the keys the caller sent while talking.
+	KeysHeard string
+	HungUpBy  string // "phone" or "callee"
 }
 
 // Dial implements trunk.Trunk.
@@ -269,6 +271,16 @@ func (l *Leg) Receive(f *audio.Frame) bool {
 	}
 	l.stats.FramesSaid++
 	return true
+}
+
+// SendDigit implements trunk.Leg: the called party hears the key if the call is answered.
+func (l *Leg) SendDigit(d rune) {
+	l.t.mu.Lock()
+	defer l.t.mu.Unlock()
+	if l.state != legAnswered {
+		return
+	}
+	l.stats.KeysHeard += string(d)
 }
 
 // Hangup implements trunk.Leg.
