@@ -32,7 +32,7 @@ func TestSIPpTalk(t *testing.T) {
 			c2 := drive(t, leg, nil, 10*time.Second, func(c *callLog) bool { return len(c.heard) > 10*audio.FrameSamples })
 			leg.Hangup()
 			s.wait(t)
-			if got := c.kinds(); !strings.HasPrefix(got, "ringing answered ") {
+			if got := afterRinging(c.kinds()); !strings.HasPrefix(got, "answered ") {
 				t.Errorf("events %q, want ringing then answered first", got)
 			}
 			if c.digits+c2.digits != "15" {
@@ -78,7 +78,7 @@ func TestSIPpRefused(t *testing.T) {
 			}
 			c := drive(t, leg, nil, 10*time.Second, func(c *callLog) bool { return c.has(tc.want) })
 			s.wait(t)
-			if got := c.kinds(); got != "ringing "+tc.want.String()+" " {
+			if got := afterRinging(c.kinds()); got != tc.want.String()+" " {
 				t.Errorf("events %q, want ringing then %s", got, tc.want)
 			}
 			last := c.events[len(c.events)-1]
@@ -89,6 +89,11 @@ func TestSIPpRefused(t *testing.T) {
 		})
 	}
 }
+
+// afterRinging drops a leading ringing event: when the 180 and the final answer arrive
+// together (a slow machine, qemu), sipgo may hand over the final one alone, and the call needs
+// only that. TestSIPpCancel shows that ringing is reported when the phone is left ringing.
+func afterRinging(kinds string) string { return strings.TrimPrefix(kinds, "ringing ") }
 
 // TestSIPpFarEndHangsUp: SIPp answers and sends BYE; the phone answers it and reports HungUp.
 func TestSIPpFarEndHangsUp(t *testing.T) {
@@ -102,7 +107,7 @@ func TestSIPpFarEndHangsUp(t *testing.T) {
 			}
 			c := drive(t, leg, audio.Tone(0.2, 440), 10*time.Second, func(c *callLog) bool { return c.has(trunk.HungUp) })
 			s.wait(t)
-			if got := c.kinds(); got != "ringing answered hung_up " {
+			if got := afterRinging(c.kinds()); got != "answered hung_up " {
 				t.Errorf("events %q", got)
 			}
 			leg.Hangup() // after the far end's BYE: nothing more to send
@@ -159,7 +164,7 @@ func TestSIPpInviteAuth(t *testing.T) {
 	c := drive(t, leg, nil, 10*time.Second, func(c *callLog) bool { return c.has(trunk.Answered) })
 	leg.Hangup()
 	s.wait(t)
-	if got := c.kinds(); got != "ringing answered " {
+	if got := afterRinging(c.kinds()); got != "answered " {
 		t.Errorf("events %q", got)
 	}
 }
