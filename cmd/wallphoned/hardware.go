@@ -73,16 +73,11 @@ func runBoard(ctx context.Context, cfg config, hw *hardware, stdout io.Writer) e
 			a.close()
 		}
 	}()
-	// A reset or reboot asked on the console ends the agent as SIGTERM would.
-	ctx, stopAgent := context.WithCancel(ctx)
-	defer stopAgent()
-	con, err := startConsole(ctx, cfg, a, ring, log, stopAgent)
+	ctx, svc, err := startServices(ctx, cfg, a, ring, log)
 	if err != nil {
 		return err
 	}
-	defer con.stop()
-	stopUplink := startUplink(ctx, cfg, a)
-	defer stopUplink()
+	defer svc.stop()
 	var calls trunk.Trunk
 	if cfg.trunk == "sip" {
 		var stop func()
@@ -140,10 +135,9 @@ loop:
 			runErr = err
 		}
 	}
-	con.stop()
-	stopUplink()
+	svc.stop()
 	closed = true
-	runErr = errors.Join(runErr, a.close(), con.afterClose())
+	runErr = errors.Join(runErr, a.close(), svc.con.afterClose())
 	log.Info("agent stopped", "event", "agent_stopped")
 	return errors.Join(runErr)
 }

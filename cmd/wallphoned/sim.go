@@ -48,16 +48,11 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 			a.close()
 		}
 	}()
-	// A reset or reboot asked on the console ends the agent as a signal would.
-	ctx, stopAgent := context.WithCancel(ctx)
-	defer stopAgent()
-	con, err := startConsole(ctx, cfg, a, ring, log, stopAgent)
+	ctx, svc, err := startServices(ctx, cfg, a, ring, log)
 	if err != nil {
 		return err
 	}
-	defer con.stop()
-	stopUplink := startUplink(ctx, cfg, a)
-	defer stopUplink()
+	defer svc.stop()
 
 	p := &simPhone{log: log, stderr: stderr, virtual: cfg.clock == "virtual", now: virtualEpoch}
 	var ear *os.File
@@ -113,14 +108,13 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 	// One last look at the phone, so that an onhook given just before quit counts as one.
 	p.machine.Tick(p.clock())
 	p.machine.Shutdown(p.clock())
-	con.stop()
-	stopUplink()
+	svc.stop()
 	closed = true
 	if cerr := a.close(); cerr != nil {
 		log.Error("closing the data directory", "event", "agent_error", "err", cerr)
 		err = errors.Join(err, cerr)
 	}
-	err = errors.Join(err, con.afterClose())
+	err = errors.Join(err, svc.con.afterClose())
 	log.Info("agent stopped", "event", "agent_stopped")
 	return err
 }
