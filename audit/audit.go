@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/wallphone/wallphone/strictjson"
 	"io"
 	"os"
 	"sync"
@@ -210,10 +211,8 @@ func Verify(r io.Reader, pub ed25519.PublicKey) (Summary, error) {
 	line := 0
 	for sc.Scan() {
 		line++
-		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
-		dec.DisallowUnknownFields()
 		var e Entry
-		if err := dec.Decode(&e); err != nil {
+		if err := strictjson.Decode(sc.Bytes(), &e); err != nil {
 			return s, fmt.Errorf("line %d: %w: does not parse: %v", line, ErrBroken, err)
 		}
 		switch {

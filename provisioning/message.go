@@ -1,10 +1,9 @@
 package provisioning
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/wallphone/wallphone/strictjson"
 	"time"
 )
 
@@ -156,13 +155,8 @@ func (e *Error) Is(target error) bool {
 // decode parses a payload strictly: one JSON object of the expected shape, no unknown
 // fields, nothing after it.
 func decode(payload []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(payload))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
+	if err := strictjson.Decode(payload, v); err != nil {
 		return fmt.Errorf("%w: %v", ErrMessage, err)
-	}
-	if d.More() {
-		return fmt.Errorf("%w: data after the message", ErrMessage)
 	}
 	return nil
 }

@@ -6,11 +6,11 @@
 package purge
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/wallphone/wallphone/strictjson"
 	"time"
 )
 
@@ -59,9 +59,7 @@ func Sign(r Request, key ed25519.PrivateKey) ([]byte, error) {
 // signature proves only who signed, not that they may.
 func Verify(b []byte) (Request, ed25519.PublicKey, error) {
 	var s signed
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil || dec.More() {
+	if err := strictjson.Decode(b, &s); err != nil {
 		return Request{}, nil, fmt.Errorf("%w: %v", ErrFormat, err)
 	}
 	if len(s.Key) != ed25519.PublicKeySize || len(s.Sig) != ed25519.SignatureSize {
@@ -72,9 +70,7 @@ func Verify(b []byte) (Request, ed25519.PublicKey, error) {
 		return Request{}, nil, ErrSignature
 	}
 	var r Request
-	dec = json.NewDecoder(bytes.NewReader(s.Request))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil || dec.More() {
+	if err := strictjson.Decode(s.Request, &r); err != nil {
 		return Request{}, nil, fmt.Errorf("%w: signed bytes: %v", ErrFormat, err)
 	}
 	if r.Format != Format || r.CallID == "" || r.DeviceID == "" {

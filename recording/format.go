@@ -8,10 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/wallphone/wallphone/audio"
+	"github.com/wallphone/wallphone/strictjson"
 )
 
 // The plaintext of a segment is a WAV file that stock tools play: G.711 µ-law, 8 kHz, two
@@ -203,13 +203,8 @@ const ManifestFormat = "wallphone-manifest/1"
 // ParseManifest reads a decrypted manifest.
 func ParseManifest(b []byte) (Manifest, error) {
 	var m Manifest
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	if err := strictjson.Decode(b, &m); err != nil {
 		return Manifest{}, fmt.Errorf("%w: manifest: %w", ErrFormat, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Manifest{}, fmt.Errorf("%w: manifest: data after the manifest", ErrFormat)
 	}
 	if m.Format != ManifestFormat || m.CallID == "" {
 		return Manifest{}, fmt.Errorf("%w: manifest is not of %s", ErrFormat, ManifestFormat)
@@ -252,13 +247,8 @@ func SignManifest(m Manifest, key ed25519.PrivateKey) ([]byte, error) {
 // enrolled key of m.DeviceID is for the caller to check.
 func OpenManifest(b []byte) (Manifest, ed25519.PublicKey, error) {
 	var s signedManifest
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
+	if err := strictjson.Decode(b, &s); err != nil {
 		return Manifest{}, nil, fmt.Errorf("%w: signed manifest: %w", ErrFormat, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Manifest{}, nil, fmt.Errorf("%w: signed manifest: data after it", ErrFormat)
 	}
 	if s.Format != SignedManifestFormat || len(s.Key) != ed25519.PublicKeySize || len(s.Sig) != ed25519.SignatureSize {
 		return Manifest{}, nil, fmt.Errorf("%w: not a %s", ErrFormat, SignedManifestFormat)

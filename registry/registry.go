@@ -13,10 +13,9 @@
 package registry
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"github.com/wallphone/wallphone/strictjson"
 	"sort"
 	"strings"
 )
@@ -112,14 +111,9 @@ type FileEntry struct {
 // that silently lost entries is exactly the failure this package exists to prevent.
 func ParseJSON(b []byte) (*Memory, error) {
 	var f File
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("registry: %w", err)
-	}
 	// A second document (two files run together) would otherwise be dropped unread.
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("registry: data after the registry")
+	if err := strictjson.Decode(b, &f); err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
 	}
 	return New(f)
 }

@@ -65,8 +65,8 @@ func badInputs() []badInput {
 		{"empty input", ``, nil, "EOF"},
 		{"cut short", `{"version":1,"entries":[{"number":"+15125550100"`, nil, "EOF"},
 		{"not json", `version = 1`, nil, "invalid character"},
-		{"trailing data", `{"version":1,"entries":[]}x`, nil, "after the registry"},
-		{"two documents", `{"version":1,"entries":[]} {"version":2,"entries":[{"number":"+15125550100","kind":"attorney"}]}`, nil, "after the registry"},
+		{"trailing data", `{"version":1,"entries":[]}x`, nil, "trailing data after the JSON value"},
+		{"two documents", `{"version":1,"entries":[]} {"version":2,"entries":[{"number":"+15125550100","kind":"attorney"}]}`, nil, "trailing data after the JSON value"},
 	}
 }
 

@@ -1,10 +1,9 @@
 package uplink
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/wallphone/wallphone/strictjson"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -49,13 +48,8 @@ var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 // missing credentials and a negative cap are refused with an error saying what is wrong.
 func ParseConfig(b []byte) (Config, error) {
 	var c Config
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	if err := strictjson.Decode(b, &c); err != nil {
 		return Config{}, fmt.Errorf("%w: %v", ErrConfig, err)
-	}
-	if dec.More() {
-		return Config{}, fmt.Errorf("%w: trailing data after the object", ErrConfig)
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err

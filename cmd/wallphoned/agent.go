@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -35,6 +33,7 @@ import (
 	"github.com/wallphone/wallphone/registry"
 	"github.com/wallphone/wallphone/spool"
 	"github.com/wallphone/wallphone/store"
+	"github.com/wallphone/wallphone/strictjson"
 	"github.com/wallphone/wallphone/tufclient"
 	"github.com/wallphone/wallphone/updates"
 )
@@ -680,9 +679,7 @@ func readRepository(path string) (string, error) {
 
 func parseRepository(b []byte) (string, error) {
 	var r Repository
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	if err := strictjson.Decode(b, &r); err != nil {
 		return "", fmt.Errorf("want {\"url\": \"https://...\"}: %w", err)
 	}
 	u, err := url.Parse(r.URL)

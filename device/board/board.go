@@ -5,11 +5,10 @@
 package board
 
 import (
-	"bytes"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/wallphone/wallphone/strictjson"
 	"io/fs"
 	"os"
 	"slices"
@@ -81,13 +80,8 @@ func Load(path string) (Definition, error) {
 // Parse reads and checks a definition.
 func Parse(b []byte) (Definition, error) {
 	var d Definition
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&d); err != nil {
+	if err := strictjson.Decode(b, &d); err != nil {
 		return Definition{}, fmt.Errorf("board: %w", err)
-	}
-	if dec.More() {
-		return Definition{}, errors.New("board: data after the definition")
 	}
 	return d, d.Validate()
 }

@@ -1,10 +1,9 @@
 package siptrunk
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/wallphone/wallphone/strictjson"
 	"net"
 	"net/netip"
 	"strconv"
@@ -69,13 +68,8 @@ type TLSConfig struct {
 // not silently ignored.
 func Parse(b []byte) (Config, error) {
 	var c Config
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	if err := strictjson.Decode(b, &c); err != nil {
 		return Config{}, fmt.Errorf("%w: %v", ErrConfig, err)
-	}
-	if dec.More() {
-		return Config{}, fmt.Errorf("%w: data after the object", ErrConfig)
 	}
 	if err := c.validate(); err != nil {
 		return Config{}, err
