@@ -28,6 +28,7 @@ import (
 	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/identity"
 	"github.com/wallphone/wallphone/policy"
+	"github.com/wallphone/wallphone/provisioning"
 	"github.com/wallphone/wallphone/purge"
 	"github.com/wallphone/wallphone/recording"
 	"github.com/wallphone/wallphone/registry"
@@ -60,6 +61,8 @@ type agent struct {
 	// pinned are the recording recipients installed at enrolment: a policy may seal to
 	// these and no others. Empty: not enrolled with any (the simulated phone's demo has them).
 	pinned []string
+	// facility is the facility id of the enrolment, "" if the phone is not enrolled.
+	facility string
 
 	updates *updates.Updates  // nil when the policy and registry are local files
 	source  *tufclient.Client // nil when not enrolled with a repository
@@ -212,10 +215,11 @@ func (a *agent) openLocalRegistry(path string) {
 // its client.
 func (a *agent) openUpdates() error {
 	conf := filepath.Join(a.cfg.dataDir, "conf")
-	facility, err := readConf(conf, confFacility)
+	facility, err := provisioning.ReadFacility(a.cfg.dataDir)
 	if err != nil {
 		return err
 	}
+	a.facility = facility
 	if facility == "" {
 		return nil
 	}
@@ -609,34 +613,6 @@ func callReserve(pol *policy.Policy) int64 {
 	return int64(longest.Seconds())*sealedBytesPerSecond + segments*1024 + 64<<10
 }
 
-// readConf reads one line of an enrolment file; a missing file is "".
-func readConf(dir, name string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, name))
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	s := strings.TrimSpace(string(b))
-	if name == confFacility && !validFacility(s) {
-		return "", fmt.Errorf("%s: facility id %q: want letters, digits, '-', '_' or '.'", filepath.Join(dir, name), s)
-	}
-	return s, nil
-}
-
-func validFacility(s string) bool {
-	if s == "" || len(s) > 64 || s[0] == '.' {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
 // readRecipients reads the pinned recording recipients; a missing file pins none.
 func readRecipients(path string) ([]string, error) {
 	b, err := os.ReadFile(path)
@@ -646,6 +622,15 @@ func readRecipients(path string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	out, err := parseRecipients(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return out, nil
+}
+
+// parseRecipients reads recipients.txt: age X25519 recipients, one per line, # comments.
+func parseRecipients(b []byte) ([]string, error) {
 	var out []string
 	for i, line := range strings.Split(string(b), "\n") {
 		line = strings.TrimSpace(line)
@@ -653,9 +638,12 @@ func readRecipients(path string) ([]string, error) {
 			continue
 		}
 		if _, err := age.ParseX25519Recipient(line); err != nil {
-			return nil, fmt.Errorf("%s line %d: %w", path, i+1, err)
+			return nil, fmt.Errorf("line %d: %w", i+1, err)
 		}
 		out = append(out, line)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no recipients")
 	}
 	return out, nil
 }

@@ -49,7 +49,7 @@ func startUplink(ctx context.Context, cfg config, a *agent) (stop func()) {
 		policyFacility = a.policy.Facility
 	}
 	u, err := uplink.New(uplink.Options{
-		Vault: vault, Spool: a.spool, Facility: facilityID(cfg, policyFacility), DeviceID: a.deviceID,
+		Vault: vault, Spool: a.spool, Facility: facilityID(a.facility, policyFacility), DeviceID: a.deviceID,
 		Calls: calls, Recipients: rcps, State: state, Registry: registryState{a}, Logger: log,
 	})
 	if err != nil {
@@ -142,13 +142,12 @@ func recipients(ss []string) ([]age.Recipient, error) {
 	return out, nil
 }
 
-// facilityID names the facility in object keys: <data>/conf/facility if installed, else the
-// policy's facility name made into a key element ("Demo County Jail" → demo-county-jail).
-func facilityID(cfg config, name string) string {
-	if b, err := os.ReadFile(filepath.Join(cfg.dataDir, "conf", "facility")); err == nil {
-		if id := slug(strings.SplitN(string(b), "\n", 2)[0]); id != "" {
-			return id
-		}
+// facilityID names the facility in object keys: the enrolment's facility id, else (a phone
+// run on a local policy file) the policy's facility name made into a key element ("Demo
+// County Jail" → demo-county-jail).
+func facilityID(enrolled, name string) string {
+	if enrolled != "" {
+		return enrolled
 	}
 	if id := slug(name); id != "" {
 		return id
