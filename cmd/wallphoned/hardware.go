@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -62,32 +61,17 @@ func openHardware(name, file string, log *slog.Logger) (*hardware, error) {
 // runBoard is the agent on a real board: the GPIO drivers and the call loop, ticking every
 // 20 ms on the wall clock, until SIGTERM.
 func runBoard(ctx context.Context, cfg config, hw *hardware, stdout io.Writer) error {
-	log, ring := withRing(newLogger(cfg.logMode, stdout))
-	a, err := openAgent(cfg, log)
+	ctx, r, err := start(ctx, cfg, stdout)
 	if err != nil {
 		return err
 	}
-	closed := false
-	defer func() {
-		if !closed {
-			a.close()
-		}
-	}()
-	ctx, svc, err := startServices(ctx, cfg, a, ring, log)
-	if err != nil {
-		return err
-	}
-	defer svc.stop()
-	var calls trunk.Trunk
-	if cfg.trunk == "sip" {
-		var stop func()
-		calls, stop = openSIPTrunk(cfg, log)
-		defer stop()
-	} else {
+	defer r.finish(nil)
+	a, log := r.a, r.log
+	calls := r.trunk(cfg, func() trunk.Trunk {
 		log.Warn("calls go to the simulated called party: a bench test, not a phone in service", "event", "trunk_sim")
 		voice := a.prompts.Clip(audio.PromptSimFarEnd, audio.English)
-		calls = simtrunk.New(simtrunk.Options{Auto: true, Voice: voice.Source, VoiceText: voice.Text(), Logger: log})
-	}
+		return simtrunk.New(simtrunk.Options{Auto: true, Voice: voice.Source, VoiceText: voice.Text(), Logger: log})
+	})
 	m, err := call.New(a.machineConfig(call.Config{
 		Keypad: hw.board.Keypad, Hook: hw.board.Hook, Handset: hw.board.Handset,
 		Trunk: calls, Logger: log,
@@ -135,11 +119,7 @@ loop:
 			runErr = err
 		}
 	}
-	svc.stop()
-	closed = true
-	runErr = errors.Join(runErr, a.close(), svc.con.afterClose())
-	log.Info("agent stopped", "event", "agent_stopped")
-	return errors.Join(runErr)
+	return r.finish(runErr)
 }
 
 // indicators are the phone's lights: in call, and recording — the caller can see that a call

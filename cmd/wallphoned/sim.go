@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,22 +36,12 @@ type simPhone struct {
 }
 
 func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer) error {
-	log, ring := withRing(newLogger(cfg.logMode, stdout))
-	a, err := openAgent(cfg, log)
+	ctx, r, err := start(ctx, cfg, stdout)
 	if err != nil {
 		return err
 	}
-	closed := false
-	defer func() {
-		if !closed {
-			a.close()
-		}
-	}()
-	ctx, svc, err := startServices(ctx, cfg, a, ring, log)
-	if err != nil {
-		return err
-	}
-	defer svc.stop()
+	defer r.finish(nil)
+	a, log := r.a, r.log
 
 	p := &simPhone{log: log, stderr: stderr, virtual: cfg.clock == "virtual", now: virtualEpoch}
 	var ear *os.File
@@ -76,11 +65,8 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 		VoiceText: a.prompts.Clip(voice, lang).Text(),
 		Logger:    log,
 	})
-	var calls trunk.Trunk = p.callee
+	calls := r.trunk(cfg, func() trunk.Trunk { return p.callee })
 	if cfg.trunk == "sip" {
-		var stop func()
-		calls, stop = openSIPTrunk(cfg, log)
-		defer stop()
 		p.callee = nil // the called party is a real one, out of reach of callee commands
 	}
 	dev := p.board.Device()
@@ -108,15 +94,7 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 	// One last look at the phone, so that an onhook given just before quit counts as one.
 	p.machine.Tick(p.clock())
 	p.machine.Shutdown(p.clock())
-	svc.stop()
-	closed = true
-	if cerr := a.close(); cerr != nil {
-		log.Error("closing the data directory", "event", "agent_error", "err", cerr)
-		err = errors.Join(err, cerr)
-	}
-	err = errors.Join(err, svc.con.afterClose())
-	log.Info("agent stopped", "event", "agent_stopped")
-	return err
+	return r.finish(err)
 }
 
 func (p *simPhone) clock() time.Time {
