@@ -58,7 +58,6 @@ type Client struct {
 	o       Options
 	fetcher *fetcher
 	up      *updater.Updater
-	base    *url.URL
 	// Damaged lists the cached metadata files the last Refresh found damaged and dropped.
 	Damaged []string
 }
@@ -96,7 +95,7 @@ func New(o Options) (*Client, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("tufclient: %w", err)
 	}
-	return &Client{o: o, fetcher: &fetcher{http: o.HTTP}, base: u}, nil
+	return &Client{o: o, fetcher: &fetcher{http: o.HTTP}}, nil
 }
 
 // trustedRoot is the newest root the phone verified, or the enrolled one when the cached copy

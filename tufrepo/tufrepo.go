@@ -202,27 +202,9 @@ func (r *Repo) AddTarget(name, src string, custom any) error {
 	if name == "" || path.Clean(name) != name || strings.HasPrefix(name, "/") || strings.HasPrefix(name, "..") {
 		return fmt.Errorf("tufrepo: bad target name %q", name)
 	}
-	f, err := os.Open(src)
+	n, sum, err := r.copyTarget(name, src)
 	if err != nil {
-		return fmt.Errorf("tufrepo: %w", err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return fmt.Errorf("tufrepo: %s: %w", src, err)
-	}
-	sum := h.Sum(nil)
-	dir, base := path.Split(name)
-	dst := filepath.Join(r.dir, "targets", filepath.FromSlash(dir), hex.EncodeToString(sum)+"."+base)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	if err := atomicfile.WriteFunc(dst, 0o644, func(w io.Writer) error { _, err := io.Copy(w, f); return err }); err != nil {
-		return fmt.Errorf("tufrepo: %w", err)
 	}
 	tf := metadata.TargetFile()
 	tf.Length = n
@@ -238,6 +220,45 @@ func (r *Repo) AddTarget(name, src string, custom any) error {
 	}
 	r.targets.Signed.Targets[name] = tf
 	return nil
+}
+
+// copyTarget copies src into targets/ in one pass, hashing as it goes, and names the copy by
+// its hash (consistent snapshots).
+func (r *Repo) copyTarget(name, src string) (int64, []byte, error) {
+	f, err := os.Open(src)
+	if err != nil {
+		return 0, nil, fmt.Errorf("tufrepo: %w", err)
+	}
+	defer f.Close()
+	dir, base := path.Split(name)
+	parent := filepath.Join(r.dir, "targets", filepath.FromSlash(dir))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return 0, nil, err
+	}
+	tmp, err := os.CreateTemp(parent, ".incoming-*")
+	if err != nil {
+		return 0, nil, fmt.Errorf("tufrepo: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // after the rename, nothing is there to remove
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), f)
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("tufrepo: %s: %w", src, err)
+	}
+	sum := h.Sum(nil)
+	if err := os.Rename(tmp.Name(), filepath.Join(parent, hex.EncodeToString(sum)+"."+base)); err != nil {
+		return 0, nil, fmt.Errorf("tufrepo: %w", err)
+	}
+	return n, sum, atomicfile.SyncDir(parent)
 }
 
 // RemoveTarget drops a target from the next targets metadata (its file stays for phones that

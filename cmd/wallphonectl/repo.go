@@ -428,26 +428,23 @@ func addDelta(r *tufrepo.Repo, oldFile string, next *registry.Set, msgs *[]strin
 	if err := registry.CheckRemovals(old, next); err != nil {
 		return fmt.Errorf("phones holding version %d would refuse version %d: %w", old.Version(), next.Version(), err)
 	}
-	var buf bytes.Buffer
-	if err := registry.WriteDelta(&buf, old, next); err != nil {
-		return err
-	}
 	tmp, err := os.CreateTemp("", "wallphone-delta-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(buf.Bytes()); err != nil {
-		tmp.Close()
-		return err
+	err = registry.WriteDelta(tmp, old, next)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if err := tmp.Close(); err != nil {
+	if err != nil {
 		return err
 	}
 	if err := r.AddTarget(updates.DeltaTarget(old.Version(), next.Version()), tmp.Name(), updates.Custom{Version: next.Version()}); err != nil {
 		return err
 	}
-	*msgs = append(*msgs, fmt.Sprintf("delta %d→%d (%d bytes, %.1f%% of the registry)", old.Version(), next.Version(), buf.Len(), 100*float64(buf.Len())/float64(next.Size())))
+	size := r.Target(updates.DeltaTarget(old.Version(), next.Version())).Length
+	*msgs = append(*msgs, fmt.Sprintf("delta %d→%d (%d bytes, %.1f%% of the registry)", old.Version(), next.Version(), size, 100*float64(size)/float64(next.Size())))
 	return nil
 }
 

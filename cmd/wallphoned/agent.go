@@ -342,16 +342,18 @@ func (a *agent) between(m interface{ InCall() bool }) {
 		return
 	}
 	a.apply = false
-	if p := a.updates.Policy(); p != nil && p != a.policy {
+	if p := a.updates.Policy(); a.policyFromRepo() && p != nil && p != a.policy {
 		a.policy = p
 		if err := a.newRecorder(); err != nil {
 			a.log.Error("recorder for the new policy", "event", "agent_error", "err", err)
 		}
 		a.log.Info("facility policy in force", "event", "policy_in_force", "version", p.Version)
 	}
-	if a.takeRegistry() {
+	if a.registryFromRepo() && a.takeRegistry() {
+		// The sweep logs its own failures; what comes back is a state database that could
+		// not be reopened after compaction.
 		if err := a.sweep(); err != nil {
-			a.log.Error("destroy-on-discovery sweep failed; it runs again at the next install or start", "event", "purge_error", "err", err)
+			a.log.Error("state database unusable after the sweep", "event", "agent_error", "err", err)
 		}
 	}
 }
@@ -376,11 +378,13 @@ func (a *agent) takeRegistry() bool {
 }
 
 // sweep destroys recordings whose number the registry in force now says is privileged,
-// including those of calls decided while the registry was stale.
+// including those of calls decided while the registry was stale. It logs a failed sweep
+// (the next install or start runs it again) and returns only a failure to reopen the state
+// database after compacting it.
 func (a *agent) sweep() error {
 	n, err := purge.Sweep(a.registry, lockedStore{a}, a.spool, a.key, a.deviceID, time.Now(), a.log)
 	if err != nil {
-		a.log.Error("destroy-on-discovery sweep failed; it runs again at the next start", "event", "purge_error", "err", err)
+		a.log.Error("destroy-on-discovery sweep failed; it runs again at the next install or start", "event", "purge_error", "err", err)
 	}
 	if n > 0 {
 		// The scrubbed numbers must not linger in the database file's free pages.
@@ -423,7 +427,7 @@ func (a *agent) machineConfig(c call.Config) call.Config {
 		return a.registry
 	}
 	c.Freshness = func(now time.Time) call.Freshness {
-		if a.updates == nil || a.cfg.registry != "" {
+		if !a.registryFromRepo() {
 			return call.Freshness{}
 		}
 		return a.updates.Freshness(now)
@@ -497,7 +501,10 @@ func (s lockedStore) SetConsoleFailures(n int, until time.Time) error {
 }
 
 // Decided appends a decision to the audit log. No number is written in clear, whatever the
-// decision: the log cannot be scrubbed if a recorded number turns out privileged later.
+// decision: the log cannot be scrubbed if a recorded number turns out privileged later. It
+// runs on the call loop and waits for the fsync on purpose: the entry is on flash before
+// anything is dialed, once per call, while a prompt plays (the handset's rings ride out the
+// pause).
 func (a *agent) Decided(callID string, at time.Time, d call.Decision) error {
 	f := map[string]string{
 		"call_id": callID, "decision": string(d.Kind), "reason": d.Reason,
@@ -505,7 +512,7 @@ func (a *agent) Decided(callID string, at time.Time, d call.Decision) error {
 		"policy_version":   strconv.FormatInt(d.PolicyVersion, 10),
 		"decided_at":       at.UTC().Format(time.RFC3339Nano),
 	}
-	if a.updates != nil && a.cfg.registry == "" {
+	if a.registryFromRepo() {
 		f["registry_sha256"] = a.updates.State().Registry.SHA256
 	}
 	if d.E164 != "" {
@@ -695,25 +702,31 @@ type rulesStatus struct {
 	freshness       string
 }
 
+// registryFromRepo and policyFromRepo say where the rules in force come from: the
+// repository's installed state, or a local file given on the simulated phone's command line.
+func (a *agent) registryFromRepo() bool { return a.updates != nil && a.cfg.registry == "" }
+func (a *agent) policyFromRepo() bool   { return a.updates != nil && a.cfg.policy == "" }
+
 // rules reads the rules in force without touching what the call loop owns: from the
 // installed state (guarded by its own lock), or from the local files, which never change.
 func (a *agent) rules(now time.Time) rulesStatus {
-	if a.updates == nil || a.cfg.policy != "" || a.cfg.registry != "" {
-		r := rulesStatus{registryVersion: a.registryVersion(), freshness: "local files, not from a repository"}
-		if a.policy != nil {
-			r.policyVersion = a.policy.Version
+	r := rulesStatus{freshness: "local files, not from a repository"}
+	if a.policyFromRepo() {
+		if a.updates.Policy() != nil {
+			r.policyVersion = int64(a.updates.State().Policy.Version)
 		}
+	} else if a.policy != nil {
+		r.policyVersion = a.policy.Version
+	}
+	if !a.registryFromRepo() {
+		r.registryVersion = a.registryVersion()
 		return r
 	}
 	st := a.updates.State()
 	f := a.updates.Freshness(now)
-	r := rulesStatus{policyVersion: int64(st.Policy.Version), registryVersion: st.Registry.Version,
-		stale: f.Stale, freshUntil: st.FreshUntil, freshness: st.Describe(now)}
-	if a.updates.RegistryPath() == "" {
-		r.registryVersion = 0
-	}
-	if a.updates.Policy() == nil {
-		r.policyVersion = 0
+	r.stale, r.freshUntil, r.freshness = f.Stale, st.FreshUntil, st.Describe(now)
+	if a.updates.RegistryPath() != "" {
+		r.registryVersion = st.Registry.Version
 	}
 	return r
 }

@@ -23,9 +23,9 @@ func (i idle) InCall() bool { return !bool(i) }
 
 // openTestAgent opens the agent on a simulated phone's data directory, with the wall clock
 // (so the first update check is the background one).
-func openTestAgent(t *testing.T, data string, log *bytes.Buffer) *agent {
+func openTestAgent(t *testing.T, data string, log *bytes.Buffer, extra ...string) *agent {
 	t.Helper()
-	cfg, err := parseFlags([]string{"--board", "sim", "--log", "json", "--data", data}, &bytes.Buffer{})
+	cfg, err := parseFlags(append([]string{"--board", "sim", "--log", "json", "--data", data}, extra...), &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +94,35 @@ func TestInstallBetweenCalls(t *testing.T) {
 	a.between(idle(true))
 	if _, ok := a.registry.Lookup("+15125550100"); !ok || a.registryVersion() != 2 {
 		t.Fatal("the public defender is no longer privileged")
+	}
+}
+
+// A policy given as a local file stays in force when the repository publishes another; the
+// registry still comes from the repository.
+func TestLocalPolicyNotReplaced(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	runAgent(t, data, "quit\n")
+	keys := data + "-keys"
+	b, err := os.ReadFile(filepath.Join(data, "installed", "policy.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := filepath.Join(t.TempDir(), "local.json")
+	os.WriteFile(local, bytes.Replace(b, []byte(`"version": 1,`), []byte(`"version": 7,`), 1), 0o600)
+	var log bytes.Buffer
+	a := openTestAgent(t, data, &log, "--policy", local)
+	publishDemoPolicy(t, keys, 2)
+	publishDemoRegistry(t, keys, 2, []registry.Item{{Number: "+15125550150", Kind: registry.Consulate}}, nil)
+	if !a.check(context.Background()) {
+		t.Fatalf("nothing installed:\n%s", log.String())
+	}
+	a.installed <- struct{}{}
+	a.between(idle(true))
+	if a.policy.Version != 7 || a.registryVersion() != 2 {
+		t.Fatalf("policy %d (want the local 7), registry %d (want 2)", a.policy.Version, a.registryVersion())
+	}
+	if r := a.rules(time.Now()); r.policyVersion != 7 || r.registryVersion != 2 {
+		t.Fatalf("reported rules %+v", r)
 	}
 }
 
