@@ -6,15 +6,14 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"github.com/wallphone/wallphone/provisioning/ptytest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	"go.bug.st/serial"
 
 	"github.com/wallphone/wallphone/provisioning"
@@ -232,7 +231,7 @@ func (r *rig) newServer() {
 func (r *rig) connect() {
 	t := r.t
 	t.Helper()
-	master, slave := openPty(t)
+	master, slave := ptytest.Open(t)
 	port, err := serial.Open(slave.Name(), &serial.Mode{BaudRate: 115200})
 	if err != nil {
 		t.Fatal(err)
@@ -247,25 +246,6 @@ func (r *rig) connect() {
 		r.stop()
 		slave.Close()
 	})
-}
-
-// openPty opens a pseudo-terminal pair whose master end Close can interrupt in Read: the
-// file pty.Open returns blocks in the read system call, where Close cannot reach it.
-func openPty(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	m, slave, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fd, err := syscall.Dup(int(m.Fd()))
-	if err == nil {
-		err = syscall.SetNonblock(fd, true)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Close()
-	return os.NewFile(uintptr(fd), "ptmx"), slave
 }
 
 // stop ends the session from both ends and returns what Serve returned.

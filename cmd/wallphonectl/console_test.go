@@ -5,18 +5,17 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/wallphone/wallphone/provisioning/ptytest"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"filippo.io/age"
-	"github.com/creack/pty"
 )
 
 // ptyLine is a serial cable between two programs: two pseudo-terminals whose master ends
@@ -30,8 +29,8 @@ type ptyLine struct {
 func newPtyLine(t *testing.T) *ptyLine {
 	t.Helper()
 	l := &ptyLine{}
-	l.ma, l.a = nonblockingPty(t)
-	l.mb, l.b = nonblockingPty(t)
+	l.ma, l.a = ptytest.Open(t)
+	l.mb, l.b = ptytest.Open(t)
 	l.copiesWG.Add(2)
 	go func() { defer l.copiesWG.Done(); io.Copy(l.ma, l.mb) }()
 	go func() { defer l.copiesWG.Done(); io.Copy(l.mb, l.ma) }()
@@ -43,28 +42,6 @@ func newPtyLine(t *testing.T) *ptyLine {
 		l.b.Close()
 	})
 	return l
-}
-
-// nonblockingPty opens a pair whose master Close can interrupt in Read.
-func nonblockingPty(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	m, s, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Raw from the start: the bytes between the programs are binary frames.
-	if _, err := pty.GetsizeFull(s); err != nil {
-		t.Log(err)
-	}
-	fd, err := syscall.Dup(int(m.Fd()))
-	if err == nil {
-		err = syscall.SetNonblock(fd, true)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Close()
-	return os.NewFile(uintptr(fd), "ptmx"), s
 }
 
 // ctl runs wallphonectl in this process and returns its output and exit status.
