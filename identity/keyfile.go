@@ -7,7 +7,7 @@ import (
 	"encoding/pem"
 	"fmt"
 
-	"github.com/wallphone/wallphone/atomicfile"
+	"github.com/wallphone/wallphone/internal/atomicfile"
 )
 
 // MarshalPrivateKey is the file form of an Ed25519 key: PKCS #8 in a PEM block, which

@@ -3,7 +3,7 @@ package provisioning
 import (
 	"errors"
 	"fmt"
-	"github.com/wallphone/wallphone/strictjson"
+	"github.com/wallphone/wallphone/internal/strictjson"
 	"time"
 )
 

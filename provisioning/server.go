@@ -21,8 +21,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wallphone/wallphone/atomicfile"
 	"github.com/wallphone/wallphone/identity"
+	"github.com/wallphone/wallphone/internal/atomicfile"
 )
 
 const (

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/wallphone/wallphone/audio"
-	"github.com/wallphone/wallphone/strictjson"
+	"github.com/wallphone/wallphone/internal/strictjson"
 )
 
 // The plaintext of a segment is a WAV file that stock tools play: G.711 µ-law, 8 kHz, two

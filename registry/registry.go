@@ -15,7 +15,7 @@ package registry
 import (
 	"errors"
 	"fmt"
-	"github.com/wallphone/wallphone/strictjson"
+	"github.com/wallphone/wallphone/internal/strictjson"
 	"sort"
 	"strings"
 )

@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/wallphone/wallphone/atomicfile"
+	"github.com/wallphone/wallphone/internal/atomicfile"
 )
 
 // BenchmarkCommitSegment commits 80 KB segments (the size of a few seconds of sealed G.711),

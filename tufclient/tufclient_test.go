@@ -20,7 +20,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/wallphone/wallphone/tufrepo"
+	"github.com/wallphone/wallphone/backoffice/tufrepo"
 )
 
 // world is a repository in a folder, served by a real HTTP server on loopback, with the keys

@@ -28,8 +28,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wallphone/wallphone/atomicfile"
 	"github.com/wallphone/wallphone/call"
+	"github.com/wallphone/wallphone/internal/atomicfile"
 	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/registry"
 	"github.com/wallphone/wallphone/tufclient"

@@ -14,11 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wallphone/wallphone/backoffice/tufrepo"
 	"github.com/wallphone/wallphone/pin"
 	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/registry"
 	"github.com/wallphone/wallphone/tufclient"
-	"github.com/wallphone/wallphone/tufrepo"
 )
 
 // vendor is the back office: a repository, its keys, and what it has published.

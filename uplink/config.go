@@ -3,7 +3,7 @@ package uplink
 import (
 	"errors"
 	"fmt"
-	"github.com/wallphone/wallphone/strictjson"
+	"github.com/wallphone/wallphone/internal/strictjson"
 	"net/url"
 	"path/filepath"
 	"regexp"

@@ -9,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/wallphone/wallphone/atomicfile"
+	"github.com/wallphone/wallphone/internal/atomicfile"
 )
 
 // Vault is where objects go. Put returns nil only once the vault holds exactly size bytes

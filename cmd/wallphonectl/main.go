@@ -126,7 +126,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	case cmd == "keys" && len(args) >= 2 && (args[1] == "provisioning" || args[1] == "technician"):
 		return keysPair(args[1], args[2:], stdout)
 	case cmd == "vault":
-		return vault(args[1:], stdout)
+		return vaultCmd(args[1:], stdout)
 	}
 	return fmt.Errorf("%w: unknown command %q", errUsage, args)
 }

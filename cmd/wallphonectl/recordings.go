@@ -19,9 +19,9 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/wallphone/wallphone/atomicfile"
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/identity"
+	"github.com/wallphone/wallphone/internal/atomicfile"
 	"github.com/wallphone/wallphone/recording"
 	"github.com/wallphone/wallphone/spool"
 )

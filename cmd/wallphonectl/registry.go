@@ -9,8 +9,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/wallphone/wallphone/atomicfile"
 	"github.com/wallphone/wallphone/dialplan"
+	"github.com/wallphone/wallphone/internal/atomicfile"
 	"github.com/wallphone/wallphone/registry"
 )
 

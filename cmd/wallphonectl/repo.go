@@ -18,13 +18,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wallphone/wallphone/atomicfile"
 	"github.com/wallphone/wallphone/audit"
+	"github.com/wallphone/wallphone/backoffice/tufrepo"
 	"github.com/wallphone/wallphone/dialplan"
 	"github.com/wallphone/wallphone/identity"
+	"github.com/wallphone/wallphone/internal/atomicfile"
 	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/registry"
-	"github.com/wallphone/wallphone/tufrepo"
 	"github.com/wallphone/wallphone/updates"
 )
 

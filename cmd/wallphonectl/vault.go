@@ -10,14 +10,14 @@ import (
 	"os"
 	"time"
 
+	"github.com/wallphone/wallphone/backoffice/vault"
 	"github.com/wallphone/wallphone/uplink"
-	"github.com/wallphone/wallphone/uplink/admin"
 )
 
 // errRefused: some purge request was refused; exit status 1 after the others were done.
 var errRefused = errors.New("some purge requests were refused (left in the vault, nothing of theirs deleted)")
 
-func vault(args []string, stdout io.Writer) error {
+func vaultCmd(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		return fmt.Errorf("%w: vault needs purge or fetch", errUsage)
 	}
@@ -43,7 +43,7 @@ func vault(args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", *conf, err)
 	}
-	v, err := admin.New(c, nil)
+	v, err := vault.New(c, nil)
 	if err != nil {
 		return err
 	}
@@ -57,15 +57,15 @@ func vault(args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		enrolled, err := admin.ParseEnrolled(db)
+		enrolled, err := vault.ParseEnrolled(db)
 		if err != nil {
 			return fmt.Errorf("%s: %w", *devices, err)
 		}
 		refused, failed := 0, 0
-		err = v.Purge(ctx, enrolled, time.Now, func(o admin.Outcome) {
+		err = v.Purge(ctx, enrolled, time.Now, func(o vault.Outcome) {
 			switch {
 			case o.Err != nil:
-				if errors.Is(o.Err, admin.ErrRefused) {
+				if errors.Is(o.Err, vault.ErrRefused) {
 					refused++
 				} else {
 					failed++

@@ -22,11 +22,12 @@ import (
 	"filippo.io/age"
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 
-	"github.com/wallphone/wallphone/atomicfile"
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/audit"
 	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/identity"
+	"github.com/wallphone/wallphone/internal/atomicfile"
+	"github.com/wallphone/wallphone/internal/strictjson"
 	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/provisioning"
 	"github.com/wallphone/wallphone/purge"
@@ -34,7 +35,6 @@ import (
 	"github.com/wallphone/wallphone/registry"
 	"github.com/wallphone/wallphone/spool"
 	"github.com/wallphone/wallphone/store"
-	"github.com/wallphone/wallphone/strictjson"
 	"github.com/wallphone/wallphone/tufclient"
 	"github.com/wallphone/wallphone/updates"
 )

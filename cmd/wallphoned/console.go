@@ -18,10 +18,10 @@ import (
 
 	"go.bug.st/serial"
 
-	"github.com/wallphone/wallphone/atomicfile"
 	"github.com/wallphone/wallphone/audit"
 	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/identity"
+	"github.com/wallphone/wallphone/internal/atomicfile"
 	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/provisioning"
 	"github.com/wallphone/wallphone/trunk/siptrunk"

@@ -15,11 +15,11 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/wallphone/wallphone/atomicfile"
+	"github.com/wallphone/wallphone/backoffice/tufrepo"
+	"github.com/wallphone/wallphone/internal/atomicfile"
 	"github.com/wallphone/wallphone/pin"
 	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/registry"
-	"github.com/wallphone/wallphone/tufrepo"
 	"github.com/wallphone/wallphone/updates"
 )
 

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wallphone/wallphone/backoffice/tufrepo"
 	"github.com/wallphone/wallphone/registry"
-	"github.com/wallphone/wallphone/tufrepo"
 	"github.com/wallphone/wallphone/updates"
 )
 

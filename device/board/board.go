@@ -8,7 +8,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"github.com/wallphone/wallphone/strictjson"
+	"github.com/wallphone/wallphone/internal/strictjson"
 	"io/fs"
 	"os"
 	"slices"

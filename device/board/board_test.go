@@ -13,7 +13,7 @@ import (
 	"github.com/wallphone/wallphone/device"
 	"github.com/wallphone/wallphone/device/board"
 	"github.com/wallphone/wallphone/device/board/boardtest"
-	"github.com/wallphone/wallphone/keypad/keypadtest"
+	"github.com/wallphone/wallphone/device/keypad/keypadtest"
 )
 
 func TestBuiltins(t *testing.T) {

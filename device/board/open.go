@@ -12,8 +12,8 @@ import (
 
 	"github.com/wallphone/wallphone/device"
 	"github.com/wallphone/wallphone/device/hook"
+	"github.com/wallphone/wallphone/device/keypad"
 	"github.com/wallphone/wallphone/device/output"
-	"github.com/wallphone/wallphone/keypad"
 )
 
 // Devices are a board's GPIO drivers, running once Run is called.

@@ -3,7 +3,7 @@ package siptrunk
 import (
 	"errors"
 	"fmt"
-	"github.com/wallphone/wallphone/strictjson"
+	"github.com/wallphone/wallphone/internal/strictjson"
 	"net"
 	"net/netip"
 	"strconv"

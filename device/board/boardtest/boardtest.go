@@ -8,8 +8,8 @@ import (
 	"periph.io/x/conn/v3/gpio/gpiotest"
 
 	"github.com/wallphone/wallphone/device/board"
-	"github.com/wallphone/wallphone/keypad"
-	"github.com/wallphone/wallphone/keypad/keypadtest"
+	"github.com/wallphone/wallphone/device/keypad"
+	"github.com/wallphone/wallphone/device/keypad/keypadtest"
 )
 
 // Fake is a board's pins, faked.

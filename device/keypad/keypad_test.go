@@ -15,8 +15,8 @@ import (
 	"periph.io/x/conn/v3/gpio"
 
 	"github.com/wallphone/wallphone/device"
-	"github.com/wallphone/wallphone/keypad"
-	"github.com/wallphone/wallphone/keypad/keypadtest"
+	"github.com/wallphone/wallphone/device/keypad"
+	"github.com/wallphone/wallphone/device/keypad/keypadtest"
 )
 
 // The tests run under synctest: time passes only when every goroutine of the test is blocked,

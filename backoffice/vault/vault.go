@@ -1,4 +1,4 @@
-// Package admin is the back office's side of the vault, used by wallphonectl with the
+// Package vault is the back office's side of the vault, used by wallphonectl with the
 // vault's admin credentials: it carries out the phones' signed purge requests (promise 5: a
 // recording found to be privileged is destroyed upstream too) and fetches a call's sealed
 // objects for an investigator.
@@ -6,7 +6,7 @@
 // A purge request is acted on only if its signature verifies with the key enrolled for the
 // device that the request and its object key both name; anything else is refused and
 // nothing is deleted. Each purge leaves a receipt object naming what was deleted.
-package admin
+package vault
 
 import (
 	"bufio"
@@ -28,8 +28,8 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
-	"github.com/wallphone/wallphone/atomicfile"
 	"github.com/wallphone/wallphone/identity"
+	"github.com/wallphone/wallphone/internal/atomicfile"
 	"github.com/wallphone/wallphone/purge"
 	"github.com/wallphone/wallphone/spool"
 	"github.com/wallphone/wallphone/uplink"

@@ -1,4 +1,4 @@
-package admin_test
+package vault_test
 
 import (
 	"bytes"
@@ -13,10 +13,10 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/wallphone/wallphone/backoffice/vault"
 	"github.com/wallphone/wallphone/identity"
 	"github.com/wallphone/wallphone/purge"
 	"github.com/wallphone/wallphone/uplink"
-	"github.com/wallphone/wallphone/uplink/admin"
 	"github.com/wallphone/wallphone/uplink/s3test"
 )
 
@@ -62,15 +62,15 @@ func TestPurge(t *testing.T) {
 	put(t, phone, uplink.PurgeKey(fac, dev2, keep), req(dev, keep, key)) // a request moved to another device's prefix
 	put(t, phone, uplink.PurgePrefix+"junk.json", []byte("{}"))
 
-	enrolled := admin.Enrolled{dev: identity.Fingerprint(key.Public().(ed25519.PublicKey)), dev2: strings.Repeat("ab", 16)}
-	v, err := admin.New(srv.AdminConfig(), nil)
+	enrolled := vault.Enrolled{dev: identity.Fingerprint(key.Public().(ed25519.PublicKey)), dev2: strings.Repeat("ab", 16)}
+	v, err := vault.New(srv.AdminConfig(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var receipts []*admin.Receipt
+	var receipts []*vault.Receipt
 	refused := map[string]error{}
 	now := time.Date(2026, 3, 20, 9, 0, 0, 0, time.UTC)
-	err = v.Purge(context.Background(), enrolled, func() time.Time { return now }, func(o admin.Outcome) {
+	err = v.Purge(context.Background(), enrolled, func() time.Time { return now }, func(o vault.Outcome) {
 		if o.Err != nil {
 			refused[o.Key] = o.Err
 			return
@@ -87,7 +87,7 @@ func TestPurge(t *testing.T) {
 		t.Fatalf("refused %v, want the forged, the misplaced and the junk request", refused)
 	}
 	for k, err := range refused {
-		if !errors.Is(err, admin.ErrRefused) {
+		if !errors.Is(err, vault.ErrRefused) {
 			t.Errorf("%s: %v, want ErrRefused", k, err)
 		}
 	}
@@ -111,8 +111,8 @@ func TestPurge(t *testing.T) {
 			t.Errorf("refused request %s was removed; it must stay for inspection", k)
 		}
 	}
-	var rc admin.Receipt
-	if err := json.Unmarshal(objs[uplink.ReceiptKey(fac, dev, good)], &rc); err != nil || rc.Format != admin.ReceiptFormat || len(rc.Deleted) != 4 {
+	var rc vault.Receipt
+	if err := json.Unmarshal(objs[uplink.ReceiptKey(fac, dev, good)], &rc); err != nil || rc.Format != vault.ReceiptFormat || len(rc.Deleted) != 4 {
 		t.Errorf("receipt object: %v %+v", err, rc)
 	}
 
@@ -120,7 +120,7 @@ func TestPurge(t *testing.T) {
 	// receipt keeps what the first run deleted.
 	put(t, phone, uplink.PurgeKey(fac, dev, good), req(dev, good, key))
 	receipts = nil
-	if err := v.Purge(context.Background(), enrolled, time.Now, func(o admin.Outcome) {
+	if err := v.Purge(context.Background(), enrolled, time.Now, func(o vault.Outcome) {
 		if o.Err == nil {
 			receipts = append(receipts, o.Receipt)
 		}
@@ -147,11 +147,11 @@ var enrolledCases = []struct {
 
 func TestParseEnrolled(t *testing.T) {
 	for _, tc := range enrolledCases {
-		e, err := admin.ParseEnrolled([]byte(tc.text))
+		e, err := vault.ParseEnrolled([]byte(tc.text))
 		if (err == nil) != tc.ok {
 			t.Errorf("%q: %v", tc.text, err)
 		}
-		if err != nil && !errors.Is(err, admin.ErrEnrolled) {
+		if err != nil && !errors.Is(err, vault.ErrEnrolled) {
 			t.Errorf("%q: error not ErrEnrolled: %v", tc.text, err)
 		}
 		if tc.ok && len(tc.text) > 10 && e["wp-1"] != "abcdef0123456789abcdef0123456789" {
@@ -165,7 +165,7 @@ func FuzzParseEnrolled(f *testing.F) {
 		f.Add([]byte(tc.text))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := admin.ParseEnrolled(b)
+		e, err := vault.ParseEnrolled(b)
 		if err != nil {
 			return
 		}

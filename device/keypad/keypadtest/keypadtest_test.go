@@ -6,7 +6,7 @@ import (
 	"periph.io/x/conn/v3/gpio"
 
 	"github.com/wallphone/wallphone/device"
-	"github.com/wallphone/wallphone/keypad/keypadtest"
+	"github.com/wallphone/wallphone/device/keypad/keypadtest"
 )
 
 var layout = [][]device.Key{

@@ -6,7 +6,7 @@ import (
 
 	"periph.io/x/conn/v3/gpio"
 
-	"github.com/wallphone/wallphone/keypad/keypadtest"
+	"github.com/wallphone/wallphone/device/keypad/keypadtest"
 )
 
 // BenchmarkScan4x4 is one full scan of a 4x4 matrix on the fake pins: 8 writes, 16 reads and

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wallphone/wallphone/atomicfile"
+	"github.com/wallphone/wallphone/internal/atomicfile"
 )
 
 // names lists a directory.
