@@ -13,11 +13,13 @@ TESTTIMEOUT ?= 15m
 
 all: build
 
-# The agent on the simulated phone, with the demo facility written into $(DATA) on first run
-# and a called party that answers and accepts by itself. Type help at the prompt.
+# The agent on the simulated phone, with a called party that answers and accepts by itself.
+# wallphonectl makes the demo facility beside $(DATA) (kept once made; the phone binary signs
+# nothing), which the phone is enrolled in at its first run. Type help at the prompt.
 # CONSOLE=PORT serves the provisioning console there too (a pty from socat, say; README).
 CONSOLE  ?=
 run: deps
+	$(GO) run ./cmd/wallphonectl demo init $(DATA)-keys
 	$(GO) run ./cmd/wallphoned --board sim --data $(DATA) --callee auto $(if $(CONSOLE),--console $(CONSOLE))
 
 # linux/amd64, linux/arm64 and linux/arm (GOARM=7) binaries of every command: pure Go here,

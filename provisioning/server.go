@@ -178,9 +178,26 @@ func NewServer(cfg Config) (*Server, error) {
 	return &Server{cfg: cfg, deviceKey: cfg.DeviceKey, facility: fac}, nil
 }
 
+// The enrolment: what a technician installs in <data>/conf.
+const (
+	// FacilityFile holds the facility id; it is installed last, as its presence says the
+	// phone is enrolled.
+	FacilityFile   = "facility"
+	RootFile       = "root.json"       // the repository's TUF root
+	RepositoryFile = "repository.json" // where the repository is
+	RecipientsFile = "recipients.txt"  // the recording recipients a policy may seal to
+	AuditKeyFile   = "audit.key"       // the facility's key for the audit log's keyed hashes
+	VaultFile      = "vault.json"      // where the uplink sends what the phone sealed
+	SIPFile        = "sip.json"        // the phone's SIP account
+)
+
+// EnrolmentFiles are the files that enrol a phone with a repository, in the order they are
+// installed: the facility last.
+var EnrolmentFiles = []string{RootFile, RepositoryFile, RecipientsFile, AuditKeyFile, FacilityFile}
+
 // ReadFacility returns the facility a phone is enrolled in; "" if it is not.
 func ReadFacility(dataDir string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dataDir, "conf", "facility"))
+	b, err := os.ReadFile(filepath.Join(dataDir, "conf", FacilityFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
@@ -538,7 +555,7 @@ func (s *Server) enroll(e Enroll) (Enrolled, error) {
 		return Enrolled{}, err
 	}
 	facility := s.session.cert.Facility
-	if err := atomicfile.Write(filepath.Join(conf, "facility"), []byte(facility+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(conf, FacilityFile), []byte(facility+"\n"), 0o600); err != nil {
 		return Enrolled{}, err
 	}
 	pub := key.Public().(ed25519.PublicKey)

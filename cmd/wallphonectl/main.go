@@ -25,6 +25,7 @@
 //	                                 carry out the phones' signed purge requests in the vault
 //	wallphonectl vault fetch --config FILE --facility ID --device ID --call ID --out DIR
 //	                                 download a call's sealed objects
+//	wallphonectl demo init DIR       a demo facility for the simulated phone (make run uses it)
 //
 // recordings decrypt exits 0 when every segment checked out and 1 when one is missing,
 // altered, or present but not in a complete manifest (the WAV is written all the same).
@@ -74,7 +75,7 @@ const usage = `usage:
                                    signature is not the enrolled device key's is refused (exit status 1)
   wallphonectl vault fetch --config ADMIN-VAULT.json --facility ID --device ID --call ID --out DIR
                                    download a call's sealed objects for recordings decrypt
-                                   (--manifest DIR/manifest.age --segments DIR/segments)`
+                                   (--manifest DIR/manifest.age --segments DIR/segments)` + demoUsage
 
 func main() {
 	err := run(os.Args[1:], os.Stdin, os.Stdout)
@@ -127,6 +128,8 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		return keysPair(args[1], args[2:], stdout)
 	case cmd == "vault":
 		return vaultCmd(args[1:], stdout)
+	case cmd == "demo":
+		return demoCmd(args[1:], stdout)
 	}
 	return fmt.Errorf("%w: unknown command %q", errUsage, args)
 }

@@ -15,6 +15,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/wallphone/wallphone/backoffice/demo"
 	"github.com/wallphone/wallphone/recording"
 	"github.com/wallphone/wallphone/spool"
 	"github.com/wallphone/wallphone/store"
@@ -34,7 +35,9 @@ func TestKill9DuringRecordedCalls(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	runAgent(t, data, "quit\n")
 	// One-second segments, so that each call makes many: a new policy from the repository.
-	publishDemoPolicy(t, data+"-keys", 2, `"segment": "5s"`, `"segment": "1s"`)
+	if err := demo.PublishPolicy(data+"-keys", 2, `"segment": "5s"`, `"segment": "1s"`); err != nil {
+		t.Fatal(err)
+	}
 	if out := runAgent(t, data, "quit\n"); !strings.Contains(out, `"policy_version":2`) {
 		t.Fatalf("policy 2 not installed:\n%s", out)
 	}

@@ -10,8 +10,8 @@ import (
 	"periph.io/x/conn/v3/gpio/gpioreg"
 	"periph.io/x/host/v3"
 
+	"github.com/wallphone/wallphone/agent"
 	"github.com/wallphone/wallphone/audio"
-	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/device"
 	"github.com/wallphone/wallphone/device/board"
 	"github.com/wallphone/wallphone/device/output"
@@ -61,65 +61,48 @@ func openHardware(name, file string, log *slog.Logger) (*hardware, error) {
 // runBoard is the agent on a real board: the GPIO drivers and the call loop, ticking every
 // 20 ms on the wall clock, until SIGTERM.
 func runBoard(ctx context.Context, cfg config, hw *hardware, stdout io.Writer) error {
-	ctx, r, err := start(ctx, cfg, stdout)
+	log := newLogger(cfg.logMode, stdout)
+	prompts, err := audio.LoadPrompts()
 	if err != nil {
-		return err
+		return fmt.Errorf("prompts: %w", err)
 	}
-	defer r.finish(nil)
-	a, log := r.a, r.log
-	calls := r.trunk(cfg, func() trunk.Trunk {
+	sim := func() trunk.Trunk {
 		log.Warn("calls go to the simulated called party: a bench test, not a phone in service", "event", "trunk_sim")
-		voice := a.prompts.Clip(audio.PromptSimFarEnd, audio.English)
+		voice := prompts.Clip(audio.PromptSimFarEnd, audio.English)
 		return simtrunk.New(simtrunk.Options{Auto: true, Voice: voice.Source, VoiceText: voice.Text(), Logger: log})
-	})
-	m, err := call.New(a.machineConfig(call.Config{
-		Keypad: hw.board.Keypad, Hook: hw.board.Hook, Handset: hw.board.Handset,
-		Trunk: calls, Logger: log,
-	}))
-	if err != nil {
-		return err
 	}
+	lights := &indicators{in: hw.devs.Outputs["in_call"], rec: hw.devs.Outputs["recording"], log: log}
+	return runPhone(ctx, cfg, log, hw.board, prompts, sim, agent.RealClock{}, hw.drive, lights.show)
+}
 
-	lights := indicators{in: hw.devs.Outputs["in_call"], rec: hw.devs.Outputs["recording"], log: log}
+// drive runs the board's drivers and ticks the call loop every 20 ms on the wall clock,
+// feeding systemd's watchdog from the loop itself: a loop that hangs stops feeding it, and
+// systemd restarts the agent.
+func (hw *hardware) drive(ctx context.Context, tick func(time.Time)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	drivers := make(chan error, 1)
 	go func() { drivers <- hw.devs.Run(ctx) }()
-	go a.runUpdates(ctx, cfg.updateInterval)
 	notify := sdnotify.FromEnv()
 	notify.Send(sdnotify.Ready)
-	// The watchdog is fed from the call loop itself: a loop that hangs stops feeding it, and
-	// systemd restarts the agent.
+	defer notify.Send(sdnotify.Stopping)
 	feed := time.NewTicker(notify.WatchdogInterval(time.Minute))
 	defer feed.Stop()
-	tick := time.NewTicker(audio.FrameDuration)
-	defer tick.Stop()
-	var runErr error
-loop:
+	frames := time.NewTicker(audio.FrameDuration)
+	defer frames.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			break loop
-		case now := <-tick.C:
-			m.Tick(now)
-			a.between(m)
-			lights.show(m.InCall(), m.Recording())
+			cancel()
+			return <-drivers
+		case now := <-frames.C:
+			tick(now)
 		case <-feed.C:
 			notify.Send(sdnotify.Watchdog)
 		case err := <-drivers:
-			runErr = fmt.Errorf("board drivers stopped: %w", err)
-			break loop
+			return fmt.Errorf("board drivers stopped: %w", err)
 		}
 	}
-	notify.Send(sdnotify.Stopping)
-	m.Shutdown(time.Now())
-	cancel()
-	if runErr == nil {
-		if err := <-drivers; err != nil {
-			runErr = err
-		}
-	}
-	return r.finish(runErr)
 }
 
 // indicators are the phone's lights: in call, and recording — the caller can see that a call

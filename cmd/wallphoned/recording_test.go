@@ -18,16 +18,27 @@ import (
 
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/audio/g711"
+	"github.com/wallphone/wallphone/backoffice/demo"
 	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/recording"
 	"github.com/wallphone/wallphone/spool"
 	"github.com/wallphone/wallphone/store"
 )
 
+// initDemo makes the demo facility in keys if it is not there, as make run does with
+// wallphonectl demo init.
+func initDemo(t *testing.T, keys string) {
+	t.Helper()
+	if err := demo.Init(keys, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // runAgent runs the agent in this process on the virtual clock, with script as its input,
 // and returns what it logged as JSON.
 func runAgent(t *testing.T, data string, script string, extra ...string) string {
 	t.Helper()
+	initDemo(t, data+"-keys")
 	var out, errOut bytes.Buffer
 	args := append([]string{"--board", "sim", "--clock", "virtual", "--log", "json", "--data", data, "--vault", "none"}, extra...)
 	if err := run(context.Background(), args, strings.NewReader(script), &out, &errOut); err != nil {
@@ -220,7 +231,9 @@ func TestDestroyOnDiscovery(t *testing.T) {
 	callID := calls[0]
 
 	// The repository's registry now says the number is an attorney's.
-	publishDemoRegistry(t, data+"-keys", 2, []registry.Item{{Number: "+15125550123", Kind: registry.Attorney, Label: "new attorney"}}, nil)
+	if err := demo.PublishRegistry(data+"-keys", 2, []registry.Item{{Number: "+15125550123", Kind: registry.Attorney, Label: "new attorney"}}, nil); err != nil {
+		t.Fatal(err)
+	}
 	out = runAgent(t, data, "quit\n")
 	if !strings.Contains(out, `"msg":"registry installed","event":"registry_installed","version":2,"previous":1,"entries":5`) ||
 		!strings.Contains(out, `"via":"delta"`) {

@@ -71,8 +71,8 @@ func selftestSim(ctx context.Context, virtual bool, timeout time.Duration, stdin
 		defer close(done)
 		res = selftest.Run(ctx, board.Device(), selftest.Options{Keys: keys, StepTimeout: timeout, Ticks: ticks, Out: stdout})
 	}()
-	p := &simPhone{log: slog.New(slog.DiscardHandler), stderr: stderr, board: board, stop: done,
-		virtual: virtual, now: virtualEpoch}
+	p := &simPhone{log: slog.New(slog.DiscardHandler), stderr: stderr, board: board, stop: done, virtual: virtual}
+	p.setNow(virtualEpoch)
 	p.tick = func(now time.Time) {
 		select {
 		case ticks <- now:

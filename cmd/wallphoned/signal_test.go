@@ -37,7 +37,8 @@ func TestSignalEndsCallCleanly(t *testing.T) {
 	bin := buildAgent(t)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			data := t.TempDir()
+			data := filepath.Join(t.TempDir(), "data")
+			initDemo(t, data+"-keys")
 			cmd := exec.Command(bin, "--board", "sim", "--clock", "real", "--callee", "auto",
 				"--log", "json", "--data", data)
 			cmd.Env = append(os.Environ(), "HOME="+data)

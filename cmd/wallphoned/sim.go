@@ -7,10 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
+	"github.com/wallphone/wallphone/agent"
 	"github.com/wallphone/wallphone/audio"
-	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/device/sim"
 	"github.com/wallphone/wallphone/trunk"
 	"github.com/wallphone/wallphone/trunk/simtrunk"
@@ -22,28 +23,31 @@ var virtualEpoch = time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
 // simPhone is the simulated board, its called party and the call machine, driven from lines
 // of input on one goroutine.
 type simPhone struct {
-	log     *slog.Logger
-	stderr  io.Writer
-	board   *sim.Board
-	callee  *simtrunk.Trunk
-	machine *call.Machine
+	log    *slog.Logger
+	stderr io.Writer
+	board  *sim.Board
+	callee *simtrunk.Trunk // nil when calls go to a real SIP peer
 	// tick moves the phone on by one frame: the call machine, or the self test.
 	tick func(now time.Time)
 	// stop, when closed, ends the loop (the self test is over); nil for the agent.
 	stop    <-chan struct{}
 	virtual bool
-	now     time.Time // the virtual clock; unused with the real one
+	// now is the virtual clock in Unix nanoseconds, unused with the real one: moved by the
+	// loop, read by the agent's other goroutines too.
+	now atomic.Int64
 }
 
 func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer) error {
-	ctx, r, err := start(ctx, cfg, stdout)
-	if err != nil {
+	log := newLogger(cfg.logMode, stdout)
+	if err := enrolDemo(cfg, log); err != nil {
 		return err
 	}
-	defer r.finish(nil)
-	a, log := r.a, r.log
-
-	p := &simPhone{log: log, stderr: stderr, virtual: cfg.clock == "virtual", now: virtualEpoch}
+	prompts, err := audio.LoadPrompts()
+	if err != nil {
+		return fmt.Errorf("prompts: %w", err)
+	}
+	p := &simPhone{log: log, stderr: stderr, virtual: cfg.clock == "virtual"}
+	p.setNow(virtualEpoch)
 	var ear *os.File
 	if cfg.earpiece != "" {
 		if ear, err = os.Create(cfg.earpiece); err != nil {
@@ -58,51 +62,50 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 	}
 	p.board = sim.New(opts)
 	voice, lang := audio.PromptSimFarEnd, audio.English
-	p.callee = simtrunk.New(simtrunk.Options{
+	callee := simtrunk.New(simtrunk.Options{
 		Now:       p.clock,
 		Auto:      cfg.callee == "auto",
-		Voice:     func() audio.Source { return a.prompts.Clip(voice, lang).Source() },
-		VoiceText: a.prompts.Clip(voice, lang).Text(),
+		Voice:     func() audio.Source { return prompts.Clip(voice, lang).Source() },
+		VoiceText: prompts.Clip(voice, lang).Text(),
 		Logger:    log,
 	})
-	calls := r.trunk(cfg, func() trunk.Trunk { return p.callee })
-	if cfg.trunk == "sip" {
-		p.callee = nil // the called party is a real one, out of reach of callee commands
+	if cfg.trunk != "sip" {
+		// With --trunk sip the called party is a real one, out of reach of callee commands.
+		p.callee = callee
 	}
-	dev := p.board.Device()
-	p.machine, err = call.New(a.machineConfig(call.Config{
-		Keypad: dev.Keypad, Hook: dev.Hook, Handset: dev.Handset,
-		Trunk:  calls,
-		Logger: log,
-	}))
-	if err != nil {
+	var clock agent.Clock = agent.RealClock{}
+	if p.virtual {
+		clock = virtualClock{p}
+	}
+	drive := func(ctx context.Context, tick func(time.Time)) error {
+		p.tick = tick
+		if cfg.logMode == "text" {
+			fmt.Fprintln(stderr, "Simulated wall phone ready; type help for the commands, quit to stop.")
+		}
+		err := p.loop(ctx, stdin)
+		// One last look at the phone, so that an onhook given just before quit counts as one.
+		tick(p.clock())
 		return err
 	}
-	p.tick = func(now time.Time) {
-		p.machine.Tick(now)
-		a.between(p.machine)
-	}
-	if !p.virtual {
-		// With the virtual clock, only what the script does happens: no updates but the
-		// one at start.
-		go a.runUpdates(ctx, cfg.updateInterval)
-	}
-	if cfg.logMode == "text" {
-		fmt.Fprintln(stderr, "Simulated wall phone ready; type help for the commands, quit to stop.")
-	}
-	err = p.loop(ctx, stdin)
-	// One last look at the phone, so that an onhook given just before quit counts as one.
-	p.machine.Tick(p.clock())
-	p.machine.Shutdown(p.clock())
-	return r.finish(err)
+	return runPhone(ctx, cfg, log, p.board.Device(), prompts, func() trunk.Trunk { return callee }, clock, drive, nil)
 }
+
+// virtualClock is the simulated phone's clock with --clock virtual: the time of the last
+// frame, moved only by the script. Waits outside the call loop (the console's retries) pass
+// in real time, since nothing in a script moves them.
+type virtualClock struct{ p *simPhone }
+
+func (c virtualClock) Now() time.Time                       { return c.p.clock() }
+func (virtualClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 func (p *simPhone) clock() time.Time {
 	if p.virtual {
-		return p.now
+		return time.Unix(0, p.now.Load()).UTC()
 	}
 	return time.Now()
 }
+
+func (p *simPhone) setNow(t time.Time) { p.now.Store(t.UnixNano()) }
 
 // loop reads commands until quit, end of input or cancellation. With the real clock the
 // machine ticks every 20 ms and a wait only delays the next command; with the virtual clock
@@ -222,9 +225,10 @@ func (p *simPhone) command(ctx context.Context, lineNo int, line string) (quit b
 }
 
 func (p *simPhone) advance(ctx context.Context, d time.Duration) {
-	for end := p.now.Add(d); p.now.Before(end); {
-		p.now = p.now.Add(audio.FrameDuration)
-		p.tick(p.now)
+	for now, end := p.clock(), p.clock().Add(d); now.Before(end); {
+		now = now.Add(audio.FrameDuration)
+		p.setNow(now)
+		p.tick(now)
 		if ctx.Err() != nil || p.stopped() {
 			return
 		}

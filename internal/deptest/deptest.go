@@ -72,8 +72,9 @@ func Deps(t testing.TB, target Target, pkg string) []string {
 	return strings.Fields(string(out))
 }
 
-// Rule is one thing a package must not link: a path, or a prefix ending in "/", or any
-// package whose last element ends in the suffix (for test helper packages: "test").
+// Rule is one thing a package must not link: a path, or a prefix ending in "/", or a package
+// whose last element ends in Suffix (for test helper packages: "test"), under the prefix if
+// one is given too.
 type Rule struct {
 	Path   string   // exact import path, or a prefix if it ends in "/"
 	Suffix string   // the last path element ends with this ("test" catches s3test, ptytest)
@@ -86,13 +87,16 @@ func (r Rule) match(dep string) bool {
 		return false
 	}
 	if r.Path != "" {
-		if strings.HasSuffix(r.Path, "/") {
-			return strings.HasPrefix(dep, r.Path)
+		prefix := strings.HasSuffix(r.Path, "/")
+		if !prefix && dep != r.Path || prefix && !strings.HasPrefix(dep, r.Path) {
+			return false
 		}
-		return dep == r.Path
 	}
-	last := dep[strings.LastIndex(dep, "/")+1:]
-	return r.Suffix != "" && strings.HasSuffix(last, r.Suffix) && last != r.Suffix
+	if r.Suffix != "" {
+		last := dep[strings.LastIndex(dep, "/")+1:]
+		return strings.HasSuffix(last, r.Suffix) && last != r.Suffix
+	}
+	return r.Path != ""
 }
 
 // Violations returns one line per dependency in deps that a rule forbids.

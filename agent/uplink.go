@@ -1,36 +1,45 @@
-package main
+package agent
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"filippo.io/age"
 
+	"github.com/wallphone/wallphone/provisioning"
 	"github.com/wallphone/wallphone/uplink"
 )
 
-// startUplink starts the goroutine that drains the spool to the vault, if there is one, and
-// returns the function that stops it and waits for it (safe to call more than once). The
-// agent keeps running whatever goes wrong here: without a vault the spool just waits.
-func startUplink(ctx context.Context, cfg config, a *agent) (stop func()) {
-	nothing := func() {}
+// uplinkRun is the uplink, ready to drain the spool to the vault.
+type uplinkRun struct {
+	u     *uplink.Uplink
+	state *uplink.State
+}
+
+// run drains until ctx is done, then closes the uplink's state.
+func (r *uplinkRun) run(ctx context.Context) {
+	defer r.state.Close()
+	r.u.Run(ctx)
+}
+
+// newUplink prepares the uplink if there is a vault; nil if there is none or it is unusable.
+// The agent keeps running whatever goes wrong here: without a vault the spool just waits.
+func (a *Agent) newUplink() *uplinkRun {
 	log := a.log
-	vault, state, what, err := openVault(cfg, log)
+	vault, state, what, err := a.openVault()
 	if err != nil {
 		log.Error("vault unusable: recordings stay in the spool until it is fixed", "event", "uplink_disabled", "err", err)
-		return nothing
+		return nil
 	}
 	if vault == nil {
 		log.Warn("no vault configured: recordings stay in the spool", "event", "uplink_disabled", "why", what)
-		return nothing
+		return nil
 	}
 	// Call records are sealed to the recipients installed at enrolment, or else to those of
 	// the policy in force at start; with neither, they wait on the phone.
@@ -55,36 +64,24 @@ func startUplink(ctx context.Context, cfg config, a *agent) (stop func()) {
 	if err != nil {
 		state.Close()
 		log.Error("vault unusable", "event", "uplink_disabled", "err", err)
-		return nothing
+		return nil
 	}
 	log.Info("uplink started", "event", "uplink_started", "vault", what)
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		u.Run(ctx)
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			cancel()
-			<-done
-			state.Close()
-		})
-	}
+	return &uplinkRun{u: u, state: state}
 }
 
-// openVault reads --vault: none, a directory, or (by default on a real board)
-// <data>/conf/vault.json. A nil vault with no error means none is configured; what says
-// which vault, or why none.
-func openVault(cfg config, log *slog.Logger) (v uplink.Vault, state *uplink.State, what string, err error) {
-	conf := filepath.Join(cfg.dataDir, "conf", "vault.json")
+// openVault reads Config.Vault: none, a directory, or conf/vault.json (DefaultVault when
+// there is none). A nil vault with no error means none is configured; what says which
+// vault, or why none.
+func (a *Agent) openVault() (v uplink.Vault, state *uplink.State, what string, err error) {
+	cfg := a.cfg
+	conf := filepath.Join(cfg.DataDir, "conf", provisioning.VaultFile)
 	var c uplink.Config
 	switch {
-	case cfg.vault == "none":
+	case cfg.Vault == "none":
 		return nil, nil, "--vault none", nil
-	case cfg.vault != "":
-		dir, err := filepath.Abs(cfg.vault)
+	case cfg.Vault != "":
+		dir, err := filepath.Abs(cfg.Vault)
 		if err != nil {
 			return nil, nil, "", err
 		}
@@ -92,8 +89,8 @@ func openVault(cfg config, log *slog.Logger) (v uplink.Vault, state *uplink.Stat
 	default:
 		b, err := os.ReadFile(conf)
 		switch {
-		case errors.Is(err, fs.ErrNotExist) && cfg.board == "sim" && cfg.boardFile == "":
-			c = uplink.Config{Dir: filepath.Clean(mustAbs(cfg.dataDir)) + "-vault"}
+		case errors.Is(err, fs.ErrNotExist) && cfg.DefaultVault != "":
+			c = uplink.Config{Dir: cfg.DefaultVault}
 		case errors.Is(err, fs.ErrNotExist):
 			return nil, nil, conf + " is missing", nil
 		case err != nil:
@@ -104,7 +101,7 @@ func openVault(cfg config, log *slog.Logger) (v uplink.Vault, state *uplink.Stat
 			}
 		}
 	}
-	state, err = uplink.OpenState(filepath.Join(cfg.dataDir, "uplink.db"))
+	state, err = uplink.OpenState(filepath.Join(cfg.DataDir, "uplink.db"))
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -115,19 +112,12 @@ func openVault(cfg config, log *slog.Logger) (v uplink.Vault, state *uplink.Stat
 		}
 		return uplink.NewDir(c.Dir, c.BandwidthBytesPerSecond), state, "directory " + c.Dir, nil
 	}
-	s3, err := uplink.NewS3(c, state, nil, log)
+	s3, err := uplink.NewS3(c, state, nil, a.log)
 	if err != nil {
 		state.Close()
 		return nil, nil, "", err
 	}
 	return s3, state, c.Endpoint + "/" + c.Bucket, nil
-}
-
-func mustAbs(p string) string {
-	if a, err := filepath.Abs(p); err == nil {
-		return a
-	}
-	return p
 }
 
 func recipients(ss []string) ([]age.Recipient, error) {
@@ -182,9 +172,9 @@ func slug(s string) string {
 
 // registryState reports the registry in force to the status object: its version, and when
 // the metadata that vouched for it expires (zero for local files).
-type registryState struct{ a *agent }
+type registryState struct{ a *Agent }
 
 func (r registryState) RegistryState() (uint64, time.Time) {
-	rs := r.a.rules(time.Now())
+	rs := r.a.rules(r.a.clock.Now())
 	return rs.registryVersion, rs.freshUntil
 }

@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"bytes"
@@ -39,7 +39,7 @@ func TestLogRingLeavesNumbersOut(t *testing.T) {
 }
 
 func TestConfValidators(t *testing.T) {
-	v := confValidators()
+	v := ConfValidators()
 	for _, name := range []string{"root.json", "repository.json", "recipients.txt", "audit.key", "vault.json", "sip.json"} {
 		if v[name] == nil {
 			t.Errorf("no validator for %s", name)
@@ -77,7 +77,7 @@ func TestResetWipesOnlyWhenConfirmed(t *testing.T) {
 		os.MkdirAll(filepath.Dir(filepath.Join(data, p)), 0o700)
 		os.WriteFile(filepath.Join(data, p), []byte("x"), 0o600)
 	}
-	c := &console{cfg: config{dataDir: data}, log: slog.New(slog.DiscardHandler)}
+	c := &console{a: &Agent{cfg: Config{DataDir: data}, log: slog.New(slog.DiscardHandler)}}
 	if err := c.afterClose(); err != nil {
 		t.Fatal(err)
 	}

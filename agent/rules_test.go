@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wallphone/wallphone/backoffice/demo"
+	"github.com/wallphone/wallphone/registry"
+)
+
+type idle bool
+
+func (i idle) InCall() bool { return !bool(i) }
+
+// A registry installed while a call is under way takes effect when the phone is idle again,
+// and then the sweep runs; a registry that drops numbers without listing them is refused and
+// the one in force stays.
+func TestInstallBetweenCalls(t *testing.T) {
+	data, keys := enrolled(t)
+	var log syncBuffer
+	a, _ := newAgent(t, data, &log, nil)
+	t.Cleanup(func() { a.Close() })
+	if a.registryVersion() != 1 {
+		t.Fatalf("registry %d:\n%s", a.registryVersion(), log.String())
+	}
+
+	if err := demo.PublishRegistry(keys, 2, []registry.Item{{Number: "+15125550150", Kind: registry.Consulate}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !a.check(context.Background()) {
+		t.Fatalf("nothing installed:\n%s", log.String())
+	}
+	a.installed <- struct{}{}
+	a.between(idle(false)) // in a call
+	if a.registryVersion() != 1 {
+		t.Fatal("the registry changed under a call in progress")
+	}
+	a.between(idle(true))
+	if a.registryVersion() != 2 {
+		t.Fatal("the new registry did not take effect once idle")
+	}
+	if _, ok := a.registry.Lookup("+15125550150"); !ok {
+		t.Fatal("new number not privileged")
+	}
+
+	// Version 3 drops the public defender without listing it: made by hand, past the
+	// back-office tool that would refuse it.
+	var buf bytes.Buffer
+	if err := registry.Build(&buf, 3, demo.Items()[1:], nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(keys, "registry-3.reg")
+	os.WriteFile(file, buf.Bytes(), 0o600)
+	r, signers, err := demo.Repo(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.AddTarget("registry.reg", file, map[string]int{"version": 3})
+	if err := r.Commit(signers, demo.Expiry, a.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	log.Reset()
+	if a.check(context.Background()) {
+		t.Fatal("installed a registry that lost an entry")
+	}
+	if !strings.Contains(log.String(), `"event":"update_error"`) || !strings.Contains(log.String(), "removal log does not reach back") {
+		t.Fatalf("refusal not logged:\n%s", log.String())
+	}
+	a.between(idle(true))
+	if _, ok := a.registry.Lookup("+15125550100"); !ok || a.registryVersion() != 2 {
+		t.Fatal("the public defender is no longer privileged")
+	}
+}
+
+// A policy given as a local file stays in force when the repository publishes another; the
+// registry still comes from the repository.
+func TestLocalPolicyNotReplaced(t *testing.T) {
+	data, keys := enrolled(t)
+	var log syncBuffer
+	first, _ := newAgent(t, data, &log, nil)
+	first.Close()
+	b, err := os.ReadFile(filepath.Join(data, "installed", "policy.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := filepath.Join(t.TempDir(), "local.json")
+	os.WriteFile(local, bytes.Replace(b, []byte(`"version": 1,`), []byte(`"version": 7,`), 1), 0o600)
+	a, _ := newAgent(t, data, &log, func(c *Config) { c.LocalPolicy = local })
+	t.Cleanup(func() { a.Close() })
+	if err := demo.PublishPolicy(keys, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := demo.PublishRegistry(keys, 2, []registry.Item{{Number: "+15125550150", Kind: registry.Consulate}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !a.check(context.Background()) {
+		t.Fatalf("nothing installed:\n%s", log.String())
+	}
+	a.installed <- struct{}{}
+	a.between(idle(true))
+	if a.policy.Version != 7 || a.registryVersion() != 2 {
+		t.Fatalf("policy %d (want the local 7), registry %d (want 2)", a.policy.Version, a.registryVersion())
+	}
+	if r := a.rules(a.clock.Now()); r.policyVersion != 7 || r.registryVersion != 2 {
+		t.Fatalf("reported rules %+v", r)
+	}
+}

@@ -1,0 +1,150 @@
+package agent
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/wallphone/wallphone/audit"
+	"github.com/wallphone/wallphone/call"
+	"github.com/wallphone/wallphone/internal/atomicfile"
+	"github.com/wallphone/wallphone/provisioning"
+	"github.com/wallphone/wallphone/store"
+)
+
+// lockedStore is the state database in force, for every goroutine: compaction closes and
+// reopens it under dbMu.
+type lockedStore struct{ a *Agent }
+
+func (s lockedStore) db() (*store.DB, func()) {
+	s.a.dbMu.RLock()
+	return s.a.db, s.a.dbMu.RUnlock
+}
+
+func (s lockedStore) Lockout(id string) (store.Lockout, error) {
+	db, done := s.db()
+	defer done()
+	return db.Lockout(id)
+}
+
+func (s lockedStore) SetLockout(id string, l store.Lockout) error {
+	db, done := s.db()
+	defer done()
+	return db.SetLockout(id, l)
+}
+
+func (s lockedStore) PutCall(id string, rec []byte) error {
+	db, done := s.db()
+	defer done()
+	return db.PutCall(id, rec)
+}
+
+func (s lockedStore) Calls(fn func(callID string, record []byte) error) error {
+	db, done := s.db()
+	defer done()
+	return db.Calls(fn)
+}
+
+func (s lockedStore) DeviceID() (string, error) {
+	db, done := s.db()
+	defer done()
+	return db.DeviceID()
+}
+
+func (s lockedStore) ConsoleFailures() (int, time.Time, error) {
+	db, done := s.db()
+	defer done()
+	return db.ConsoleFailures()
+}
+
+func (s lockedStore) SetConsoleFailures(n int, until time.Time) error {
+	db, done := s.db()
+	defer done()
+	return db.SetConsoleFailures(n, until)
+}
+
+// compactStore rewrites the state database without its freed pages.
+func (a *Agent) compactStore() error {
+	a.dbMu.Lock()
+	defer a.dbMu.Unlock()
+	path := a.db.Path()
+	if err := a.db.Close(); err != nil {
+		return err
+	}
+	if err := store.Compact(path); err != nil {
+		a.log.Error("compacting the state database failed: scrubbed numbers may remain in its free pages", "event", "purge_error", "err", err)
+	}
+	db, err := store.Open(path)
+	if err != nil {
+		return err
+	}
+	a.db = db
+	return nil
+}
+
+// Decided appends a decision to the audit log. No number is written in clear, whatever the
+// decision: the log cannot be scrubbed if a recorded number turns out privileged later. It
+// runs on the call loop and waits for the fsync on purpose: the entry is on flash before
+// anything is dialed, once per call, while a prompt plays (the handset's rings ride out the
+// pause).
+func (a *Agent) Decided(callID string, at time.Time, d call.Decision) error {
+	f := map[string]string{
+		"call_id": callID, "decision": string(d.Kind), "reason": d.Reason,
+		"registry_version": strconv.FormatUint(d.RegistryVersion, 10),
+		"policy_version":   strconv.FormatInt(d.PolicyVersion, 10),
+		"decided_at":       at.UTC().Format(time.RFC3339Nano),
+	}
+	if a.registryFromRepo() {
+		f["registry_sha256"] = a.updates.State().Registry.SHA256
+	}
+	if d.E164 != "" {
+		f["number_mac"] = audit.NumberMAC(a.auditKey, d.E164)
+	}
+	if d.Stale {
+		f["registry_stale"] = "true"
+	}
+	if d.Kind == call.Privileged {
+		f["privileged_kind"] = string(d.Privileged.Kind)
+	}
+	return a.audit.Append("decision", f)
+}
+
+// openAudit opens the audit log and its key. A phone enrolled without a key gets a random
+// one of its own: its hashes then match nothing outside the phone, which is safe.
+func (a *Agent) openAudit() error {
+	path := filepath.Join(a.cfg.DataDir, "conf", provisioning.AuditKeyFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if a.auditKey, err = audit.ParseKey(b); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		a.auditKey = make([]byte, 32)
+		rand.Read(a.auditKey)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return err
+		}
+		if err := atomicfile.Write(path, []byte(hex.EncodeToString(a.auditKey)+"\n"), 0o600); err != nil {
+			return err
+		}
+		a.log.Warn("no audit key installed: made one for this phone alone", "event", "audit_key_created", "file", path)
+	default:
+		return err
+	}
+	l, repaired, err := audit.Open(filepath.Join(a.cfg.DataDir, "audit.log"), audit.Options{Key: a.key})
+	if err != nil {
+		return fmt.Errorf("%w (move the file aside to start a new log; keep it for the auditors)", err)
+	}
+	if repaired {
+		a.log.Warn("audit log: an entry cut short by a power cut was removed", "event", "audit_repaired")
+	}
+	a.audit = l
+	return nil
+}
