@@ -60,9 +60,8 @@ type Config struct {
 	// the goroutine that called Run, until ctx is done or it has nothing more to give (the
 	// simulated phone's script ended). What it returns, Run returns.
 	Drive func(ctx context.Context, tick func(now time.Time)) error
-	// Lights, if set, is told after each frame whether a call is in progress and whether it
-	// is recorded: the caller can see that a call is recorded, and that a privileged one is not.
-	Lights func(inCall, recording bool)
+	// Lights are the phone's lights, if it has them.
+	Lights Lights
 
 	// LocalPolicy and LocalRegistry are files used instead of the repository's (the simulated
 	// phone's tests and bench work only; LocalRegistry "none" is no registry at all).
@@ -102,6 +101,7 @@ type Agent struct {
 	ring    *logRing
 	clock   Clock
 	machine *call.Machine
+	lights  lights
 
 	dbMu     sync.RWMutex // guards db: compaction closes and reopens it while others read
 	db       *store.DB
@@ -149,7 +149,8 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	log, ring := withRing(cfg.Logger)
-	a := &Agent{cfg: cfg, log: log, ring: ring, clock: cfg.Clock, prompts: cfg.Prompts, installed: make(chan struct{}, 1)}
+	a := &Agent{cfg: cfg, log: log, ring: ring, clock: cfg.Clock, prompts: cfg.Prompts, installed: make(chan struct{}, 1),
+		lights: lights{Lights: cfg.Lights, log: log}}
 	if err := a.open(); err != nil {
 		return nil, err
 	}
@@ -223,9 +224,7 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) tick(now time.Time) {
 	a.machine.Tick(now)
 	a.between(a.machine)
-	if a.cfg.Lights != nil {
-		a.cfg.Lights(a.machine.InCall(), a.machine.Recording())
-	}
+	a.lights.show(a.machine.InCall(), a.machine.Recording())
 }
 
 // agentRecorder starts recordings with the recorder of the policy in force.

@@ -208,6 +208,7 @@ func (a *Agent) check(ctx context.Context) bool {
 	}
 	a.source.Damaged = nil
 	now := a.clock.Now()
+	a.log.Debug("repository checked", "event", "update_checked", "registry", ch.Registry, "policy", ch.Policy, "failed", err != nil)
 	if err != nil {
 		a.log.Error("update refused or failed; what is installed stays in force", "event", "update_error", "err", err,
 			"state", a.updates.State().Describe(now))

@@ -13,6 +13,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -209,6 +210,35 @@ func ReadFacility(dataDir string) (string, error) {
 		return "", fmt.Errorf("provisioning: conf/facility holds no valid facility id")
 	}
 	return f, nil
+}
+
+// WriteEnrolment installs checked items in <dataDir>/conf, in name order, then runs
+// beforeFacility (nil for none: the console makes the phone a new device key there), then
+// writes the facility file: a phone is enrolled only once everything else is in place, and
+// an enrolment cut short by a power cut leaves a phone that is not enrolled.
+func WriteEnrolment(dataDir string, items map[string][]byte, facility string, beforeFacility func() error) error {
+	if !validName(facility) {
+		return fmt.Errorf("provisioning: %q is not a valid facility id", facility)
+	}
+	conf := filepath.Join(dataDir, "conf")
+	if err := os.MkdirAll(conf, 0o700); err != nil {
+		return err
+	}
+	names := slices.Sorted(maps.Keys(items))
+	for _, name := range names {
+		if name == FacilityFile {
+			continue
+		}
+		if err := atomicfile.Write(filepath.Join(conf, name), items[name], 0o600); err != nil {
+			return err
+		}
+	}
+	if beforeFacility != nil {
+		if err := beforeFacility(); err != nil {
+			return err
+		}
+	}
+	return atomicfile.Write(filepath.Join(conf, FacilityFile), []byte(facility+"\n"), 0o600)
 }
 
 // Serve answers requests on rw until its Read fails or ctx is done; it returns nil then if
@@ -541,21 +571,17 @@ func (s *Server) enroll(e Enroll) (Enrolled, error) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	conf := filepath.Join(s.cfg.DataDir, "conf")
-	if err := os.MkdirAll(conf, 0o700); err != nil {
-		return Enrolled{}, err
-	}
+	items := map[string][]byte{}
 	for _, name := range names {
-		if err := atomicfile.Write(filepath.Join(conf, name), s.session.staged[name], 0o600); err != nil {
-			return Enrolled{}, err
-		}
+		items[name] = s.session.staged[name]
 	}
-	key, err := identity.Create(filepath.Join(s.cfg.DataDir, "device.key"))
-	if err != nil {
-		return Enrolled{}, err
-	}
+	var key ed25519.PrivateKey
 	facility := s.session.cert.Facility
-	if err := atomicfile.Write(filepath.Join(conf, FacilityFile), []byte(facility+"\n"), 0o600); err != nil {
+	err := WriteEnrolment(s.cfg.DataDir, items, facility, func() (err error) {
+		key, err = identity.Create(filepath.Join(s.cfg.DataDir, "device.key"))
+		return err
+	})
+	if err != nil {
 		return Enrolled{}, err
 	}
 	pub := key.Public().(ed25519.PublicKey)

@@ -14,7 +14,6 @@ import (
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/device"
 	"github.com/wallphone/wallphone/device/board"
-	"github.com/wallphone/wallphone/device/output"
 	"github.com/wallphone/wallphone/sdnotify"
 	"github.com/wallphone/wallphone/trunk"
 	"github.com/wallphone/wallphone/trunk/simtrunk"
@@ -71,8 +70,15 @@ func runBoard(ctx context.Context, cfg config, hw *hardware, stdout io.Writer) e
 		voice := prompts.Clip(audio.PromptSimFarEnd, audio.English)
 		return simtrunk.New(simtrunk.Options{Auto: true, Voice: voice.Source, VoiceText: voice.Text(), Logger: log})
 	}
-	lights := &indicators{in: hw.devs.Outputs["in_call"], rec: hw.devs.Outputs["recording"], log: log}
-	return runPhone(ctx, cfg, log, hw.board, prompts, sim, agent.RealClock{}, hw.drive, lights.show)
+	lights := agent.Lights{}
+	// A board without one of the lights has a nil output, which must stay a nil interface.
+	if o := hw.devs.Outputs["in_call"]; o != nil {
+		lights.InCall = o
+	}
+	if o := hw.devs.Outputs["recording"]; o != nil {
+		lights.Recording = o
+	}
+	return runPhone(ctx, cfg, log, hw.board, prompts, sim, agent.RealClock{}, hw.drive, lights)
 }
 
 // drive runs the board's drivers and ticks the call loop every 20 ms on the wall clock,
@@ -101,29 +107,6 @@ func (hw *hardware) drive(ctx context.Context, tick func(time.Time)) error {
 			notify.Send(sdnotify.Watchdog)
 		case err := <-drivers:
 			return fmt.Errorf("board drivers stopped: %w", err)
-		}
-	}
-}
-
-// indicators are the phone's lights: in call, and recording — the caller can see that a call
-// is recorded, and that a privileged one is not.
-type indicators struct {
-	in, rec *output.Output // nil if the board has no such light
-	log     *slog.Logger
-	failed  bool // a failure is logged once, not 50 times a second
-}
-
-func (l *indicators) show(inCall, recording bool) {
-	for _, o := range []struct {
-		out *output.Output
-		on  bool
-	}{{l.in, inCall}, {l.rec, recording}} {
-		if o.out == nil || o.out.On() == o.on {
-			continue
-		}
-		if err := o.out.Set(o.on); err != nil && !l.failed {
-			l.failed = true
-			l.log.Error("indicator light", "event", "board_error", "err", err)
 		}
 	}
 }

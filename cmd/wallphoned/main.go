@@ -8,9 +8,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/wallphone/wallphone/internal/caption"
 )
 
 func main() {
@@ -27,6 +30,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "wallphoned:", err)
 		os.Exit(1)
 	}
+}
+
+// newLogger is the event log: captions for a person at a terminal, or JSON.
+func newLogger(mode string, w io.Writer) *slog.Logger {
+	if mode == "json" {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(caption.NewHandler(w))
 }
 
 // run is the whole agent; only main exits.

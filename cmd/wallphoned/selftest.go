@@ -71,15 +71,14 @@ func selftestSim(ctx context.Context, virtual bool, timeout time.Duration, stdin
 		defer close(done)
 		res = selftest.Run(ctx, board.Device(), selftest.Options{Keys: keys, StepTimeout: timeout, Ticks: ticks, Out: stdout})
 	}()
-	p := &simPhone{log: slog.New(slog.DiscardHandler), stderr: stderr, board: board, stop: done, virtual: virtual}
-	p.setNow(virtualEpoch)
-	p.tick = func(now time.Time) {
+	driver := sim.NewDriver(sim.DriverOptions{Board: board, Virtual: virtual, Stop: done, Stderr: stderr})
+	err := driver.Run(ctx, stdin, func(now time.Time) {
 		select {
 		case ticks <- now:
 		case <-done:
 		}
-	}
-	if err := p.loop(ctx, stdin); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	cancel() // input ended before the test did: the steps left fail as stopped

@@ -1,4 +1,6 @@
-package main
+// Package caption prints the agent's events for a person at a terminal: what the earpiece
+// says as captions, everything else as one short line. Machines read the JSON log instead.
+package caption
 
 import (
 	"context"
@@ -10,30 +12,28 @@ import (
 	"time"
 )
 
-func newLogger(mode string, w io.Writer) *slog.Logger {
-	if mode == "json" {
-		return slog.New(slog.NewJSONHandler(w, nil))
-	}
-	return slog.New(&captionHandler{w: w, mu: new(sync.Mutex)})
+// NewHandler returns a handler that writes to w, at info level and above.
+func NewHandler(w io.Writer) slog.Handler {
+	return &handler{w: w, mu: new(sync.Mutex)}
 }
 
-// captionHandler prints events for a person at a terminal: prompts as the captions of what
-// the earpiece says, everything else as one short line.
-type captionHandler struct {
+// handler prints events for a person at a terminal: prompts as the captions of what the
+// earpiece says, everything else as one short line.
+type handler struct {
 	w     io.Writer
 	mu    *sync.Mutex // guards w, shared by handlers derived with With
 	attrs []slog.Attr
 }
 
-func (h *captionHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+func (h *handler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
 
-func (h *captionHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &captionHandler{w: h.w, mu: h.mu, attrs: append(append([]slog.Attr(nil), h.attrs...), as...)}
+func (h *handler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &handler{w: h.w, mu: h.mu, attrs: append(append([]slog.Attr(nil), h.attrs...), as...)}
 }
 
-func (h *captionHandler) WithGroup(string) slog.Handler { return h }
+func (h *handler) WithGroup(string) slog.Handler { return h }
 
-func (h *captionHandler) Handle(_ context.Context, r slog.Record) error {
+func (h *handler) Handle(_ context.Context, r slog.Record) error {
 	at := r.Time
 	var fields []string
 	var text, to string
