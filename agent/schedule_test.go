@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wallphone/wallphone/backoffice/demo"
+	"github.com/wallphone/wallphone/device/sim"
 	"github.com/wallphone/wallphone/registry"
 )
 
@@ -142,6 +144,49 @@ func TestUpdateSchedule(t *testing.T) {
 		}
 		if n := len(events(t, &log, "agent_stopped")); n != 1 {
 			t.Fatalf("agent_stopped %d times", n)
+		}
+	})
+}
+
+// TestSweepAfterInstall records a call on the simulated board, with frames every 20 ms of
+// fake time, then publishes a registry in which the number called is an attorney's: at the
+// next check the registry is installed, taken up once the phone is idle, and the sweep
+// destroys the recording on the phone and queues a signed purge request for the vault.
+func TestSweepAfterInstall(t *testing.T) {
+	data, keys := enrolled(t)
+	synctest.Test(t, func(t *testing.T) {
+		var log syncBuffer
+		in, script := io.Pipe()
+		a, p := newAgent(t, data, &log, func(c *Config) { c.UpdateInterval = 2 * time.Minute })
+		driver := sim.NewDriver(sim.DriverOptions{Board: p.board})
+		a.cfg.Drive = func(ctx context.Context, tick func(time.Time)) error { return driver.Run(ctx, in, tick) }
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+
+		// The auto called party answers after 2 s and accepts after the notice.
+		io.WriteString(script, "offhook\npress 1\npress 1001#\npress 1234#\npress 5125550123#\nwait 40s\nonhook\n")
+		time.Sleep(41 * time.Second)
+		synctest.Wait()
+		if len(events(t, &log, "recording_started")) != 1 || a.spool.Usage().Segments == 0 {
+			t.Fatalf("the call was not recorded:\n%s", log.String())
+		}
+		if err := demo.PublishRegistry(keys, 2, []registry.Item{{Number: "+15125550123", Kind: registry.Attorney, Label: "new attorney"}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		destroyed := events(t, &log, "recording_destroyed")
+		if len(destroyed) != 1 {
+			t.Fatalf("recording_destroyed %d times:\n%s", len(destroyed), log.String())
+		}
+		if u := a.spool.Usage(); u.Segments != 0 || u.Manifests != 0 || u.Purges != 1 {
+			t.Fatalf("spool after the sweep: %+v", u)
+		}
+		cancel()
+		script.Close()
+		if err := <-done; err != nil {
+			t.Fatal(err)
 		}
 	})
 }
