@@ -25,7 +25,6 @@ import (
 	"github.com/wallphone/wallphone/pin"
 	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/registry"
-	"github.com/wallphone/wallphone/store"
 	"github.com/wallphone/wallphone/trunk"
 )
 
@@ -67,8 +66,8 @@ type RecordingInfo struct {
 
 // Store keeps PIN lockouts and call records.
 type Store interface {
-	Lockout(callerID string) (store.Lockout, error)
-	SetLockout(callerID string, l store.Lockout) error
+	Lockout(callerID string) (pin.Lockout, error)
+	SetLockout(callerID string, l pin.Lockout) error
 	PutCall(callID string, record []byte) error
 }
 
@@ -365,7 +364,7 @@ func (m *Machine) checkPIN() {
 	}
 	stored := lock
 	if !lock.Until.IsZero() {
-		lock = store.Lockout{} // a lockout that has run out starts the count afresh
+		lock = pin.Lockout{} // a lockout that has run out starts the count afresh
 	}
 	caller, known := s.pol.Caller(id)
 	verifier := caller.PINVerifier
@@ -385,8 +384,8 @@ func (m *Machine) checkPIN() {
 	}
 	ok = ok && known
 	if ok {
-		if stored != (store.Lockout{}) {
-			if err := m.cfg.Store.SetLockout(id, store.Lockout{}); err != nil {
+		if stored != (pin.Lockout{}) {
+			if err := m.cfg.Store.SetLockout(id, pin.Lockout{}); err != nil {
 				m.fail("clear lockout", err)
 				return
 			}

@@ -24,6 +24,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -229,6 +230,17 @@ func Parse(verifier string) (Verifier, error) {
 		return Verifier{}, err
 	}
 	return Verifier{Params: p, Salt: salt, Key: key}, nil
+}
+
+// Lockout is the PIN-failure state of one caller ID: wrong PINs in a row, and, once there
+// were too many, the time before which no PIN of that ID is checked. The zero Lockout is an
+// ID with no failures. The call machine counts with it and the state database keeps it; it
+// is defined here, beside the PINs it counts, so that the call machine need not link the
+// database to name it.
+type Lockout struct {
+	Failures int
+	// Until is zero while the ID is not locked out.
+	Until time.Time
 }
 
 // decimal parses "name=value" where value is canonical decimal: digits only, no sign, no
