@@ -84,7 +84,7 @@ type Config struct {
 	// Registry returns the registry in force, or nil if the phone has never had a verified one.
 	Registry func() Registry
 	// Freshness says whether the registry is stale; nil means always fresh.
-	Freshness func(now time.Time) Freshness
+	Freshness func(now time.Time) registry.Freshness
 	// Audit receives every decision; nil keeps none.
 	Audit    Auditor
 	Recorder Recorder

@@ -105,7 +105,7 @@ type harness struct {
 	log     *recordingHandler
 	prompts *audio.Prompts
 	ear     *bytes.Buffer // everything the earpiece played, s16le; nil unless asked for
-	fresh   Freshness
+	fresh   registry.Freshness
 	audit   fakeAuditor
 }
 
@@ -187,7 +187,7 @@ func newHarnessEar(t testing.TB, ear *bytes.Buffer) *harness {
 		Trunk: h.callee, Prompts: prompts,
 		Policy:    func() *policy.Policy { return h.pol },
 		Registry:  func() Registry { return h.reg },
-		Freshness: func(time.Time) Freshness { return h.fresh },
+		Freshness: func(time.Time) registry.Freshness { return h.fresh },
 		Audit:     &h.audit,
 		Recorder:  h.rec, Store: db, DeviceID: "wp-test", Logger: slog.New(h.log),
 	})

@@ -427,9 +427,9 @@ func (a *agent) machineConfig(c call.Config) call.Config {
 		}
 		return a.registry
 	}
-	c.Freshness = func(now time.Time) call.Freshness {
+	c.Freshness = func(now time.Time) registry.Freshness {
 		if !a.registryFromRepo() {
-			return call.Freshness{}
+			return registry.Freshness{}
 		}
 		return a.updates.Freshness(now)
 	}
