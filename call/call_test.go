@@ -315,7 +315,7 @@ func TestCallPaths(t *testing.T) {
 				t.Errorf("state %s after the call", h.m.State())
 			}
 			r := h.onlyRecord()
-			if r.EndReason != tt.endReason || r.Decision != tt.decision || r.Recorded != tt.recorded {
+			if r.EndReason != tt.endReason || r.Decision != string(tt.decision) || r.Recorded != tt.recorded {
 				t.Errorf("record %+v", r)
 			}
 			if tt.want != nil {

@@ -53,7 +53,7 @@ func TestStaleCalls(t *testing.T) {
 	h.dial(dialRecorded)
 	h.onhook()
 	r := h.onlyRecord()
-	if !r.RegistryStale || r.Decision != Recorded {
+	if !r.RegistryStale || r.Decision != string(Recorded) {
 		t.Fatalf("record %+v: want a recorded call marked stale", r)
 	}
 	if len(h.audit.decided) != 1 || !h.audit.decided[0].Stale || h.audit.decided[0].E164 != "+15125550123" {
