@@ -15,7 +15,6 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/wallphone/wallphone/audio"
-	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/recording"
 	"github.com/wallphone/wallphone/spool"
 )
@@ -54,8 +53,8 @@ func mkcall(ts *testscript.TestScript, neg bool, args []string) {
 	sp := &dirSpool{dir: dir, stopAfter: *stopAfter}
 	rec, err := recording.New(recording.Options{Spool: sp, Recipients: recips, Segment: time.Second, DeviceID: "dev-script", DeviceKey: scriptDeviceKey})
 	ts.Check(err)
-	r, err := rec.Start(call.RecordingInfo{CallID: callID, DeviceID: "dev-script", CallerID: "1001",
-		E164: "+15125550123", Decision: call.Decision{Kind: call.Recorded, Reason: call.ReasonDefaultRecords},
+	r, err := rec.Start(recording.CallInfo{CallID: callID, CallerID: "1001",
+		E164: "+15125550123", Decision: "recorded", Reason: "default_recorded",
 		Started: time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC)})
 	ts.Check(err)
 	framesPerSeg := int(time.Second / audio.FrameDuration)

@@ -447,7 +447,15 @@ func (r agentRecorder) Start(info call.RecordingInfo) (call.Recording, error) {
 	if r.a.recorder == nil {
 		return nil, errors.New("no recorder: no facility policy")
 	}
-	return r.a.recorder.Start(info)
+	d := info.Decision
+	rec, err := r.a.recorder.Start(recording.CallInfo{
+		CallID: info.CallID, CallerID: info.CallerID, E164: info.E164, Started: info.Started,
+		Decision: string(d.Kind), Reason: d.Reason, RegistryVersion: d.RegistryVersion, PolicyVersion: d.PolicyVersion,
+	})
+	if err != nil {
+		return nil, err // not a nil *recording.Call in a non-nil call.Recording
+	}
+	return rec, nil
 }
 
 // lockedStore is the state database in force, for every goroutine: compaction closes and
