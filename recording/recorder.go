@@ -27,6 +27,7 @@ import (
 
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/audio/g711"
+	"github.com/wallphone/wallphone/recording/recipients"
 	"github.com/wallphone/wallphone/spool"
 )
 
@@ -121,13 +122,11 @@ func New(o Options) (*Recorder, error) {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
-	for _, s := range o.Recipients {
-		rc, err := age.ParseX25519Recipient(s)
-		if err != nil {
-			return nil, fmt.Errorf("recording: recipient %q: %w", s, err)
-		}
-		r.recips = append(r.recips, rc)
+	recips, err := recipients.ParseList(o.Recipients)
+	if err != nil {
+		return nil, fmt.Errorf("recording: %w", err)
 	}
+	r.recips = recips
 	go r.seal()
 	return r, nil
 }

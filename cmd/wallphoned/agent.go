@@ -15,11 +15,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"filippo.io/age"
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 
 	"github.com/wallphone/wallphone/audio"
@@ -33,6 +31,7 @@ import (
 	"github.com/wallphone/wallphone/provisioning"
 	"github.com/wallphone/wallphone/purge"
 	"github.com/wallphone/wallphone/recording"
+	"github.com/wallphone/wallphone/recording/recipients"
 	"github.com/wallphone/wallphone/registry"
 	"github.com/wallphone/wallphone/spool"
 	"github.com/wallphone/wallphone/store"
@@ -638,28 +637,9 @@ func readRecipients(path string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := parseRecipients(b)
+	out, err := recipients.ParseFile(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return out, nil
-}
-
-// parseRecipients reads recipients.txt: age X25519 recipients, one per line, # comments.
-func parseRecipients(b []byte) ([]string, error) {
-	var out []string
-	for i, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if _, err := age.ParseX25519Recipient(line); err != nil {
-			return nil, fmt.Errorf("line %d: %w", i+1, err)
-		}
-		out = append(out, line)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no recipients")
 	}
 	return out, nil
 }

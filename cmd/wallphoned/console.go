@@ -23,6 +23,7 @@ import (
 	"github.com/wallphone/wallphone/internal/atomicfile"
 	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/provisioning"
+	"github.com/wallphone/wallphone/recording/recipients"
 	"github.com/wallphone/wallphone/trunk/siptrunk"
 	"github.com/wallphone/wallphone/uplink"
 )
@@ -157,7 +158,7 @@ func confValidators() map[string]func([]byte) error {
 		"repository.json": func(b []byte) error { _, err := parseRepository(b); return err },
 		"vault.json":      func(b []byte) error { _, err := uplink.ParseConfig(b); return err },
 		"sip.json":        func(b []byte) error { _, err := siptrunk.Parse(b); return err },
-		"recipients.txt":  func(b []byte) error { _, err := parseRecipients(b); return err },
+		"recipients.txt":  func(b []byte) error { _, err := recipients.ParseFile(b); return err },
 		"audit.key":       func(b []byte) error { _, err := audit.ParseKey(b); return err },
 	}
 }

@@ -12,8 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"filippo.io/age"
-
+	"github.com/wallphone/wallphone/recording/recipients"
 	"github.com/wallphone/wallphone/uplink"
 )
 
@@ -39,7 +38,7 @@ func startUplink(ctx context.Context, cfg config, a *agent) (stop func()) {
 	if len(keys) == 0 && a.policy != nil {
 		keys = a.policy.Recording.Recipients
 	}
-	rcps, err := recipients(keys)
+	rcps, err := recipients.ParseList(keys)
 	if err != nil || len(rcps) == 0 {
 		log.Warn("no recording recipients to seal call records to: they stay on the phone", "event", "uplink_no_records", "err", err)
 		calls, rcps = nil, nil
@@ -128,18 +127,6 @@ func mustAbs(p string) string {
 		return a
 	}
 	return p
-}
-
-func recipients(ss []string) ([]age.Recipient, error) {
-	var out []age.Recipient
-	for _, s := range ss {
-		r, err := age.ParseX25519Recipient(s)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, nil
 }
 
 // facilityID names the facility in object keys: the enrolment's facility id, else (a phone
