@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"flag"
-	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -84,7 +83,11 @@ func (s *dirSpool) CanRecord() error { return nil }
 
 func (s *dirSpool) CommitSegment(callID string, seq int, data []byte) (spool.Entry, error) {
 	var e spool.Entry
-	return e, s.write(filepath.Join(s.dir, "segments", callID, fmt.Sprintf("%06d.age", seq)), data)
+	p, err := spool.CallPaths(s.dir, callID)
+	if err != nil {
+		return e, err
+	}
+	return e, s.write(filepath.Join(p.SegmentDir, spool.SegmentFile(seq)), data)
 }
 
 func (s *dirSpool) CommitManifest(callID string, data []byte) (spool.Entry, error) {
@@ -96,7 +99,11 @@ func (s *dirSpool) CommitManifest(callID string, data []byte) (spool.Entry, erro
 	if s.stopAfter >= 0 && listed > s.stopAfter {
 		return e, nil
 	}
-	return e, s.write(filepath.Join(s.dir, "manifests", callID+".age"), data)
+	p, err := spool.CallPaths(s.dir, callID)
+	if err != nil {
+		return e, err
+	}
+	return e, s.write(p.Manifest, data)
 }
 
 func (s *dirSpool) write(path string, data []byte) error {

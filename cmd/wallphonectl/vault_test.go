@@ -117,7 +117,7 @@ func TestVaultFetchAndPurge(t *testing.T) {
 	}
 	wav := filepath.Join(dir, "call.wav")
 	if err := run([]string{"recordings", "decrypt", "--identity", idFile, "--device-key", identity.Fingerprint(devKey.Public().(ed25519.PublicKey)),
-		"--manifest", filepath.Join(callDir, "manifest.age"), "--segments", filepath.Join(callDir, "segments"), "--out", wav}, nil, &out); err != nil {
+		"--manifest", spool.FetchedPaths(callDir).Manifest, "--segments", spool.FetchedPaths(callDir).SegmentDir, "--out", wav}, nil, &out); err != nil {
 		t.Fatalf("recordings decrypt of the fetched call: %v\n%s", err, out.String())
 	}
 	if st, err := os.Stat(wav); err != nil || st.Size() != recording.WAVSize(100) {
