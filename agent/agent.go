@@ -164,9 +164,9 @@ func New(cfg Config) (*Agent, error) {
 			}
 			return a.registry
 		},
-		Freshness: func(now time.Time) call.Freshness {
+		Freshness: func(now time.Time) registry.Freshness {
 			if !a.registryFromRepo() {
-				return call.Freshness{}
+				return registry.Freshness{}
 			}
 			return a.updates.Freshness(now)
 		},
@@ -234,7 +234,15 @@ func (r agentRecorder) Start(info call.RecordingInfo) (call.Recording, error) {
 	if r.a.recorder == nil {
 		return nil, errors.New("no recorder: no facility policy")
 	}
-	return r.a.recorder.Start(info)
+	d := info.Decision
+	rec, err := r.a.recorder.Start(recording.CallInfo{
+		CallID: info.CallID, CallerID: info.CallerID, E164: info.E164, Started: info.Started,
+		Decision: string(d.Kind), Reason: d.Reason, RegistryVersion: d.RegistryVersion, PolicyVersion: d.PolicyVersion,
+	})
+	if err != nil {
+		return nil, err // not a nil *recording.Call in a non-nil call.Recording
+	}
+	return rec, nil
 }
 
 // newRecorder makes the recorder for the policy in force.

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,7 +13,7 @@ import (
 
 	"go.bug.st/serial"
 
-	"github.com/wallphone/wallphone/call"
+	"github.com/wallphone/wallphone/callrecord"
 	"github.com/wallphone/wallphone/internal/atomicfile"
 	"github.com/wallphone/wallphone/provisioning"
 )
@@ -148,13 +147,13 @@ func (p agentPhone) Status(context.Context) (provisioning.Status, error) {
 	}
 	var calls []provisioning.CallSummary
 	err := lockedStore{a}.Calls(func(_ string, b []byte) error {
-		var r call.Record
-		if json.Unmarshal(b, &r) != nil {
+		r, err := callrecord.Parse(b)
+		if err != nil {
 			return nil
 		}
 		// Only what says how the phone behaved: never the number, never the caller.
 		calls = append(calls, provisioning.CallSummary{CallID: r.CallID, Started: r.Started,
-			Duration: r.Ended.Sub(r.Started), Decision: string(r.Decision), Recorded: r.Recorded, EndReason: r.EndReason})
+			Duration: r.Ended.Sub(r.Started), Decision: r.Decision, Recorded: r.Recorded, EndReason: r.EndReason})
 		return nil
 	})
 	slices.SortFunc(calls, func(x, y provisioning.CallSummary) int { return x.Started.Compare(y.Started) })

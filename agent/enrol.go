@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strings"
-
-	"filippo.io/age"
 
 	"github.com/wallphone/wallphone/audit"
 	"github.com/wallphone/wallphone/provisioning"
+	"github.com/wallphone/wallphone/recording/recipients"
 	"github.com/wallphone/wallphone/trunk/siptrunk"
 	"github.com/wallphone/wallphone/tufclient"
 	"github.com/wallphone/wallphone/uplink"
@@ -24,7 +22,7 @@ func ConfValidators() map[string]func([]byte) error {
 		provisioning.RepositoryFile: func(b []byte) error { _, err := tufclient.ParseRepository(b); return err },
 		provisioning.VaultFile:      func(b []byte) error { _, err := uplink.ParseConfig(b); return err },
 		provisioning.SIPFile:        func(b []byte) error { _, err := siptrunk.Parse(b); return err },
-		provisioning.RecipientsFile: func(b []byte) error { _, err := parseRecipients(b); return err },
+		provisioning.RecipientsFile: func(b []byte) error { _, err := recipients.ParseFile(b); return err },
 		provisioning.AuditKeyFile:   func(b []byte) error { _, err := audit.ParseKey(b); return err },
 	}
 }
@@ -38,28 +36,9 @@ func readRecipients(path string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := parseRecipients(b)
+	out, err := recipients.ParseFile(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return out, nil
-}
-
-// parseRecipients reads recipients.txt: age X25519 recipients, one per line, # comments.
-func parseRecipients(b []byte) ([]string, error) {
-	var out []string
-	for i, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if _, err := age.ParseX25519Recipient(line); err != nil {
-			return nil, fmt.Errorf("line %d: %w", i+1, err)
-		}
-		out = append(out, line)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no recipients")
 	}
 	return out, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/wallphone/wallphone/audit"
 	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/internal/atomicfile"
+	"github.com/wallphone/wallphone/pin"
 	"github.com/wallphone/wallphone/provisioning"
 	"github.com/wallphone/wallphone/store"
 )
@@ -27,13 +28,13 @@ func (s lockedStore) db() (*store.DB, func()) {
 	return s.a.db, s.a.dbMu.RUnlock
 }
 
-func (s lockedStore) Lockout(id string) (store.Lockout, error) {
+func (s lockedStore) Lockout(id string) (pin.Lockout, error) {
 	db, done := s.db()
 	defer done()
 	return db.Lockout(id)
 }
 
-func (s lockedStore) SetLockout(id string, l store.Lockout) error {
+func (s lockedStore) SetLockout(id string, l pin.Lockout) error {
 	db, done := s.db()
 	defer done()
 	return db.SetLockout(id, l)

@@ -10,9 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"filippo.io/age"
-
 	"github.com/wallphone/wallphone/provisioning"
+	"github.com/wallphone/wallphone/recording/recipients"
 	"github.com/wallphone/wallphone/uplink"
 )
 
@@ -48,7 +47,7 @@ func (a *Agent) newUplink() *uplinkRun {
 	if len(keys) == 0 && a.policy != nil {
 		keys = a.policy.Recording.Recipients
 	}
-	rcps, err := recipients(keys)
+	rcps, err := recipients.ParseList(keys)
 	if err != nil || len(rcps) == 0 {
 		log.Warn("no recording recipients to seal call records to: they stay on the phone", "event", "uplink_no_records", "err", err)
 		calls, rcps = nil, nil
@@ -118,18 +117,6 @@ func (a *Agent) openVault() (v uplink.Vault, state *uplink.State, what string, e
 		return nil, nil, "", err
 	}
 	return s3, state, c.Endpoint + "/" + c.Bucket, nil
-}
-
-func recipients(ss []string) ([]age.Recipient, error) {
-	var out []age.Recipient
-	for _, s := range ss {
-		r, err := age.ParseX25519Recipient(s)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, nil
 }
 
 // facilityID names the facility in object keys: the enrolment's facility id, else (a phone

@@ -14,18 +14,17 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"time"
 
 	"github.com/wallphone/wallphone/audio"
+	"github.com/wallphone/wallphone/callrecord"
 	"github.com/wallphone/wallphone/device"
 	"github.com/wallphone/wallphone/pin"
 	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/registry"
-	"github.com/wallphone/wallphone/store"
 	"github.com/wallphone/wallphone/trunk"
 )
 
@@ -67,8 +66,8 @@ type RecordingInfo struct {
 
 // Store keeps PIN lockouts and call records.
 type Store interface {
-	Lockout(callerID string) (store.Lockout, error)
-	SetLockout(callerID string, l store.Lockout) error
+	Lockout(callerID string) (pin.Lockout, error)
+	SetLockout(callerID string, l pin.Lockout) error
 	PutCall(callID string, record []byte) error
 }
 
@@ -85,7 +84,7 @@ type Config struct {
 	// Registry returns the registry in force, or nil if the phone has never had a verified one.
 	Registry func() Registry
 	// Freshness says whether the registry is stale; nil means always fresh.
-	Freshness func(now time.Time) Freshness
+	Freshness func(now time.Time) registry.Freshness
 	// Audit receives every decision; nil keeps none.
 	Audit    Auditor
 	Recorder Recorder
@@ -365,7 +364,7 @@ func (m *Machine) checkPIN() {
 	}
 	stored := lock
 	if !lock.Until.IsZero() {
-		lock = store.Lockout{} // a lockout that has run out starts the count afresh
+		lock = pin.Lockout{} // a lockout that has run out starts the count afresh
 	}
 	caller, known := s.pol.Caller(id)
 	verifier := caller.PINVerifier
@@ -385,8 +384,8 @@ func (m *Machine) checkPIN() {
 	}
 	ok = ok && known
 	if ok {
-		if stored != (store.Lockout{}) {
-			if err := m.cfg.Store.SetLockout(id, store.Lockout{}); err != nil {
+		if stored != (pin.Lockout{}) {
+			if err := m.cfg.Store.SetLockout(id, pin.Lockout{}); err != nil {
 				m.fail("clear lockout", err)
 				return
 			}
@@ -764,34 +763,9 @@ func (m *Machine) end(reason string, closing audio.PromptID) {
 	}
 }
 
-// Record is a call's entry in the phone's call log.
-type Record struct {
-	CallID   string    `json:"call_id"`
-	DeviceID string    `json:"device_id"`
-	Started  time.Time `json:"started"`
-	Ended    time.Time `json:"ended"`
-	// CallerID is empty for free calls and for sessions that never got past the PIN.
-	CallerID        string    `json:"caller_id,omitempty"`
-	Language        string    `json:"lang"`
-	Decision        Kind      `json:"decision,omitempty"`
-	Reason          string    `json:"reason,omitempty"`
-	PrivilegedKind  string    `json:"privileged_kind,omitempty"`
-	Number          string    `json:"number,omitempty"` // recorded and blocked calls only
-	RegistryVersion uint64    `json:"registry_version"`
-	RegistryStale   bool      `json:"registry_stale,omitempty"`
-	PolicyVersion   int64     `json:"policy_version"`
-	Connected       time.Time `json:"connected,omitzero"`
-	Recorded        bool      `json:"recorded"`
-	EndReason       string    `json:"end_reason"`
-	// Destroyed says the recording was destroyed because the number turned out privileged
-	// (under DestroyedRegistryVersion); Number is then empty.
-	Destroyed                bool   `json:"destroyed,omitempty"`
-	DestroyedRegistryVersion uint64 `json:"destroyed_registry_version,omitempty"`
-}
-
 func (m *Machine) record() []byte {
 	s := m.s
-	r := Record{
+	r := callrecord.Record{
 		CallID: s.id, DeviceID: m.cfg.DeviceID, Started: s.started, Ended: m.now,
 		Language: string(s.lang), PolicyVersion: s.pol.Version, Connected: s.talkFrom,
 		Recorded: s.recorded, EndReason: s.endReason,
@@ -801,7 +775,7 @@ func (m *Machine) record() []byte {
 	}
 	if s.decided {
 		d := s.decision
-		r.Decision, r.Reason, r.RegistryVersion, r.PolicyVersion = d.Kind, d.Reason, d.RegistryVersion, d.PolicyVersion
+		r.Decision, r.Reason, r.RegistryVersion, r.PolicyVersion = string(d.Kind), d.Reason, d.RegistryVersion, d.PolicyVersion
 		r.RegistryStale = d.Stale
 		if d.keepsNumber() {
 			r.Number = d.E164
@@ -813,9 +787,9 @@ func (m *Machine) record() []byte {
 			r.CallerID = ""
 		}
 	}
-	b, err := json.Marshal(r)
+	b, err := r.Encode()
 	if err != nil {
-		panic(err) // every field marshals
+		panic(err) // every time in it is the phone's clock, within the years JSON holds
 	}
 	return b
 }

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/wallphone/wallphone/audio"
+	"github.com/wallphone/wallphone/pin"
 	"github.com/wallphone/wallphone/registry"
-	"github.com/wallphone/wallphone/store"
 	"github.com/wallphone/wallphone/trunk"
 )
 
@@ -315,7 +315,7 @@ func TestCallPaths(t *testing.T) {
 				t.Errorf("state %s after the call", h.m.State())
 			}
 			r := h.onlyRecord()
-			if r.EndReason != tt.endReason || r.Decision != tt.decision || r.Recorded != tt.recorded {
+			if r.EndReason != tt.endReason || r.Decision != string(tt.decision) || r.Recorded != tt.recorded {
 				t.Errorf("record %+v", r)
 			}
 			if tt.want != nil {
@@ -585,8 +585,8 @@ func (failingTrunk) Dial(string) (trunk.Leg, error) { return nil, errBoom }
 // failingStore fails every write, as a full or damaged flash would.
 type failingStore struct{ Store }
 
-func (failingStore) SetLockout(string, store.Lockout) error { return errBoom }
-func (failingStore) PutCall(string, []byte) error           { return errBoom }
+func (failingStore) SetLockout(string, pin.Lockout) error { return errBoom }
+func (failingStore) PutCall(string, []byte) error         { return errBoom }
 
 func TestFaults(t *testing.T) {
 	t.Run("dial fails", func(t *testing.T) {

@@ -59,18 +59,11 @@ type Decision struct {
 	Stale bool
 }
 
-// Freshness is how current the registry in force is.
-type Freshness struct {
-	Stale bool
-	// Since is when it went stale.
-	Since time.Time
-}
-
 // ApplyStale marks a decision made from a stale registry and, once the registry has been
 // stale longer than the policy allows, refuses a call that would be recorded: a number
 // registered meanwhile would be recorded, and the phone cannot know. Privileged calls still
 // connect (the old registry is still right about them), as do free ones.
-func ApplyStale(d Decision, pol *policy.Policy, f Freshness, now time.Time) Decision {
+func ApplyStale(d Decision, pol *policy.Policy, f registry.Freshness, now time.Time) Decision {
 	if !f.Stale || d.Kind == Invalid || d.Kind == Unavailable {
 		return d
 	}

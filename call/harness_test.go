@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"math"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wallphone/wallphone/audio"
+	"github.com/wallphone/wallphone/callrecord"
 	"github.com/wallphone/wallphone/device/sim"
 	"github.com/wallphone/wallphone/pin"
 	"github.com/wallphone/wallphone/policy"
@@ -105,7 +105,7 @@ type harness struct {
 	log     *recordingHandler
 	prompts *audio.Prompts
 	ear     *bytes.Buffer // everything the earpiece played, s16le; nil unless asked for
-	fresh   Freshness
+	fresh   registry.Freshness
 	audit   fakeAuditor
 }
 
@@ -187,7 +187,7 @@ func newHarnessEar(t testing.TB, ear *bytes.Buffer) *harness {
 		Trunk: h.callee, Prompts: prompts,
 		Policy:    func() *policy.Policy { return h.pol },
 		Registry:  func() Registry { return h.reg },
-		Freshness: func(time.Time) Freshness { return h.fresh },
+		Freshness: func(time.Time) registry.Freshness { return h.fresh },
 		Audit:     &h.audit,
 		Recorder:  h.rec, Store: db, DeviceID: "wp-test", Logger: slog.New(h.log),
 	})
@@ -320,12 +320,12 @@ func (h *harness) toAccept() {
 }
 
 // records reads back every stored call record.
-func (h *harness) records() []Record {
+func (h *harness) records() []callrecord.Record {
 	h.t.Helper()
-	var out []Record
+	var out []callrecord.Record
 	err := h.db.Calls(func(_ string, b []byte) error {
-		var r Record
-		if err := json.Unmarshal(b, &r); err != nil {
+		r, err := callrecord.Parse(b)
+		if err != nil {
 			return err
 		}
 		out = append(out, r)
@@ -337,7 +337,7 @@ func (h *harness) records() []Record {
 	return out
 }
 
-func (h *harness) onlyRecord() Record {
+func (h *harness) onlyRecord() callrecord.Record {
 	h.t.Helper()
 	rs := h.records()
 	if len(rs) != 1 {

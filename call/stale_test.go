@@ -3,6 +3,8 @@ package call
 import (
 	"testing"
 	"time"
+
+	"github.com/wallphone/wallphone/registry"
 )
 
 func TestApplyStale(t *testing.T) {
@@ -10,13 +12,13 @@ func TestApplyStale(t *testing.T) {
 	pol := *h.pol
 	pol.Stale.RefuseRecordedAfter = 72 * time.Hour
 	now := epoch
-	fresh := Freshness{}
-	staleDay := Freshness{Stale: true, Since: now.Add(-24 * time.Hour)}
-	staleWeek := Freshness{Stale: true, Since: now.Add(-7 * 24 * time.Hour)}
+	fresh := registry.Freshness{}
+	staleDay := registry.Freshness{Stale: true, Since: now.Add(-24 * time.Hour)}
+	staleWeek := registry.Freshness{Stale: true, Since: now.Add(-7 * 24 * time.Hour)}
 	for _, tc := range []struct {
 		name       string
 		kind       Kind
-		f          Freshness
+		f          registry.Freshness
 		rule       time.Duration
 		wantKind   Kind
 		wantStale  bool
@@ -46,12 +48,12 @@ func TestApplyStale(t *testing.T) {
 // past the policy's limit a call that would be recorded is refused before anything is dialed.
 func TestStaleCalls(t *testing.T) {
 	h := newHarness(t)
-	h.fresh = Freshness{Stale: true, Since: epoch.Add(-time.Hour)}
+	h.fresh = registry.Freshness{Stale: true, Since: epoch.Add(-time.Hour)}
 	h.login("1001", "1234")
 	h.dial(dialRecorded)
 	h.onhook()
 	r := h.onlyRecord()
-	if !r.RegistryStale || r.Decision != Recorded {
+	if !r.RegistryStale || r.Decision != string(Recorded) {
 		t.Fatalf("record %+v: want a recorded call marked stale", r)
 	}
 	if len(h.audit.decided) != 1 || !h.audit.decided[0].Stale || h.audit.decided[0].E164 != "+15125550123" {
@@ -62,7 +64,7 @@ func TestStaleCalls(t *testing.T) {
 	pol := *h.pol
 	pol.Stale.RefuseRecordedAfter = 30 * time.Minute
 	h.pol = &pol
-	h.fresh = Freshness{Stale: true, Since: epoch.Add(-time.Hour)}
+	h.fresh = registry.Freshness{Stale: true, Since: epoch.Add(-time.Hour)}
 	h.login("1001", "1234")
 	h.press(dialRecorded + "#")
 	h.wait(10 * time.Second)

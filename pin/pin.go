@@ -1,4 +1,5 @@
-// Package pin makes and checks PIN verifiers: argon2id hashes in the PHC string format
+// Package pin says what a PIN is ([Check]: the digits a caller keys at a wall phone), and
+// makes and checks PIN verifiers: argon2id hashes in the PHC string format
 //
 //	$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>
 //
@@ -13,7 +14,8 @@
 //
 // What it does not promise: a four-digit PIN has ten thousand values, so anyone who reads a
 // policy file can recover its PINs by trying them all, at argon2id's cost per try. The hash
-// slows that; the phone's lockout after failed attempts is what stops guessing at the keypad.
+// slows that; the phone's lockout after failed attempts ([Lockout]) is what stops guessing at
+// the keypad.
 package pin
 
 import (
@@ -24,6 +26,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -40,6 +43,37 @@ var (
 	// match by pressing nothing.
 	ErrEmptyPIN = errors.New("pin: empty PIN")
 )
+
+// The PIN rule: what a caller can key at a wall phone. Hashing does not enforce it (a
+// verifier is of whatever string it was made from); whoever chooses PINs checks them with
+// [Check] first, or a caller could be given a PIN nobody can enter.
+const (
+	// MinLen is the fewest digits a PIN has.
+	MinLen = 4
+	// MaxLen is the most digits a PIN has.
+	MaxLen = 12
+)
+
+// Errors of Check. Unlike the others they carry no "pin:" prefix: they are said as they are
+// to the person choosing a PIN.
+var (
+	// ErrLength: the PIN is shorter than MinLen or longer than MaxLen bytes (a digit is one).
+	ErrLength = fmt.Errorf("a PIN has %d to %d digits", MinLen, MaxLen)
+	// ErrDigits: the PIN has a character other than the digits 0-9.
+	ErrDigits = errors.New("a PIN has only the digits 0-9")
+)
+
+// Check reports whether p follows the PIN rule: MinLen to MaxLen of the digits 0-9. It
+// returns ErrLength or ErrDigits, length first.
+func Check(p string) error {
+	if len(p) < MinLen || len(p) > MaxLen {
+		return ErrLength
+	}
+	if strings.Trim(p, "0123456789") != "" {
+		return ErrDigits
+	}
+	return nil
+}
 
 // Version is the only argon2 version accepted: 0x13, written "v=19".
 const Version = argon2.Version
@@ -229,6 +263,17 @@ func Parse(verifier string) (Verifier, error) {
 		return Verifier{}, err
 	}
 	return Verifier{Params: p, Salt: salt, Key: key}, nil
+}
+
+// Lockout is the PIN-failure state of one caller ID: wrong PINs in a row, and, once there
+// were too many, the time before which no PIN of that ID is checked. The zero Lockout is an
+// ID with no failures. The call machine counts with it and the state database keeps it; it
+// is defined here, beside the PINs it counts, so that the call machine need not link the
+// database to name it.
+type Lockout struct {
+	Failures int
+	// Until is zero while the ID is not locked out.
+	Until time.Time
 }
 
 // decimal parses "name=value" where value is canonical decimal: digits only, no sign, no

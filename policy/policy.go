@@ -68,14 +68,14 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"filippo.io/age"
-
 	"github.com/wallphone/wallphone/dialplan"
 	"github.com/wallphone/wallphone/pin"
+	"github.com/wallphone/wallphone/recording/recipients"
 )
 
 // Errors. Parse wraps them in a [*FieldError] that names the field; test with errors.Is.
-// Errors from the dialplan and pin packages (a number, a plan, a verifier) are wrapped too.
+// Errors from the dialplan, pin and recipients packages (a number, a plan, a verifier, a
+// recipient) are wrapped too.
 var (
 	// ErrSyntax: the bytes are not one JSON object in UTF-8.
 	ErrSyntax = errors.New("policy: not a JSON object")
@@ -489,8 +489,8 @@ func buildRecording(fr *fileRecording) (Recording, error) {
 	}
 	for i, rc := range *fr.Recipients {
 		path := fmt.Sprintf("recording.recipients[%d]", i)
-		if _, err := age.ParseX25519Recipient(rc); err != nil {
-			return r, fieldErr(path, fmt.Errorf("%w: not an age X25519 recipient: %w", ErrValue, err))
+		if _, err := recipients.Parse(rc); err != nil {
+			return r, fieldErr(path, fmt.Errorf("%w: %w", ErrValue, err))
 		}
 		if slices.Contains(r.Recipients, rc) {
 			return r, fieldErr(path, fmt.Errorf("%w: listed twice", ErrValue))

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wallphone/wallphone/call"
+	"github.com/wallphone/wallphone/callrecord"
 	"github.com/wallphone/wallphone/registry"
 	"github.com/wallphone/wallphone/store"
 )
@@ -154,18 +154,18 @@ func TestSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	put := func(r call.Record) {
-		b, _ := json.Marshal(r)
+	put := func(r callrecord.Record) {
+		b, _ := r.Encode()
 		if err := db.PutCall(r.CallID, b); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Recorded to a number that the new registry makes privileged: destroyed.
-	put(call.Record{CallID: "c-hit", Recorded: true, Decision: call.Recorded, Number: "+15125550177", CallerID: "1001"})
+	put(callrecord.Record{CallID: "c-hit", Recorded: true, Decision: "recorded", Number: "+15125550177", CallerID: "1001"})
 	// Recorded to a number that stays unprivileged: kept.
-	put(call.Record{CallID: "c-keep", Recorded: true, Decision: call.Recorded, Number: "+15125550123"})
+	put(callrecord.Record{CallID: "c-keep", Recorded: true, Decision: "recorded", Number: "+15125550123"})
 	// Connected unrecorded: nothing to destroy.
-	put(call.Record{CallID: "c-blocked", Decision: call.Blocked, Number: "+15125550177"})
+	put(callrecord.Record{CallID: "c-blocked", Decision: "blocked", Number: "+15125550177"})
 	db.PutCall("c-junk", []byte("not json"))
 
 	reg, err := registry.New(registry.File{Version: 4, Entries: []registry.FileEntry{
@@ -188,12 +188,13 @@ func TestSweep(t *testing.T) {
 	if err != nil || !pub.Equal(key.Public()) || req.CallID != "c-hit" || req.DeviceID != "wp-9" || req.RegistryVersion != 4 || req.Reason != ReasonPrivileged {
 		t.Fatalf("purge request %+v %v", req, err)
 	}
-	var r call.Record
+	var r callrecord.Record
 	db.Calls(func(id string, b []byte) error {
+		var err error
 		if id == "c-hit" {
-			return json.Unmarshal(b, &r)
+			r, err = callrecord.Parse(b)
 		}
-		return nil
+		return err
 	})
 	if r.Number != "" || !r.Destroyed || r.DestroyedRegistryVersion != 4 || r.CallerID != "1001" {
 		t.Fatalf("record after sweep %+v", r)
@@ -229,7 +230,7 @@ func TestSweepFailureKeepsRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	b, _ := json.Marshal(call.Record{CallID: "c1", Recorded: true, Number: "+15125550100"})
+	b, _ := callrecord.Record{CallID: "c1", Recorded: true, Number: "+15125550100"}.Encode()
 	db.PutCall("c1", b)
 	reg, _ := registry.New(registry.Demo())
 	sp := &fakeSpool{purges: map[string][]byte{}, failDel: true}
@@ -237,8 +238,12 @@ func TestSweepFailureKeepsRecord(t *testing.T) {
 		t.Fatal("no error")
 	}
 	// The record still holds the number, so the next sweep tries again; the request is queued.
-	var r call.Record
-	db.Calls(func(_ string, b []byte) error { return json.Unmarshal(b, &r) })
+	var r callrecord.Record
+	db.Calls(func(_ string, b []byte) error {
+		var err error
+		r, err = callrecord.Parse(b)
+		return err
+	})
 	if r.Number == "" || r.Destroyed || sp.purges["c1"] == nil {
 		t.Fatalf("%+v %v", r, sp.purges)
 	}

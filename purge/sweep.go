@@ -2,13 +2,19 @@ package purge
 
 import (
 	"crypto/ed25519"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/wallphone/wallphone/call"
+	"github.com/wallphone/wallphone/callrecord"
+	"github.com/wallphone/wallphone/registry"
 )
+
+// Registry is the registry in force, as the sweep needs it.
+type Registry interface {
+	Lookup(e164 string) (registry.Entry, bool)
+	Version() uint64
+}
 
 // Calls is the phone's call log.
 type Calls interface {
@@ -26,18 +32,18 @@ type Spool interface {
 // ones whose number is now privileged. It is idempotent: the order below (request queued,
 // files deleted, record scrubbed last) means a sweep cut short by a power cut is finished by
 // the next one. It returns how many calls it destroyed.
-func Sweep(reg call.Registry, calls Calls, sp Spool, key ed25519.PrivateKey, deviceID string, now time.Time, log *slog.Logger) (int, error) {
+func Sweep(reg Registry, calls Calls, sp Spool, key ed25519.PrivateKey, deviceID string, now time.Time, log *slog.Logger) (int, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	type hit struct {
-		rec  call.Record
+		rec  callrecord.Record
 		kind string
 	}
 	var hits []hit
 	err := calls.Calls(func(id string, b []byte) error {
-		var r call.Record
-		if err := json.Unmarshal(b, &r); err != nil {
+		r, err := callrecord.Parse(b)
+		if err != nil {
 			// A record that does not parse cannot be checked; say so loudly, go on with the rest.
 			log.Error("call record unreadable: not checked against the registry", "event", "purge_error", "call_id", id, "err", err)
 			return nil
@@ -70,9 +76,9 @@ func Sweep(reg call.Registry, calls Calls, sp Spool, key ed25519.PrivateKey, dev
 		r.Number = ""
 		r.Destroyed = true
 		r.DestroyedRegistryVersion = reg.Version()
-		b, err := json.Marshal(r)
+		b, err := r.Encode()
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("purge: scrub record %s: %w", r.CallID, err)
 		}
 		if err := calls.PutCall(r.CallID, b); err != nil {
 			return 0, fmt.Errorf("purge: scrub record %s: %w", r.CallID, err)

@@ -21,7 +21,6 @@ import (
 
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/audio/g711"
-	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/spool"
 )
 
@@ -651,8 +650,8 @@ func TestAssembleRecorderOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	const id = "20260102T100000Z-rr"
-	r, err := rec.Start(call.RecordingInfo{CallID: id, DeviceID: "dev-rec", CallerID: "1001", E164: "+15125550123",
-		Decision: call.Decision{Kind: call.Recorded}, Started: time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC)})
+	r, err := rec.Start(CallInfo{CallID: id, CallerID: "1001", E164: "+15125550123",
+		Decision: "recorded", Started: time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ import (
 
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/audio/g711"
-	"github.com/wallphone/wallphone/call"
+	"github.com/wallphone/wallphone/recording/recipients"
 	"github.com/wallphone/wallphone/spool"
 )
 
@@ -36,6 +36,22 @@ type Spool interface {
 	CanRecord() error
 	CommitSegment(callID string, seq int, data []byte) (spool.Entry, error)
 	CommitManifest(callID string, data []byte) (spool.Entry, error)
+}
+
+// CallInfo is what a recording is told about its call; its manifest says it.
+type CallInfo struct {
+	CallID   string
+	CallerID string
+	// E164 is the number called.
+	E164    string
+	Started time.Time
+	// Decision and Reason are the call's decision ("recorded") and why, and RegistryVersion
+	// and PolicyVersion what it was decided from: an investigator reads in the manifest why
+	// the call was recorded.
+	Decision        string
+	Reason          string
+	RegistryVersion uint64
+	PolicyVersion   int64
 }
 
 // Options configure a Recorder.
@@ -77,8 +93,6 @@ type Recorder struct {
 	closed bool
 }
 
-var _ call.Recorder = (*Recorder)(nil)
-
 // New checks the options and starts the sealing goroutine.
 func New(o Options) (*Recorder, error) {
 	if o.Spool == nil {
@@ -108,13 +122,11 @@ func New(o Options) (*Recorder, error) {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
-	for _, s := range o.Recipients {
-		rc, err := age.ParseX25519Recipient(s)
-		if err != nil {
-			return nil, fmt.Errorf("recording: recipient %q: %w", s, err)
-		}
-		r.recips = append(r.recips, rc)
+	recips, err := recipients.ParseList(o.Recipients)
+	if err != nil {
+		return nil, fmt.Errorf("recording: %w", err)
 	}
+	r.recips = recips
 	go r.seal()
 	return r, nil
 }
@@ -145,7 +157,7 @@ func (r *Recorder) Flush() {
 // Start begins the recording of one call. It refuses when the spool has no room for a whole
 // call (the policy's rule for a full spool is to refuse new recorded calls) and when the
 // manifest cannot be written.
-func (r *Recorder) Start(info call.RecordingInfo) (call.Recording, error) {
+func (r *Recorder) Start(info CallInfo) (*Call, error) {
 	r.mu.Lock()
 	closed := r.closed
 	r.mu.Unlock()
@@ -157,12 +169,12 @@ func (r *Recorder) Start(info call.RecordingInfo) (call.Recording, error) {
 			"call_id", info.CallID, "err", err)
 		return nil, fmt.Errorf("recording: %w", err)
 	}
-	c := &callRecording{r: r, info: info, buf: r.buffer()}
+	c := &Call{r: r, info: info, buf: r.buffer()}
 	c.manifest = Manifest{
 		Format: ManifestFormat, CallID: info.CallID, DeviceID: r.deviceID, CallerID: info.CallerID,
-		Number: info.E164, Started: info.Started, Decision: string(info.Decision.Kind),
-		Reason: info.Decision.Reason, RegistryVersion: info.Decision.RegistryVersion,
-		PolicyVersion: info.Decision.PolicyVersion, Segments: []SegmentInfo{},
+		Number: info.E164, Started: info.Started, Decision: info.Decision,
+		Reason: info.Reason, RegistryVersion: info.RegistryVersion,
+		PolicyVersion: info.PolicyVersion, Segments: []SegmentInfo{},
 	}
 	// The manifest exists before the first frame: a call cut short in its first seconds
 	// still leaves its account.
@@ -183,11 +195,11 @@ func (r *Recorder) buffer() []byte {
 	}
 }
 
-// callRecording is one call's recording. Write and Close run on the call loop; the sealing
-// goroutine reports failures through err.
-type callRecording struct {
+// Call is the recording of one call, from Start to Close. Write and Close run on the call
+// loop; the sealing goroutine reports failures through err.
+type Call struct {
 	r      *Recorder
-	info   call.RecordingInfo
+	info   CallInfo
 	buf    []byte // µ-law, interleaved; plaintext, zeroed once sealed
 	frames int    // frames in buf
 	seq    int    // next segment
@@ -201,7 +213,7 @@ type callRecording struct {
 }
 
 // Write takes one frame of each direction.
-func (c *callRecording) Write(caller, called *audio.Frame) error {
+func (c *Call) Write(caller, called *audio.Frame) error {
 	if err := c.failed(); err != nil {
 		return err
 	}
@@ -220,7 +232,7 @@ func (c *callRecording) Write(caller, called *audio.Frame) error {
 
 // Close hands over the last segment and the final manifest; the sealing goroutine writes
 // them. It does not wait for the flash.
-func (c *callRecording) Close() error {
+func (c *Call) Close() error {
 	if c.closed {
 		return nil
 	}
@@ -229,7 +241,7 @@ func (c *callRecording) Close() error {
 	return c.failed()
 }
 
-func (c *callRecording) flush(final bool) {
+func (c *Call) flush(final bool) {
 	j := job{c: c, seq: c.seq, first: c.first, frames: c.frames, buf: c.buf, final: final}
 	if c.frames == 0 {
 		j.buf = nil
@@ -248,13 +260,13 @@ func (c *callRecording) flush(final bool) {
 	c.r.jobs <- j
 }
 
-func (c *callRecording) failed() error {
+func (c *Call) failed() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
 }
 
-func (c *callRecording) fail(err error) {
+func (c *Call) fail(err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err == nil {
@@ -264,7 +276,7 @@ func (c *callRecording) fail(err error) {
 
 // job is a segment to seal (buf non-nil) and, if final, the end of the call.
 type job struct {
-	c      *callRecording
+	c      *Call
 	seq    int
 	first  int
 	frames int

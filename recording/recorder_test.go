@@ -17,7 +17,6 @@ import (
 
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/audio/g711"
-	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/spool"
 )
 
@@ -89,10 +88,10 @@ func open(t testing.TB, sealed []byte, id age.Identity) []byte {
 
 var testDeviceKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
 
-var info = call.RecordingInfo{
-	CallID: "20260101T090000Z-abcdef012345", DeviceID: "wp-1", CallerID: "1001", E164: "+15125550123",
-	Decision: call.Decision{Kind: call.Recorded, Reason: call.ReasonDefaultRecords, E164: "+15125550123", RegistryVersion: 3, PolicyVersion: 2},
-	Started:  time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC),
+var info = CallInfo{
+	CallID: "20260101T090000Z-abcdef012345", CallerID: "1001", E164: "+15125550123",
+	Decision: "recorded", Reason: "default_recorded", RegistryVersion: 3, PolicyVersion: 2,
+	Started: time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC),
 }
 
 // frames makes n frames of each direction, every one different.
@@ -298,7 +297,7 @@ func BenchmarkSeal(b *testing.B) {
 		sp := newMemSpool()
 		r, _ := New(Options{Spool: sp, Recipients: k.rcps, Segment: 5 * time.Second, DeviceKey: testDeviceKey})
 		b.SetBytes(int64(len(plain)))
-		j := job{c: &callRecording{r: r, info: info}, frames: 250, buf: plain}
+		j := job{c: &Call{r: r, info: info}, frames: 250, buf: plain}
 		for range b.N {
 			if err := r.sealSegment(j); err != nil {
 				b.Fatal(err)

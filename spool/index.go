@@ -7,7 +7,6 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -47,9 +46,9 @@ type name struct {
 func (n name) rel() string {
 	switch n.kind {
 	case kindSegment:
-		return fmt.Sprintf("%s/%s/%06d.age", segmentsDir, n.call, n.seq)
+		return segmentsDir + "/" + n.call + "/" + SegmentFile(n.seq)
 	case kindManifest:
-		return manifestsDir + "/" + n.call + ".age"
+		return manifestsDir + "/" + manifestFile(n.call)
 	default:
 		return purgeDir + "/" + n.call + ".json"
 	}
@@ -71,31 +70,16 @@ func parseRel(rel string) (n name, ok bool) {
 	parts := strings.Split(rel, "/")
 	switch {
 	case len(parts) == 3 && parts[0] == segmentsDir:
-		seq, ok := parseSegmentFile(parts[2])
+		seq, ok := ParseSegmentFile(parts[2])
 		return name{kind: kindSegment, call: parts[1], seq: seq}, ok && ValidCallID(parts[1])
 	case len(parts) == 2 && parts[0] == manifestsDir:
-		id, ok := strings.CutSuffix(parts[1], ".age")
-		return name{kind: kindManifest, call: id, seq: ManifestSeq}, ok && ValidCallID(id)
+		id, ok := parseManifestFile(parts[1])
+		return name{kind: kindManifest, call: id, seq: ManifestSeq}, ok
 	case len(parts) == 2 && parts[0] == purgeDir:
 		id, ok := strings.CutSuffix(parts[1], ".json")
 		return name{kind: kindPurge, call: id, seq: ManifestSeq}, ok && ValidCallID(id)
 	}
 	return name{}, false
-}
-
-// parseSegmentFile reads "000042.age".
-func parseSegmentFile(f string) (int, bool) {
-	digits, ok := strings.CutSuffix(f, ".age")
-	if !ok || len(digits) != 6 {
-		return 0, false
-	}
-	for _, c := range digits {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-	}
-	seq, err := strconv.Atoi(digits)
-	return seq, err == nil
 }
 
 // ValidCallID reports whether a call id is 1 to 64 characters of [A-Za-z0-9_-]: it then names

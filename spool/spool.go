@@ -18,6 +18,10 @@
 //	index.db                                 bbolt: size, SHA-256 and time of every file above
 //	.tmp-*                                   a file being written, beside its final name
 //
+// Readers other than the phone (wallphonectl, the back office) find these files through
+// [List], [CallPaths], [ListSegments] and [SegmentFile], not by spelling the names again;
+// [FetchedPaths] is where the objects of a call fetched from the vault go.
+//
 // # How a file is committed
 //
 // A commit writes a temporary file in the directory of its final name, fsyncs it, renames it
@@ -446,7 +450,7 @@ func (s *Spool) DeleteCall(callID string) (removed int, err error) {
 	if err := os.Remove(callDir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return removed, fmt.Errorf("spool: delete call %s: %w (the rest is removed when the agent next starts)", callID, err)
 	}
-	mpath := s.join(manifestsDir, callID+".age")
+	mpath := s.join(manifestsDir, manifestFile(callID))
 	switch err := os.Remove(mpath); {
 	case err == nil:
 		removed++

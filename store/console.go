@@ -13,7 +13,7 @@ var keyConsole = []byte("console_lockout")
 // ConsoleFailures returns the serial console's count of failed authentications in a row and
 // the time before which it refuses the next attempt; zero values if it has none.
 func (db *DB) ConsoleFailures() (failures int, until time.Time, err error) {
-	var l Lockout
+	var l lockoutRecord
 	err = db.bolt.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketMeta).Get(keyConsole)
 		if v == nil {
@@ -32,8 +32,8 @@ func (db *DB) ConsoleFailures() (failures int, until time.Time, err error) {
 func (db *DB) SetConsoleFailures(failures int, until time.Time) error {
 	return db.bolt.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketMeta)
-		l := Lockout{Failures: failures, Until: until}
-		if l == (Lockout{}) {
+		l := lockoutRecord{Failures: failures, Until: until}
+		if l == (lockoutRecord{}) {
 			return b.Delete(keyConsole)
 		}
 		v, err := json.Marshal(l)

@@ -22,6 +22,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/wallphone/wallphone/pin"
 )
 
 // schemaVersion is the layout of the buckets below; a newer file is refused rather than
@@ -148,15 +150,17 @@ func (db *DB) DeviceID() (string, error) {
 	return id, err
 }
 
-// Lockout is the PIN-failure state of one caller ID.
-type Lockout struct {
+// lockoutRecord is how a failure count and lock time are stored (schema 1). It is the
+// database's own type, not pin.Lockout with tags, so that a change to pin cannot change
+// the file's layout unnoticed.
+type lockoutRecord struct {
 	Failures int       `json:"failures"`
 	Until    time.Time `json:"until,omitzero"`
 }
 
 // Lockout returns the state of a caller ID; the zero Lockout if it has none.
-func (db *DB) Lockout(callerID string) (Lockout, error) {
-	var l Lockout
+func (db *DB) Lockout(callerID string) (pin.Lockout, error) {
+	var l lockoutRecord
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketLockouts).Get([]byte(callerID))
 		if v == nil {
@@ -167,17 +171,17 @@ func (db *DB) Lockout(callerID string) (Lockout, error) {
 		}
 		return nil
 	})
-	return l, err
+	return pin.Lockout{Failures: l.Failures, Until: l.Until}, err
 }
 
 // SetLockout stores the state of a caller ID; the zero Lockout removes it.
-func (db *DB) SetLockout(callerID string, l Lockout) error {
+func (db *DB) SetLockout(callerID string, l pin.Lockout) error {
 	return db.bolt.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLockouts)
-		if l == (Lockout{}) {
+		if l == (pin.Lockout{}) {
 			return b.Delete([]byte(callerID))
 		}
-		v, err := json.Marshal(l)
+		v, err := json.Marshal(lockoutRecord{Failures: l.Failures, Until: l.Until})
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/wallphone/wallphone/pin"
 	"github.com/wallphone/wallphone/store"
 )
 
@@ -126,7 +127,7 @@ func TestOpenCreates(t *testing.T) {
 	if got := allCalls(t, db); len(got) != 0 {
 		t.Errorf("fresh database has calls: %v", got)
 	}
-	if l, err := db.Lockout("1001"); err != nil || l != (store.Lockout{}) {
+	if l, err := db.Lockout("1001"); err != nil || l != (pin.Lockout{}) {
 		t.Errorf("Lockout of a fresh database = %+v, %v; want zero", l, err)
 	}
 	fi, err := os.Stat(path)
@@ -165,10 +166,10 @@ func TestReopenKeepsState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.SetLockout("1001", store.Lockout{Failures: 3, Until: until}); err != nil {
+	if err := db.SetLockout("1001", pin.Lockout{Failures: 3, Until: until}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.SetLockout("1002", store.Lockout{Failures: 1}); err != nil {
+	if err := db.SetLockout("1002", pin.Lockout{Failures: 1}); err != nil {
 		t.Fatal(err)
 	}
 	// Stored out of order: Calls returns them in call-id order.
@@ -219,20 +220,20 @@ func TestPutCallReplaces(t *testing.T) {
 func TestSetLockoutZeroDeletes(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	db := open(t, path)
-	if err := db.SetLockout("1001", store.Lockout{Failures: 2}); err != nil {
+	if err := db.SetLockout("1001", pin.Lockout{Failures: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.SetLockout("1002", store.Lockout{Failures: 1}); err != nil {
+	if err := db.SetLockout("1002", pin.Lockout{Failures: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.SetLockout("1001", store.Lockout{}); err != nil {
+	if err := db.SetLockout("1001", pin.Lockout{}); err != nil {
 		t.Fatal(err)
 	}
 	// Clearing a caller ID that has nothing stored is not an error.
-	if err := db.SetLockout("1003", store.Lockout{}); err != nil {
+	if err := db.SetLockout("1003", pin.Lockout{}); err != nil {
 		t.Fatal(err)
 	}
-	if l, err := db.Lockout("1001"); err != nil || l != (store.Lockout{}) {
+	if l, err := db.Lockout("1001"); err != nil || l != (pin.Lockout{}) {
 		t.Errorf("Lockout(1001) after clearing = %+v, %v; want zero", l, err)
 	}
 	if err := db.Close(); err != nil {
@@ -365,7 +366,7 @@ func TestConcurrentUse(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if err := db.SetLockout(fmt.Sprint(g), store.Lockout{Failures: i + 1}); err != nil {
+				if err := db.SetLockout(fmt.Sprint(g), pin.Lockout{Failures: i + 1}); err != nil {
 					t.Error(err)
 					return
 				}

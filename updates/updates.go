@@ -28,7 +28,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/internal/atomicfile"
 	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/registry"
@@ -224,13 +223,13 @@ func (u *Updates) RegistryPath() string {
 
 // Freshness says whether the installed registry is past the expiry of the metadata that
 // vouched for it.
-func (u *Updates) Freshness(now time.Time) call.Freshness {
+func (u *Updates) Freshness(now time.Time) registry.Freshness {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.reg == nil || now.Before(u.st.FreshUntil) {
-		return call.Freshness{}
+		return registry.Freshness{}
 	}
-	return call.Freshness{Stale: true, Since: u.st.FreshUntil}
+	return registry.Freshness{Stale: true, Since: u.st.FreshUntil}
 }
 
 // Changes says what a Check installed.

@@ -16,7 +16,6 @@ import (
 	"filippo.io/age"
 
 	"github.com/wallphone/wallphone/audio"
-	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/recording"
 	"github.com/wallphone/wallphone/spool"
 	"github.com/wallphone/wallphone/uplink"
@@ -67,7 +66,7 @@ func record(t testing.TB, sp *spool.Spool, k keys, callID string, length, segmen
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := rec.Start(call.RecordingInfo{CallID: callID, DeviceID: device, CallerID: "1001", E164: "+15125550100", Started: time.Now()})
+	r, err := rec.Start(recording.CallInfo{CallID: callID, CallerID: "1001", E164: "+15125550100", Started: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,11 @@
 package uplink
 
 import (
-	"fmt"
 	"path"
 	"strings"
 	"time"
+
+	"github.com/wallphone/wallphone/spool"
 )
 
 // Object keys. Every key is a function of what the object is, never of when it was sent, so
@@ -41,9 +42,10 @@ func CallPrefix(facility, device, callID string) string {
 	return path.Join(facility, device, CallDay(callID), callID) + "/"
 }
 
-// SegmentKey is the key of segment seq of a call.
+// SegmentKey is the key of segment seq of a call. It ends in the segment's file name in the
+// spool, so that a call fetched from the vault reads as its spool files do.
 func SegmentKey(facility, device, callID string, seq int) string {
-	return CallPrefix(facility, device, callID) + fmt.Sprintf("%06d.age", seq)
+	return CallPrefix(facility, device, callID) + spool.SegmentFile(seq)
 }
 
 // ManifestKey is the key of a call's sealed manifest.

@@ -252,25 +252,35 @@ func (v *Vault) get(ctx context.Context, key string, limit int64) ([]byte, error
 	return b, nil
 }
 
-// Fetch downloads every object of a call into dir as recordings decrypt reads them:
-// dir/manifest.age, dir/record.age and dir/segments/<seq>.age. It returns how many it wrote.
+// Fetch downloads every object of a call into dir, where spool.FetchedPaths says and
+// recordings decrypt reads them: the manifest, the call record, and the segments under the
+// names they have in a spool. It returns how many it wrote.
 func (v *Vault) Fetch(ctx context.Context, facility, device, callID, dir string) (int, error) {
 	if !spool.ValidCallID(callID) {
 		return 0, fmt.Errorf("call id %q: %w", callID, spool.ErrBadID)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "segments"), 0o700); err != nil {
+	local := spool.FetchedPaths(dir)
+	if err := os.MkdirAll(local.SegmentDir, 0o700); err != nil {
 		return 0, err
 	}
+	// Objects are told apart by the last element of their key, as uplink names them; a
+	// segment's is its file name in a spool.
+	manifest := path.Base(uplink.ManifestKey(facility, device, callID))
+	record := path.Base(uplink.RecordKey(facility, device, callID))
 	prefix := uplink.CallPrefix(facility, device, callID)
 	n := 0
 	for o := range v.cl.ListObjects(ctx, v.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
 		if o.Err != nil {
 			return n, fmt.Errorf("list %s: %w", prefix, o.Err)
 		}
-		name := path.Base(o.Key)
-		dst := filepath.Join(dir, name)
-		if name != "manifest.age" && name != "record.age" {
-			dst = filepath.Join(dir, "segments", name)
+		var dst string
+		switch name := path.Base(o.Key); name {
+		case manifest:
+			dst = local.Manifest
+		case record:
+			dst = local.Record
+		default:
+			dst = filepath.Join(local.SegmentDir, name)
 		}
 		obj, err := v.cl.GetObject(ctx, v.bucket, o.Key, minio.GetObjectOptions{})
 		if err != nil {

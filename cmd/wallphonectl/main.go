@@ -142,13 +142,8 @@ func pinHash(stdin io.Reader, stdout io.Writer) error {
 	for sc.Scan() {
 		n++
 		p := sc.Text()
-		if len(p) < 4 || len(p) > 12 {
-			return fmt.Errorf("line %d: a PIN has 4 to 12 digits", n)
-		}
-		for _, c := range p {
-			if c < '0' || c > '9' {
-				return fmt.Errorf("line %d: a PIN has only the digits 0-9", n)
-			}
+		if err := pin.Check(p); err != nil {
+			return fmt.Errorf("line %d: %w", n, err)
 		}
 		v, err := pin.Hash(p, pin.DefaultParams(), rand.Reader)
 		if err != nil {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -24,13 +23,6 @@ import (
 	"github.com/wallphone/wallphone/internal/atomicfile"
 	"github.com/wallphone/wallphone/recording"
 	"github.com/wallphone/wallphone/spool"
-)
-
-// The spool's layout, as the phone writes it and the vault keeps it.
-const (
-	segmentsDir  = "segments"  // segments/<call id>/<seq, 6 digits>.age
-	manifestsDir = "manifests" // manifests/<call id>.age
-	sealedExt    = ".age"
 )
 
 // keysRecipient makes an investigator's identity: the private key stays in the file, the
@@ -105,80 +97,24 @@ func recordingsList(args []string, stdout io.Writer) error {
 	if *spoolDir == "" || flags.NArg() != 0 {
 		return fmt.Errorf("%w: recordings list needs --spool DIR and nothing else", errUsage)
 	}
-	type callFiles struct {
-		segments int
-		bytes    int64
-		manifest bool
+	calls, err := spool.List(*spoolDir)
+	if err != nil {
+		return err
 	}
-	calls := map[string]*callFiles{}
-	get := func(id string) *callFiles {
-		if calls[id] == nil {
-			calls[id] = &callFiles{}
-		}
-		return calls[id]
-	}
-	segDirs, err1 := os.ReadDir(filepath.Join(*spoolDir, segmentsDir))
-	mans, err2 := os.ReadDir(filepath.Join(*spoolDir, manifestsDir))
-	if errors.Is(err1, fs.ErrNotExist) && errors.Is(err2, fs.ErrNotExist) {
-		return fmt.Errorf("%s is not a spool: it has neither %s/ nor %s/", *spoolDir, segmentsDir, manifestsDir)
-	}
-	for _, err := range []error{err1, err2} {
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-	}
-	for _, e := range mans {
-		if id, ok := strings.CutSuffix(e.Name(), sealedExt); ok && e.Type().IsRegular() && spool.ValidCallID(id) {
-			get(id).manifest = true
-		}
-	}
-	for _, d := range segDirs {
-		if !d.IsDir() || !spool.ValidCallID(d.Name()) {
-			continue
-		}
-		c := get(d.Name())
-		segs, err := os.ReadDir(filepath.Join(*spoolDir, segmentsDir, d.Name()))
-		if err != nil {
-			return err
-		}
-		for _, e := range segs {
-			if _, ok := segmentSeq(e.Name()); !ok || !e.Type().IsRegular() {
-				continue
-			}
-			info, err := e.Info()
-			if err != nil {
-				return err
-			}
-			c.segments++
-			c.bytes += info.Size()
-		}
-	}
-	ids := make([]string, 0, len(calls))
-	for id := range calls {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CALL\tSEGMENTS\tBYTES\tMANIFEST")
-	for _, id := range ids {
-		c := calls[id]
+	for _, c := range calls {
+		var bytes int64
+		for _, seg := range c.Segments {
+			bytes += seg.Size
+		}
 		man := "yes"
-		if !c.manifest {
+		if c.Manifest == "" {
 			man = "no"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", id, c.segments, c.bytes, man)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", c.CallID, len(c.Segments), bytes, man)
 	}
 	return tw.Flush()
-}
-
-// segmentSeq reads a segment's file name: six digits and ".age".
-func segmentSeq(name string) (int, bool) {
-	digits, ok := strings.CutSuffix(name, sealedExt)
-	if !ok || len(digits) != 6 || strings.Trim(digits, "0123456789") != "" {
-		return 0, false
-	}
-	n, err := strconv.Atoi(digits)
-	return n, err == nil
 }
 
 // listFlag collects a repeated flag.
@@ -223,8 +159,11 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 	name := "the call"
 	if fromSpool {
 		name = "call " + *callID
-		*manPath = filepath.Join(*spoolDir, manifestsDir, *callID+sealedExt)
-		*segDir = filepath.Join(*spoolDir, segmentsDir, *callID)
+		p, err := spool.CallPaths(*spoolDir, *callID)
+		if err != nil {
+			return err
+		}
+		*manPath, *segDir = p.Manifest, p.SegmentDir
 	}
 	manifest, err := os.ReadFile(*manPath)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -305,26 +244,20 @@ func readIdentities(files []string) ([]age.Identity, error) {
 // readSegments reads a call's sealed segments by seq. Other files are returned by name: a
 // spool may hold a half-written temporary file, and an investigator should see anything else.
 func readSegments(dir string, mustExist bool) (map[int][]byte, []string, error) {
-	entries, err := os.ReadDir(dir)
+	files, ignored, err := spool.ListSegments(dir)
 	if errors.Is(err, fs.ErrNotExist) && !mustExist {
 		return map[int][]byte{}, nil, nil // every listed segment will show as missing
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	segs := make(map[int][]byte)
-	var ignored []string
-	for _, e := range entries {
-		seq, ok := segmentSeq(e.Name())
-		if !ok || !e.Type().IsRegular() {
-			ignored = append(ignored, e.Name())
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+	segs := make(map[int][]byte, len(files))
+	for _, f := range files {
+		b, err := os.ReadFile(f.Path)
 		if err != nil {
 			return nil, nil, err
 		}
-		segs[seq] = b
+		segs[f.Seq] = b
 	}
 	return segs, ignored, nil
 }

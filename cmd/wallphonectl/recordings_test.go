@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"flag"
-	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/wallphone/wallphone/audio"
-	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/recording"
 	"github.com/wallphone/wallphone/spool"
 )
@@ -54,8 +52,8 @@ func mkcall(ts *testscript.TestScript, neg bool, args []string) {
 	sp := &dirSpool{dir: dir, stopAfter: *stopAfter}
 	rec, err := recording.New(recording.Options{Spool: sp, Recipients: recips, Segment: time.Second, DeviceID: "dev-script", DeviceKey: scriptDeviceKey})
 	ts.Check(err)
-	r, err := rec.Start(call.RecordingInfo{CallID: callID, DeviceID: "dev-script", CallerID: "1001",
-		E164: "+15125550123", Decision: call.Decision{Kind: call.Recorded, Reason: call.ReasonDefaultRecords},
+	r, err := rec.Start(recording.CallInfo{CallID: callID, CallerID: "1001",
+		E164: "+15125550123", Decision: "recorded", Reason: "default_recorded",
 		Started: time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC)})
 	ts.Check(err)
 	framesPerSeg := int(time.Second / audio.FrameDuration)
@@ -85,7 +83,11 @@ func (s *dirSpool) CanRecord() error { return nil }
 
 func (s *dirSpool) CommitSegment(callID string, seq int, data []byte) (spool.Entry, error) {
 	var e spool.Entry
-	return e, s.write(filepath.Join(s.dir, "segments", callID, fmt.Sprintf("%06d.age", seq)), data)
+	p, err := spool.CallPaths(s.dir, callID)
+	if err != nil {
+		return e, err
+	}
+	return e, s.write(filepath.Join(p.SegmentDir, spool.SegmentFile(seq)), data)
 }
 
 func (s *dirSpool) CommitManifest(callID string, data []byte) (spool.Entry, error) {
@@ -97,7 +99,11 @@ func (s *dirSpool) CommitManifest(callID string, data []byte) (spool.Entry, erro
 	if s.stopAfter >= 0 && listed > s.stopAfter {
 		return e, nil
 	}
-	return e, s.write(filepath.Join(s.dir, "manifests", callID+".age"), data)
+	p, err := spool.CallPaths(s.dir, callID)
+	if err != nil {
+		return e, err
+	}
+	return e, s.write(p.Manifest, data)
 }
 
 func (s *dirSpool) write(path string, data []byte) error {

@@ -16,7 +16,6 @@ import (
 	"filippo.io/age"
 
 	"github.com/wallphone/wallphone/audio"
-	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/identity"
 	"github.com/wallphone/wallphone/purge"
 	"github.com/wallphone/wallphone/recording"
@@ -58,8 +57,8 @@ func TestVaultFetchAndPurge(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []string{kept, purged} {
-		r, err := rec.Start(call.RecordingInfo{CallID: c, DeviceID: dev, CallerID: "1001", E164: "+15125550123",
-			Decision: call.Decision{Kind: call.Recorded, Reason: call.ReasonDefaultRecords}, Started: time.Now()})
+		r, err := rec.Start(recording.CallInfo{CallID: c, CallerID: "1001", E164: "+15125550123",
+			Decision: "recorded", Reason: "default_recorded", Started: time.Now()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,7 +117,7 @@ func TestVaultFetchAndPurge(t *testing.T) {
 	}
 	wav := filepath.Join(dir, "call.wav")
 	if err := run([]string{"recordings", "decrypt", "--identity", idFile, "--device-key", identity.Fingerprint(devKey.Public().(ed25519.PublicKey)),
-		"--manifest", filepath.Join(callDir, "manifest.age"), "--segments", filepath.Join(callDir, "segments"), "--out", wav}, nil, &out); err != nil {
+		"--manifest", spool.FetchedPaths(callDir).Manifest, "--segments", spool.FetchedPaths(callDir).SegmentDir, "--out", wav}, nil, &out); err != nil {
 		t.Fatalf("recordings decrypt of the fetched call: %v\n%s", err, out.String())
 	}
 	if st, err := os.Stat(wav); err != nil || st.Size() != recording.WAVSize(100) {

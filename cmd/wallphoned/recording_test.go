@@ -19,7 +19,7 @@ import (
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/audio/g711"
 	"github.com/wallphone/wallphone/backoffice/demo"
-	"github.com/wallphone/wallphone/call"
+	"github.com/wallphone/wallphone/callrecord"
 	"github.com/wallphone/wallphone/recording"
 	"github.com/wallphone/wallphone/spool"
 	"github.com/wallphone/wallphone/store"
@@ -273,7 +273,7 @@ func TestDestroyOnDiscovery(t *testing.T) {
 	}
 	defer db.Close()
 	db.Calls(func(id string, b []byte) error {
-		var r call.Record
+		var r callrecord.Record
 		json.Unmarshal(b, &r)
 		if id == callID && (!r.Destroyed || r.Number != "" || r.DestroyedRegistryVersion != 2) {
 			t.Errorf("record %+v", r)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wallphone/wallphone/call"
+	"github.com/wallphone/wallphone/callrecord"
 	"github.com/wallphone/wallphone/store"
 )
 
@@ -116,16 +117,16 @@ func TestSignalEndsCallCleanly(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer db.Close()
-			var recs []call.Record
+			var recs []callrecord.Record
 			db.Calls(func(_ string, b []byte) error {
-				var r call.Record
+				var r callrecord.Record
 				if err := json.Unmarshal(b, &r); err != nil {
 					return err
 				}
 				recs = append(recs, r)
 				return nil
 			})
-			if len(recs) != 1 || recs[0].EndReason != "shutdown" || recs[0].Decision != call.Free || recs[0].CallerID != "" {
+			if len(recs) != 1 || recs[0].EndReason != "shutdown" || recs[0].Decision != string(call.Free) || recs[0].CallerID != "" {
 				t.Fatalf("records %+v", recs)
 			}
 		})
