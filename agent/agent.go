@@ -191,13 +191,14 @@ func (a *Agent) Logger() *slog.Logger { return a.log }
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait() // reached only on the early return below
 	con, err := a.newConsole(cancel)
 	if err != nil {
 		a.Close()
 		return err
 	}
+	// Everything started here is waited for before Close: the console, the uplink and the
+	// update checks all use the database, the spool or the installed rules.
+	var wg sync.WaitGroup
 	bg, stopBG := context.WithCancel(ctx)
 	wg.Go(func() { con.run(bg) })
 	if u := a.newUplink(); u != nil {

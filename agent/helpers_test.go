@@ -20,7 +20,7 @@ import (
 
 // enrolled makes a demo facility and a data directory enrolled in it, as wallphonectl demo
 // init and a technician would; it returns both.
-func enrolled(t *testing.T) (data, keys string) {
+func enrolled(t testing.TB) (data, keys string) {
 	t.Helper()
 	dir := t.TempDir()
 	data, keys = filepath.Join(dir, "data"), filepath.Join(dir, "keys")
@@ -76,7 +76,7 @@ type testPhone struct {
 // newAgent opens an agent on data with a simulated board, a called party that answers and
 // accepts by itself, JSON events at debug level into log, and no vault; mod changes the
 // configuration before New. Drive, unless mod sets it, ends at once.
-func newAgent(t *testing.T, data string, log io.Writer, mod func(*Config)) (*Agent, *testPhone) {
+func newAgent(t testing.TB, data string, log io.Writer, mod func(*Config)) (*Agent, *testPhone) {
 	t.Helper()
 	p := &testPhone{board: sim.New(sim.Options{Mic: audio.Tone(0.1, 440)})}
 	prompts, err := audio.LoadPrompts()
