@@ -241,10 +241,12 @@ func (l *Leg) run(e164 string) {
 	media.Go(func() { l.readRTP() })
 	media.Go(func() { drain(l.rtcp) })
 	media.Go(func() { l.writeRTP(snd, ans.addr) })
-	l.answered.Store(true)
-	l.push(trunk.Event{Kind: trunk.Answered})
+	// Logged before the call hears of it, so that the log never lags what the phone does
+	// (TestBaresip/srtp_required read the log before this line on a slow emulated core).
 	log.Info("sip call answered", "event", "sip_answered", "codec", ans.codec.name, "telephone_event", ans.eventPT,
 		"srtp", ans.srtpKey != nil)
+	l.answered.Store(true)
+	l.push(trunk.Event{Kind: trunk.Answered})
 
 	select {
 	case <-dlg.Context().Done():
