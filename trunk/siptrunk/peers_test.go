@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	mathrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -51,16 +52,33 @@ func needTool(t *testing.T, cmd, pkg string) string {
 }
 
 // freePort returns a port that was free on 127.0.0.1, with the one above it, for both UDP
-// and TCP a moment ago (baresip takes the next port for SIP over TLS).
+// and TCP a moment ago (baresip takes the next port for SIP over TLS). It picks above the
+// kernel's ephemeral range, where no socket the kernel numbers itself (a trunk's listener,
+// a client's) can take the port before the peer binds it: one chosen by the kernel and
+// released was taken that way under qemu ("Unable to bind main socket").
 func freePort(t *testing.T) int {
 	t.Helper()
-	for range 50 {
-		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
+	lo, hi := 61000, 65534
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if top, err := strconv.Atoi(f[1]); err == nil {
+				lo = top + 1
+			}
 		}
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		u.Close()
+	}
+	for range 200 {
+		port := 0
+		if lo+2 < hi {
+			port = lo + mathrand.IntN(hi-lo-1)
+		} else {
+			// No room above the ephemeral range: let the kernel choose, as before.
+			u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			port = u.LocalAddr().(*net.UDPAddr).Port
+			u.Close()
+		}
 		if port < 65535 && free(port) && free(port+1) {
 			return port
 		}
