@@ -51,35 +51,48 @@ func needTool(t *testing.T, cmd, pkg string) string {
 	return ""
 }
 
-// freePort returns a port that was free on 127.0.0.1, with the one above it, for both UDP
-// and TCP a moment ago (baresip takes the next port for SIP over TLS). It picks above the
-// kernel's ephemeral range, where no socket the kernel numbers itself (a trunk's listener,
-// a client's) can take the port before the peer binds it: one chosen by the kernel and
-// released was taken that way under qemu ("Unable to bind main socket").
+// portBlock is how many ports each freePort caller may use from the one it is given: room
+// for a peer's media ports above its first one, and for baresip's SIP over TLS.
+const portBlock = 4
+
+// ports hands out blocks of portBlock ports above the kernel's ephemeral range, where no
+// socket the kernel numbers itself (a trunk's listener, a client's) can take one before the
+// peer binds it, and never the same block twice in one test binary.
+var ports struct {
+	sync.Mutex // guards next
+	next       int
+}
+
+// freePort returns the first port of a block that was free on 127.0.0.1, for both UDP and
+// TCP, a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
-	lo, hi := 61000, 65534
+	lo, hi := 61000, 65535
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
 		if f := strings.Fields(string(b)); len(f) == 2 {
-			if top, err := strconv.Atoi(f[1]); err == nil {
+			if top, err := strconv.Atoi(f[1]); err == nil && top+1 > lo {
 				lo = top + 1
 			}
 		}
 	}
-	for range 200 {
-		port := 0
-		if lo+2 < hi {
-			port = lo + mathrand.IntN(hi-lo-1)
-		} else {
-			// No room above the ephemeral range: let the kernel choose, as before.
-			u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			port = u.LocalAddr().(*net.UDPAddr).Port
-			u.Close()
+	lo = (lo + portBlock - 1) / portBlock * portBlock
+	blocks := (hi - lo) / portBlock
+	if blocks < 16 {
+		t.Fatalf("no room above the ephemeral ports (from %d) for test peers", lo)
+	}
+	ports.Lock()
+	defer ports.Unlock()
+	if ports.next == 0 {
+		ports.next = mathrand.IntN(blocks)
+	}
+	for range blocks {
+		port := lo + (ports.next%blocks)*portBlock
+		ports.next++
+		ok := true
+		for p := port; p < port+portBlock && ok; p++ {
+			ok = free(p)
 		}
-		if port < 65535 && free(port) && free(port+1) {
+		if ok {
 			return port
 		}
 	}
@@ -268,24 +281,36 @@ func startSIPp(t *testing.T, scenario string, transport string, keys ...string) 
 		}
 	})
 	// SIPp binds its socket right after it starts; give it that moment by waiting until the
-	// port is taken.
-	for i := 0; i < 200; i++ {
-		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-		if transport == "tcp" {
-			var l net.Listener
-			l, err = net.Listen("tcp", s.addr)
-			if err == nil {
-				l.Close()
-			}
-		} else if err == nil {
-			c.Close()
-		}
-		if err != nil {
-			break
-		}
+	// kernel lists the port as bound. Trying to bind it ourselves would race SIPp for it:
+	// under qemu that took the port from SIPp ("Unable to bind main socket").
+	for i := 0; i < 200 && !bound(transport, port); i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return s
+}
+
+// bound reports whether a socket on 127.0.0.1 or any address is bound to port (listening,
+// for TCP), as /proc/net/udp or /proc/net/tcp list it.
+func bound(transport string, port int) bool {
+	file, listen := "/proc/net/udp", ""
+	if transport == "tcp" {
+		file, listen = "/proc/net/tcp", "0A"
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return false
+	}
+	want := fmt.Sprintf(":%04X", port)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasSuffix(f[1], want) {
+			continue
+		}
+		if listen == "" || f[3] == listen {
+			return true
+		}
+	}
+	return false
 }
 
 // wait waits for SIPp to finish its scenario and fails the test if it did not pass.
