@@ -314,7 +314,7 @@ func (u *Updates) checkPolicy(ctx context.Context, src Source) (bool, error) {
 		return false, err
 	}
 	st := u.State()
-	if hex.EncodeToString(t.SHA256) == st.Policy.SHA256 {
+	if hex.EncodeToString(t.SHA256) == st.Policy.SHA256 && u.Policy() != nil {
 		return false, nil
 	}
 	if v < st.Policy.Version || (v == st.Policy.Version && u.Policy() != nil) {

@@ -366,3 +366,30 @@ func TestDamagedInstall(t *testing.T) {
 		t.Fatalf("after damaged state: %+v", st)
 	}
 }
+
+// A policy file damaged or removed on flash is dropped (the phone is out of service), and the
+// same version is fetched again at the next check, though its hash is the one installed.
+func TestDamagedPolicyFetchedAgain(t *testing.T) {
+	for _, damage := range []struct {
+		name string
+		do   func(path string)
+	}{
+		{"garbled", func(path string) { os.WriteFile(path, []byte(`{"broken`), 0o600) }},
+		{"removed", func(path string) { os.Remove(path) }},
+	} {
+		t.Run(damage.name, func(t *testing.T) {
+			_, p := installed(t)
+			damage.do(filepath.Join(p.dir, "installed", "policy.json"))
+			p.open()
+			if p.u.Policy() != nil {
+				t.Fatal("a damaged policy is still in force")
+			}
+			if ch, err := p.check(); err != nil || !ch.Policy {
+				t.Fatalf("refetch: %+v %v", ch, err)
+			}
+			if pol := p.u.Policy(); pol == nil || pol.Version != 1 {
+				t.Fatalf("policy not restored: %+v", pol)
+			}
+		})
+	}
+}
