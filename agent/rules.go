@@ -167,6 +167,7 @@ func (a *Agent) openUpdates() error {
 	a.updates, err = updates.Open(updates.Options{
 		Dir: filepath.Join(a.cfg.DataDir, "installed"), Facility: facility,
 		CheckPolicy: a.checkPolicy, Log: a.log,
+		LocalPolicy: a.cfg.LocalPolicy != "", LocalRegistry: a.cfg.LocalRegistry != "",
 	})
 	if err != nil {
 		return err
@@ -213,7 +214,7 @@ func (a *Agent) check(ctx context.Context) bool {
 		a.log.Error("update refused or failed; what is installed stays in force", "event", "update_error", "err", err,
 			"state", a.updates.State().Describe(now))
 	}
-	if f := a.updates.Freshness(now); f.Stale {
+	if f := a.updates.Freshness(now); f.Stale && a.registryFromRepo() {
 		a.log.Warn("registry stale: deciding from the last verified registry, and marking every call so decided",
 			"event", "registry_stale", "since", f.Since, "registry_version", a.updates.State().Registry.Version)
 	}

@@ -393,3 +393,38 @@ func TestDamagedPolicyFetchedAgain(t *testing.T) {
 		})
 	}
 }
+
+// An item the phone takes from a local file is neither fetched nor installed from the
+// repository, so that nothing says it was.
+func TestLocalItemsNotInstalled(t *testing.T) {
+	v := newVendor(t)
+	v.publishPolicy("demo-county", 1)
+	v.publish(1, v.build(1, numbers(0, 10), nil), false)
+	for _, tc := range []struct {
+		name                     string
+		localPolicy, localReg    bool
+		wantPolicy, wantRegistry bool
+	}{
+		{"local registry", false, true, true, false},
+		{"local policy", true, false, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := v.newPhone()
+			u, err := Open(Options{Dir: filepath.Join(p.dir, "installed"), Facility: "demo-county",
+				LocalPolicy: tc.localPolicy, LocalRegistry: tc.localReg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.u.Close()
+			p.u = u
+			t.Cleanup(func() { u.Close() })
+			ch, err := p.check()
+			if err != nil || ch.Policy != tc.wantPolicy || ch.Registry != tc.wantRegistry {
+				t.Fatalf("changes %+v, %v", ch, err)
+			}
+			if (u.Policy() != nil) != tc.wantPolicy || (u.RegistryPath() != "") != tc.wantRegistry {
+				t.Fatalf("installed: policy %v, registry %q", u.Policy() != nil, u.RegistryPath())
+			}
+		})
+	}
+}
