@@ -129,6 +129,8 @@ type Agent struct {
 	source  *tufclient.Client // nil when not enrolled with a repository
 	// installed is signalled by the update goroutine after it installed something.
 	installed chan struct{}
+	// uplinkStatus says what the uplink does; set by Run before the console starts.
+	uplinkStatus string
 }
 
 // defaultSpoolBytes bounds the spool of a phone that has no policy yet.
@@ -200,10 +202,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	// update checks all use the database, the spool or the installed rules.
 	var wg sync.WaitGroup
 	bg, stopBG := context.WithCancel(ctx)
-	wg.Go(func() { con.run(bg) })
+	// The uplink first: the console reports what came of it.
 	if u := a.newUplink(); u != nil {
 		wg.Go(func() { u.run(bg) })
 	}
+	wg.Go(func() { con.run(bg) })
 	if a.cfg.UpdateInterval > 0 && a.source != nil {
 		wg.Go(func() { a.runUpdates(bg, a.cfg.UpdateInterval) })
 	}

@@ -140,10 +140,7 @@ func (p agentPhone) Status(context.Context) (provisioning.Status, error) {
 		DeviceID: a.deviceID, Facility: fac,
 		PolicyVersion: rules.policyVersion, RegistryVersion: rules.registryVersion, RegistryAge: rules.freshness,
 		SpoolSegments: u.Segments, SpoolCalls: u.Calls, SpoolBytes: u.Bytes,
-		Uplink: "not configured (no conf/vault.json)",
-	}
-	if _, err := os.Stat(filepath.Join(a.cfg.DataDir, "conf", provisioning.VaultFile)); err == nil {
-		st.Uplink = "configured (conf/vault.json); the phone's status object in the vault says how the drain goes"
+		Uplink: a.uplinkStatus,
 	}
 	var calls []provisioning.CallSummary
 	err := lockedStore{a}.Calls(func(_ string, b []byte) error {

@@ -378,7 +378,10 @@ func (a *Agent) policyFromRepo() bool   { return a.updates != nil && a.cfg.Local
 // rules reads the rules in force without touching what the call loop owns: from the
 // installed state (guarded by its own lock), or from the local files, which never change.
 func (a *Agent) rules(now time.Time) rulesStatus {
-	r := rulesStatus{freshness: "local files, not from a repository"}
+	r := rulesStatus{freshness: "no repository (not enrolled with one)"}
+	if a.cfg.LocalRegistry != "" {
+		r.freshness = "a local file, not from a repository"
+	}
 	if a.policyFromRepo() {
 		if a.updates.Policy() != nil {
 			r.policyVersion = int64(a.updates.State().Policy.Version)
@@ -392,7 +395,7 @@ func (a *Agent) rules(now time.Time) rulesStatus {
 	}
 	st := a.updates.State()
 	f := a.updates.Freshness(now)
-	r.stale, r.freshUntil, r.freshness = f.Stale, st.FreshUntil, st.Describe(now)
+	r.stale, r.freshUntil, r.freshness = f.Stale, st.FreshUntil, st.RegistryFreshness(now)
 	if a.updates.RegistryPath() != "" {
 		r.registryVersion = st.Registry.Version
 	}

@@ -29,14 +29,17 @@ func (r *uplinkRun) run(ctx context.Context) {
 
 // newUplink prepares the uplink if there is a vault; nil if there is none or it is unusable.
 // The agent keeps running whatever goes wrong here: without a vault the spool just waits.
+// It says in a.uplinkStatus what came of it, for the console.
 func (a *Agent) newUplink() *uplinkRun {
 	log := a.log
 	vault, state, what, err := a.openVault()
 	if err != nil {
+		a.uplinkStatus = "off: vault unusable: " + err.Error()
 		log.Error("vault unusable: recordings stay in the spool until it is fixed", "event", "uplink_disabled", "err", err)
 		return nil
 	}
 	if vault == nil {
+		a.uplinkStatus = "off: no vault (" + what + "); recordings stay in the spool"
 		log.Warn("no vault configured: recordings stay in the spool", "event", "uplink_disabled", "why", what)
 		return nil
 	}
@@ -62,9 +65,11 @@ func (a *Agent) newUplink() *uplinkRun {
 	})
 	if err != nil {
 		state.Close()
+		a.uplinkStatus = "off: vault unusable: " + err.Error()
 		log.Error("vault unusable", "event", "uplink_disabled", "err", err)
 		return nil
 	}
+	a.uplinkStatus = "uploading to " + what + " (its status object says how the drain goes)"
 	log.Info("uplink started", "event", "uplink_started", "vault", what)
 	return &uplinkRun{u: u, state: state}
 }

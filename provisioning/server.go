@@ -74,11 +74,11 @@ type Status struct {
 	Facility        string        `json:"facility,omitempty"`
 	PolicyVersion   int64         `json:"policy_version"`
 	RegistryVersion uint64        `json:"registry_version"`
-	RegistryAge     string        `json:"registry_age,omitempty"` // how stale; empty: unknown
+	RegistryAge     string        `json:"registry_age,omitempty"` // how current ("fresh until T", "stale since T"); empty: unknown
 	SpoolSegments   int           `json:"spool_segments"`
 	SpoolCalls      int           `json:"spool_calls"`
 	SpoolBytes      int64         `json:"spool_bytes"`
-	Uplink          string        `json:"uplink"`
+	Uplink          string        `json:"uplink"` // what the uplink does: where it uploads, or why it does not
 	Calls           []CallSummary `json:"calls,omitempty"`
 }
 

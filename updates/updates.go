@@ -24,7 +24,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -485,15 +484,18 @@ func (c *counter) Write(p []byte) (int, error) {
 
 // Describe is a one-line summary for status displays.
 func (s State) Describe(now time.Time) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "registry v%d, policy v%d", s.Registry.Version, s.Policy.Version)
+	return fmt.Sprintf("registry v%d, policy v%d, %s", s.Registry.Version, s.Policy.Version, s.RegistryFreshness(now))
+}
+
+// RegistryFreshness says how current the installed registry is at now: "never verified",
+// "fresh until T" or "stale since T".
+func (s State) RegistryFreshness(now time.Time) string {
 	switch {
 	case s.FreshUntil.IsZero():
-		b.WriteString(", never verified")
+		return "never verified"
 	case now.Before(s.FreshUntil):
-		fmt.Fprintf(&b, ", fresh until %s", s.FreshUntil.UTC().Format(time.RFC3339))
+		return "fresh until " + s.FreshUntil.UTC().Format(time.RFC3339)
 	default:
-		fmt.Fprintf(&b, ", stale since %s", s.FreshUntil.UTC().Format(time.RFC3339))
+		return "stale since " + s.FreshUntil.UTC().Format(time.RFC3339)
 	}
-	return b.String()
 }

@@ -241,7 +241,7 @@ func (c *consoleCmd) doStatus(ctx context.Context, args []string) error {
 		age = "unknown"
 	}
 	w := c.stdout
-	fmt.Fprintf(w, "device id:       %s\nfacility:        %s\npolicy version:  %d\nregistry:        version %d, age %s\n",
+	fmt.Fprintf(w, "device id:       %s\nfacility:        %s\npolicy version:  %d\nregistry:        version %d, %s\n",
 		s.DeviceID, fac, s.PolicyVersion, s.RegistryVersion, age)
 	fmt.Fprintf(w, "spool:           %d calls, %d segments, %d bytes not yet upstream\nuplink:          %s\n",
 		s.SpoolCalls, s.SpoolSegments, s.SpoolBytes, s.Uplink)

@@ -190,6 +190,11 @@ func TestConsoleEnrolment(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "facility:        county-jail") || !strings.Contains(out, "spool:") {
 		t.Fatalf("status: %d\n%s", code, out)
 	}
+	// What is running, said plainly: the simulated phone uploads to its directory vault, and
+	// its registry line says only the registry's version and freshness.
+	if !strings.Contains(out, "uplink:          uploading to directory ") || !strings.Contains(out, "registry:        version 0, no repository") {
+		t.Fatalf("status does not say what runs:\n%s", out)
+	}
 	// Enrolled here without a repository, the phone has no policy or registry yet: the self
 	// test says so, and a script sees a fault.
 	out, code = ctl(t, "", cmd("selftest")...)
