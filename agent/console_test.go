@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The console's logs command reads the ring: a dialed number logged under any of the keys
@@ -24,6 +25,21 @@ func TestLogRingLeavesNumbersOut(t *testing.T) {
 		if strings.Contains(l, "555") {
 			t.Fatalf("number in the ring: %q", l)
 		}
+	}
+	// Free text loses anything number-like; times and ids stay whole, so that a call seen on
+	// the console can be matched to its recording.
+	at := time.Date(2026, 1, 1, 9, 0, 5, 250e6, time.UTC)
+	log.Warn("dial failed", "call_id", "20260101T090005Z-8f3a91c2d4e5b6a7", "at", at,
+		"err", "no route to +1 (512) 555-0100", "limit", 15*time.Minute, "registry_version", 1234567)
+	l := ring.last(1)[0]
+	for _, want := range []string{`call_id="20260101T090005Z-8f3a91c2d4e5b6a7"`, `at="2026-01-01T09:00:05.25Z"`,
+		`err="no route to [number removed]"`, `limit="15m0s"`, `registry_version="1234567"`} {
+		if !strings.Contains(l, want) {
+			t.Errorf("ring line %q lacks %s", l, want)
+		}
+	}
+	if strings.Contains(l, "555") {
+		t.Fatalf("number in the ring: %q", l)
 	}
 	// The agent's own log is untouched by the ring.
 	if !strings.Contains(out.String(), "+15125550100") {

@@ -8,10 +8,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wallphone/wallphone/provisioning"
 )
 
-// logRing keeps the agent's last log lines for the console; the attributes that can hold a
-// dialed number are left out, and the console removes anything number-like besides.
+// logRing keeps the agent's last log lines for the console, redacted field by field: the
+// attributes that can hold a dialed number are left out, free text has anything number-like
+// removed, and times and call ids are kept whole so that a call seen in the log can be found.
 type logRing struct {
 	mu    sync.Mutex // guards lines and next
 	lines []string
@@ -65,13 +68,13 @@ func (h ringHandler) WithGroup(name string) slog.Handler {
 
 func (h ringHandler) Handle(ctx context.Context, r slog.Record) error {
 	var b strings.Builder
-	b.WriteString(r.Time.UTC().Format(time.TimeOnly))
-	b.WriteString(" " + r.Level.String() + " " + r.Message)
+	b.WriteString(r.Time.UTC().Format(time.RFC3339))
+	b.WriteString(" " + r.Level.String() + " " + provisioning.RedactNumbers(r.Message))
 	add := func(a slog.Attr) bool {
 		if a.Key == "event" || numberKeys[a.Key] {
 			return true
 		}
-		fmt.Fprintf(&b, " %s=%q", a.Key, a.Value.String())
+		fmt.Fprintf(&b, " %s=%q", a.Key, ringValue(a))
 		return true
 	}
 	for _, a := range h.attrs {
@@ -80,4 +83,27 @@ func (h ringHandler) Handle(ctx context.Context, r slog.Record) error {
 	r.Attrs(add)
 	h.ring.add(b.String())
 	return h.next.Handle(ctx, r)
+}
+
+// idKeys are attributes whose value is an identifier the phone made, never a number a caller
+// dialed.
+var idKeys = map[string]bool{"call_id": true, "sip_call_id": true, "device_id": true, "device_key": true}
+
+// ringValue is an attribute's value as the console shows it: times in RFC 3339, numbers and
+// identifiers as they are, any other text with anything number-like removed.
+func ringValue(a slog.Attr) string {
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindTime:
+		return v.Time().UTC().Format(time.RFC3339Nano)
+	case slog.KindString:
+		if idKeys[a.Key] {
+			return v.String()
+		}
+		return provisioning.RedactNumbers(v.String())
+	case slog.KindInt64, slog.KindUint64, slog.KindFloat64, slog.KindBool, slog.KindDuration:
+		return v.String()
+	default:
+		return provisioning.RedactNumbers(v.String())
+	}
 }

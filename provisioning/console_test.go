@@ -177,6 +177,13 @@ func TestCommands(t *testing.T) {
 	if !strings.Contains(lines[1], "[number removed]") {
 		t.Fatalf("line %q", lines[1])
 	}
+	// Times and call ids hold digit runs but no number: they reach the technician whole.
+	if want := "2026-01-01T09:00:01Z INFO call started call_id=\"20260101T090001Z-8f3a91c2d4e5b6a7\""; lines[0] != want {
+		t.Fatalf("line %q, want %q", lines[0], want)
+	}
+	if !strings.HasPrefix(lines[1], "09:00:02 ") || !strings.Contains(lines[2], `at="2026-01-01 09:00:03.25 +0000 UTC"`) {
+		t.Fatalf("times mangled: %q", lines)
+	}
 	if err := r.client.Reboot(bg); err != nil {
 		t.Fatal(err)
 	}

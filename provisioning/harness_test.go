@@ -83,7 +83,8 @@ func (p *phone) Selftest(context.Context) ([]provisioning.Check, error) {
 }
 
 func (p *phone) Logs(n int) []string {
-	return []string{"09:00:01 call started", "09:00:02 dialed +1 (512) 555-0100 privileged", "09:00:03 call ended"}[:min(n, 3)]
+	return []string{"2026-01-01T09:00:01Z INFO call started call_id=\"20260101T090001Z-8f3a91c2d4e5b6a7\"",
+		"09:00:02 dialed +1 (512) 555-0100 privileged", "09:00:03 call ended at=\"2026-01-01 09:00:03.25 +0000 UTC\""}[:min(n, 3)]
 }
 
 // did counts a reset or reboot and tells waitDone.

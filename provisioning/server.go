@@ -64,7 +64,9 @@ type LockStore interface {
 type Phone interface {
 	Status(ctx context.Context) (Status, error)
 	Selftest(ctx context.Context) ([]Check, error)
-	// Logs returns up to n recent lines of the agent's log, oldest first.
+	// Logs returns up to n recent lines of the agent's log, oldest first, with no dialed
+	// number in them: the phone redacts each line field by field (the server removes
+	// anything number-like besides, times and call ids apart).
 	Logs(n int) []string
 }
 
@@ -490,8 +492,28 @@ func (s *Server) check(now time.Time, a Auth, challenge []byte, at time.Time) (*
 // people write between them.
 var numberLike = regexp.MustCompile(`\+?\d[\d\s().-]{5,}\d`)
 
-func redactNumbers(line string) string {
-	return numberLike.ReplaceAllStringFunc(line, func(m string) string {
+// notNumbers are the shapes of what the agent writes into its log lines that hold digit runs
+// but never a phone number: times (RFC 3339, or a time of day) and call ids (the call's UTC
+// start and random hex). They are kept whole, so that a technician can read when a call was
+// and match it to its recording.
+var notNumbers = regexp.MustCompile(`\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?|\b\d{2}:\d{2}:\d{2}(\.\d+)?\b|\b\d{8}T\d{6}Z-[0-9a-f]{4,}\b`)
+
+// RedactNumbers removes anything number-like from text, except times and call ids: the
+// phone's redaction of free text in its log lines, and the console's last guard behind it.
+func RedactNumbers(line string) string {
+	var b strings.Builder
+	last := 0
+	for _, m := range notNumbers.FindAllStringIndex(line, -1) {
+		b.WriteString(redactSpan(line[last:m[0]]))
+		b.WriteString(line[m[0]:m[1]])
+		last = m[1]
+	}
+	b.WriteString(redactSpan(line[last:]))
+	return b.String()
+}
+
+func redactSpan(s string) string {
+	return numberLike.ReplaceAllStringFunc(s, func(m string) string {
 		digits := 0
 		for _, c := range m {
 			if c >= '0' && c <= '9' {
@@ -509,7 +531,7 @@ func (s *Server) logs(n int) LogLines {
 	lines := s.cfg.Phone.Logs(n)
 	out := make([]string, 0, len(lines))
 	for _, l := range lines {
-		out = append(out, redactNumbers(l))
+		out = append(out, RedactNumbers(l))
 	}
 	// Keep the newest lines that fit in one frame.
 	for {
