@@ -12,6 +12,9 @@ import (
 	"time"
 )
 
+// callLines are the events whose line shows the call's id.
+var callLines = map[string]bool{"decision": true, "recording_started": true, "call_ended": true}
+
 // NewHandler returns a handler that writes to w, at info level and above.
 func NewHandler(w io.Writer) slog.Handler {
 	return &handler{w: w, mu: new(sync.Mutex)}
@@ -36,10 +39,12 @@ func (h *handler) WithGroup(string) slog.Handler { return h }
 func (h *handler) Handle(_ context.Context, r slog.Record) error {
 	at := r.Time
 	var fields []string
-	var text, to string
+	var text, to, callID string
 	add := func(a slog.Attr) bool {
 		switch a.Key {
-		case "event", "call_id":
+		case "event":
+		case "call_id":
+			callID = a.Value.String()
 		case "at":
 			at = a.Value.Time()
 		case "text":
@@ -49,6 +54,9 @@ func (h *handler) Handle(_ context.Context, r slog.Record) error {
 			fields = append(fields, a.Key+"="+a.Value.String())
 		default:
 			v := a.Value.String()
+			if a.Value.Kind() == slog.KindTime {
+				v = a.Value.Time().UTC().Format(time.RFC3339Nano)
+			}
 			if strings.ContainsAny(v, " \t\"") {
 				v = fmt.Sprintf("%q", v)
 			}
@@ -77,6 +85,10 @@ func (h *handler) Handle(_ context.Context, r slog.Record) error {
 		fmt.Fprintf(&b, "[earpiece, called party] %q\n", text)
 	default:
 		b.WriteString(r.Message)
+		if callID != "" && callLines[r.Message] {
+			// The call's id, where a person will want to find its recording or audit entry.
+			b.WriteString("  call=" + callID)
+		}
 		for _, f := range fields {
 			b.WriteString("  " + f)
 		}

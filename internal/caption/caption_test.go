@@ -19,12 +19,22 @@ func TestCaptions(t *testing.T) {
 	log.Info("callee_says", "at", at, "text", "Hello?")
 	log.Warn("registry stale", "event", "registry_stale", "at", at, "since", "a day", "registry_version", 3)
 	log.Debug("repository checked", "event", "update_checked")
+	log.Info("call_ended", "event", "call_ended", "at", at, "reason", "caller_hangup")
+	log.Info("registry installed", "event", "registry_installed", "fresh_until", at.Add(time.Hour))
 	want := `09:00:05  [earpiece] "Welcome."
 09:00:05  [to called party] "This call is recorded."
 09:00:05  [earpiece, called party] "Hello?"
 09:00:05  WARN registry stale  since="a day"  registry_version=3
+09:00:05  call_ended  call=c1  reason=caller_hangup
 `
-	if out.String() != want {
-		t.Fatalf("got:\n%s\nwant:\n%s", out.String(), want)
+	// The last line is stamped with the record's own time, which is now.
+	all := out.String()
+	cut := strings.LastIndex(strings.TrimSuffix(all, "\n"), "\n") + 1
+	got, last := all[:cut], all[cut:]
+	if !strings.HasSuffix(last, "  registry installed  fresh_until=2026-01-01T10:00:05Z\n") {
+		t.Errorf("a time attribute: %q, want RFC 3339", last)
+	}
+	if got != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
 	}
 }
