@@ -9,18 +9,25 @@ PKGS     := ./...
 # Deadline for one test binary; the whole suite takes a few minutes on two cores.
 TESTTIMEOUT ?= 15m
 
-.PHONY: all run build build-nocgo build-cgo test test-arm vet lint fmt-check bench fuzz prompts deps clean
+.PHONY: all run install go-deps build build-nocgo build-cgo test test-arm vet lint fmt-check bench fuzz prompts deps clean
 
 all: build
 
 # The agent on the simulated phone, with a called party that answers and accepts by itself.
 # wallphonectl makes the demo facility beside $(DATA) (kept once made; the phone binary signs
 # nothing), which the phone is enrolled in at its first run. Type help at the prompt.
-# CONSOLE=PORT serves the provisioning console there too (a pty from socat, say; README).
+# CONSOLE=PORT serves the provisioning console there too (a pty from socat, say; README);
+# FLAGS passes more flags to wallphoned (FLAGS='--update-interval 1m' sees a publish soon).
+# It needs only Go: the simulated phone is pure Go, so nothing is installed with apt-get.
 CONSOLE  ?=
-run: deps
-	$(GO) run ./cmd/wallphonectl demo init $(DATA)-keys
-	$(GO) run ./cmd/wallphoned --board sim --data $(DATA) --callee auto $(if $(CONSOLE),--console $(CONSOLE))
+FLAGS    ?=
+run: go-deps
+	CGO_ENABLED=0 $(GO) run ./cmd/wallphonectl demo init $(DATA)-keys
+	CGO_ENABLED=0 $(GO) run ./cmd/wallphoned --board sim --data $(DATA) --callee auto $(if $(CONSOLE),--console $(CONSOLE)) $(FLAGS)
+
+# wallphoned and wallphonectl for this machine, pure Go, into $(GOBIN) (or $(go env GOPATH)/bin).
+install: go-deps
+	CGO_ENABLED=0 $(GO) install ./cmd/...
 
 # linux/amd64, linux/arm64 and linux/arm (GOARM=7) binaries of every command: pure Go here,
 # and with cgo and PortAudio (the real handset) by build-cgo.
@@ -123,8 +130,11 @@ prompts:
 # pkg-config for the handset's tests (checked by pkg-config, as the headers have no command).
 # The SIP trunk's tests call real SIP peers: SIPp (sip-tester) and baresip.
 APT_NEEDS := gcc:gcc age:age pkg-config:pkg-config sipp:sip-tester baresip:baresip
-deps:
+go-deps:
 	@command -v $(GO) >/dev/null || { echo "Go is required (go.mod names the version)"; exit 1; }
+	@$(GO) mod download
+
+deps: go-deps
 	@missing=""; for pair in $(APT_NEEDS); do \
 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
 	pkg-config --exists portaudio-2.0 2>/dev/null || missing="$$missing portaudio19-dev"; \
@@ -132,7 +142,6 @@ deps:
 	  if command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq $$missing; \
 	  else echo "needed:$$missing"; exit 1; fi; fi
-	@$(GO) mod download
 
 clean:
 	rm -rf $(BIN) .run
