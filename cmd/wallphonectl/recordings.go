@@ -143,6 +143,7 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 	segDir := flags.String("segments", "", "the directory of the call's sealed segments")
 	out := flags.String("out", "", "the WAV file to write")
 	deviceKey := flags.String("device-key", "", "the fingerprint of the phone's enrolled device key; the manifest must be signed with it")
+	force := flags.Bool("force", false, "replace --out if it exists")
 	if err := flags.Parse(args); err != nil {
 		return fmt.Errorf("%w: recordings decrypt: %v", errUsage, err)
 	}
@@ -161,6 +162,13 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 		// A typo here must not read as "another phone made this call".
 		return fmt.Errorf("%w: --device-key %q is not a fingerprint: want the 32 hex digits the phone showed at enrolment (device_key in its start-up line)",
 			errUsage, *deviceKey)
+	}
+	// Refused before any work, so that nothing is decrypted for nothing. A file made between
+	// this check and the end is still replaced: only the investigator writes there.
+	if _, err := os.Lstat(*out); err == nil && !*force {
+		return fmt.Errorf("%s exists; not overwriting it (--force replaces it): %w", *out, fs.ErrExist)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("--out: %w", err)
 	}
 	ids, err := readIdentities(keyFiles)
 	if err != nil {
