@@ -1,7 +1,8 @@
 // Package vault is the back office's side of the vault, used by wallphonectl with the
 // vault's admin credentials: it carries out the phones' signed purge requests (promise 5: a
 // recording found to be privileged is destroyed upstream too) and fetches a call's sealed
-// objects for an investigator.
+// objects for an investigator. The vault is a bucket or, as the simulated phone's by default,
+// a directory with the same keys: every operation works on either.
 //
 // A purge request is acted on only if its signature verifies with the key enrolled for the
 // device that the request and its object key both name; anything else is refused and
@@ -18,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path"
@@ -47,19 +49,20 @@ var (
 // maxRequest bounds a purge request read from the vault: they are a few hundred bytes.
 const maxRequest = 64 << 10
 
-// Vault is the bucket with admin credentials.
+// Vault is the vault with admin access: a bucket with the admin's credentials, or the
+// directory a simulated phone ships to (uplink.NewDir), with the same keys.
 type Vault struct {
-	cl     *minio.Client
-	bucket string
+	st store
 }
 
-// New connects to the vault of c (its keys are the admin's).
+// New opens the vault of c: its bucket with c's keys (the admin's), or its directory when
+// c.Dir is set. transport is for a bucket only (nil: the default).
 func New(c uplink.Config, transport http.RoundTripper) (*Vault, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	if c.Dir != "" {
-		return nil, fmt.Errorf("%w: the back office works on a bucket, not a directory", uplink.ErrConfig)
+		return &Vault{st: &dir{root: filepath.Clean(c.Dir)}}, nil
 	}
 	host, secure := c.Host()
 	cl, err := minio.New(host, &minio.Options{Creds: credentials.NewStaticV4(c.AccessKey, c.SecretKey, ""),
@@ -67,7 +70,7 @@ func New(c uplink.Config, transport http.RoundTripper) (*Vault, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Vault{cl: cl, bucket: c.Bucket}, nil
+	return &Vault{st: &bucket{cl: cl, name: c.Bucket}}, nil
 }
 
 // Enrolled maps a device id to the fingerprint of its enrolled signing key
@@ -139,12 +142,18 @@ type Outcome struct {
 // own error is for the vault itself failing (listing); a refused or failed request is an
 // Outcome and the rest go on.
 func (v *Vault) Purge(ctx context.Context, enrolled Enrolled, now func() time.Time, report func(Outcome)) error {
-	for o := range v.cl.ListObjects(ctx, v.bucket, minio.ListObjectsOptions{Prefix: uplink.PurgePrefix, Recursive: true}) {
-		if o.Err != nil {
-			return fmt.Errorf("list %s: %w", uplink.PurgePrefix, o.Err)
+	// Listed first, then acted on: purging removes objects, and a listing that is read while
+	// its directory changes may skip or repeat one.
+	var keys []string
+	for key, err := range v.st.list(ctx, uplink.PurgePrefix) {
+		if err != nil {
+			return fmt.Errorf("list %s: %w", uplink.PurgePrefix, err)
 		}
-		r, err := v.purgeOne(ctx, o.Key, enrolled, now)
-		report(Outcome{Key: o.Key, Receipt: r, Err: err})
+		keys = append(keys, key)
+	}
+	for _, key := range keys {
+		r, err := v.purgeOne(ctx, key, enrolled, now)
+		report(Outcome{Key: key, Receipt: r, Err: err})
 	}
 	return nil
 }
@@ -182,18 +191,22 @@ func (v *Vault) purgeOne(ctx context.Context, key string, enrolled Enrolled, now
 		if json.Unmarshal(old, &prev) == nil {
 			rc.Deleted = prev.Deleted
 		}
-	} else if minio.ToErrorResponse(err).Code != "NoSuchKey" {
+	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
 	prefix := uplink.CallPrefix(fac, dev, call)
-	for o := range v.cl.ListObjects(ctx, v.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
-		if o.Err != nil {
-			return nil, fmt.Errorf("list %s: %w", prefix, o.Err)
+	var doomed []string
+	for key, err := range v.st.list(ctx, prefix) {
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", prefix, err)
 		}
-		if err := v.cl.RemoveObject(ctx, v.bucket, o.Key, minio.RemoveObjectOptions{}); err != nil {
-			return nil, fmt.Errorf("delete %s: %w", o.Key, err)
+		doomed = append(doomed, key)
+	}
+	for _, key := range doomed {
+		if err := v.st.remove(ctx, key); err != nil {
+			return nil, fmt.Errorf("delete %s: %w", key, err)
 		}
-		rc.Deleted = append(rc.Deleted, o.Key)
+		rc.Deleted = append(rc.Deleted, key)
 	}
 	// Listed again: a store that answered a delete without deleting is caught here.
 	left, err := v.first(ctx, prefix)
@@ -212,11 +225,11 @@ func (v *Vault) purgeOne(ctx context.Context, key string, enrolled Enrolled, now
 		return nil, err
 	}
 	out = append(out, '\n')
-	if _, err := v.cl.PutObject(ctx, v.bucket, rkey, bytes.NewReader(out), int64(len(out)), minio.PutObjectOptions{ContentType: "application/json"}); err != nil {
+	if err := v.st.put(ctx, rkey, out); err != nil {
 		return nil, fmt.Errorf("write receipt %s: %w", rkey, err)
 	}
 	// The request goes last: a run cut short is finished by the next.
-	if err := v.cl.RemoveObject(ctx, v.bucket, key, minio.RemoveObjectOptions{}); err != nil {
+	if err := v.st.remove(ctx, key); err != nil {
 		return nil, fmt.Errorf("delete %s after writing its receipt: %w", key, err)
 	}
 	return rc, nil
@@ -224,20 +237,17 @@ func (v *Vault) purgeOne(ctx context.Context, key string, enrolled Enrolled, now
 
 // first is the first key under prefix, or "" if there is none.
 func (v *Vault) first(ctx context.Context, prefix string) (string, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	o, ok := <-v.cl.ListObjects(ctx, v.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, MaxKeys: 1})
-	switch {
-	case !ok:
-		return "", nil
-	case o.Err != nil:
-		return "", fmt.Errorf("list %s: %w", prefix, o.Err)
+	for key, err := range v.st.list(ctx, prefix) {
+		if err != nil {
+			return "", fmt.Errorf("list %s: %w", prefix, err)
+		}
+		return key, nil
 	}
-	return o.Key, nil
+	return "", nil
 }
 
 func (v *Vault) get(ctx context.Context, key string, limit int64) ([]byte, error) {
-	o, err := v.cl.GetObject(ctx, v.bucket, key, minio.GetObjectOptions{})
+	o, err := v.st.open(ctx, key)
 	if err != nil {
 		return nil, err
 	}
@@ -256,8 +266,12 @@ func (v *Vault) get(ctx context.Context, key string, limit int64) ([]byte, error
 // recordings decrypt reads them: the manifest, the call record, and the segments under the
 // names they have in a spool. It returns how many it wrote.
 func (v *Vault) Fetch(ctx context.Context, facility, device, callID, dir string) (int, error) {
-	if !spool.ValidCallID(callID) {
-		return 0, fmt.Errorf("call id %q: %w", callID, spool.ErrBadID)
+	// Names, not paths: "../x" must not reach outside the vault's layout (or, for a
+	// directory vault, outside the directory).
+	for what, name := range map[string]string{"facility": facility, "device": device, "call": callID} {
+		if !spool.ValidCallID(name) {
+			return 0, fmt.Errorf("%s id %q: %w", what, name, spool.ErrBadID)
+		}
 	}
 	local := spool.FetchedPaths(dir)
 	if err := os.MkdirAll(local.SegmentDir, 0o700); err != nil {
@@ -269,12 +283,12 @@ func (v *Vault) Fetch(ctx context.Context, facility, device, callID, dir string)
 	record := path.Base(uplink.RecordKey(facility, device, callID))
 	prefix := uplink.CallPrefix(facility, device, callID)
 	n := 0
-	for o := range v.cl.ListObjects(ctx, v.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
-		if o.Err != nil {
-			return n, fmt.Errorf("list %s: %w", prefix, o.Err)
+	for key, err := range v.st.list(ctx, prefix) {
+		if err != nil {
+			return n, fmt.Errorf("list %s: %w", prefix, err)
 		}
 		var dst string
-		switch name := path.Base(o.Key); name {
+		switch name := path.Base(key); name {
 		case manifest:
 			dst = local.Manifest
 		case record:
@@ -282,14 +296,14 @@ func (v *Vault) Fetch(ctx context.Context, facility, device, callID, dir string)
 		default:
 			dst = filepath.Join(local.SegmentDir, name)
 		}
-		obj, err := v.cl.GetObject(ctx, v.bucket, o.Key, minio.GetObjectOptions{})
+		obj, err := v.st.open(ctx, key)
 		if err != nil {
-			return n, err
+			return n, fmt.Errorf("fetch %s: %w", key, err)
 		}
 		err = atomicfile.WriteFunc(dst, 0o600, func(w io.Writer) error { _, err := io.Copy(w, obj); return err })
 		obj.Close()
 		if err != nil {
-			return n, fmt.Errorf("fetch %s: %w", o.Key, err)
+			return n, fmt.Errorf("fetch %s: %w", key, err)
 		}
 		n++
 	}

@@ -5,8 +5,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +20,7 @@ import (
 	"github.com/wallphone/wallphone/backoffice/vault"
 	"github.com/wallphone/wallphone/identity"
 	"github.com/wallphone/wallphone/purge"
+	"github.com/wallphone/wallphone/spool"
 	"github.com/wallphone/wallphone/uplink"
 	"github.com/wallphone/wallphone/uplink/s3test"
 )
@@ -29,10 +34,72 @@ const (
 	keep = "20260314T121500Z-000000000003"
 )
 
-func put(t *testing.T, c *minio.Client, key string, b []byte) {
+// backend is a vault as the tests see it: put writes an object as a phone does, objects
+// reads back everything stored, admin is the back office's vault.json.
+type backend struct {
+	put     func(t *testing.T, key string, b []byte)
+	objects func(t *testing.T) map[string][]byte
+	admin   uplink.Config
+}
+
+// backends are the two kinds of vault: a real S3 server reached with the phone's write-only
+// credentials, and a directory written by the phone's own uplink.DirVault.
+var backends = []struct {
+	name  string
+	start func(t *testing.T) backend
+}{
+	{"s3", func(t *testing.T) backend {
+		srv := s3test.Start(t)
+		phone := srv.Phone(t)
+		return backend{
+			put: func(t *testing.T, key string, b []byte) {
+				t.Helper()
+				if _, err := phone.PutObject(context.Background(), s3test.Bucket, key, bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{}); err != nil {
+					t.Fatalf("put %s: %v", key, err)
+				}
+			},
+			objects: func(t *testing.T) map[string][]byte { return srv.Objects(t) },
+			admin:   srv.AdminConfig(),
+		}
+	}},
+	{"dir", func(t *testing.T) backend {
+		dir := t.TempDir()
+		phone := uplink.NewDir(dir, 0)
+		return backend{
+			put: func(t *testing.T, key string, b []byte) {
+				t.Helper()
+				if err := phone.Put(context.Background(), key, bytes.NewReader(b), int64(len(b)), sha256.Sum256(b)); err != nil {
+					t.Fatalf("put %s: %v", key, err)
+				}
+			},
+			objects: func(t *testing.T) map[string][]byte { return dirObjects(t, dir) },
+			admin:   uplink.Config{Dir: dir},
+		}
+	}},
+}
+
+// dirObjects is every file under dir by its key.
+func dirObjects(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
-	if _, err := c.PutObject(context.Background(), s3test.Bucket, key, bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{}); err != nil {
-		t.Fatalf("put %s: %v", key, err)
+	objs := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(dir, p)
+		objs[filepath.ToSlash(rel)] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+func forEachBackend(t *testing.T, test func(t *testing.T, b backend)) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) { test(t, be.start(t)) })
 	}
 }
 
@@ -40,14 +107,14 @@ func put(t *testing.T, c *minio.Client, key string, b []byte) {
 // purge request for the first signed by the phone's enrolled key, one for the second signed
 // by another key, and one for a call of another device that names the wrong device; only the
 // first call goes, with a receipt.
-func TestPurge(t *testing.T) {
-	srv := s3test.Start(t)
-	phone := srv.Phone(t)
+func TestPurge(t *testing.T) { forEachBackend(t, testPurge) }
+
+func testPurge(t *testing.T, be backend) {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	_, forger, _ := ed25519.GenerateKey(rand.Reader)
 	for _, c := range []string{good, bad, keep} {
 		for _, name := range []string{"000000.age", "000001.age", "manifest.age", "record.age"} {
-			put(t, phone, uplink.CallPrefix(fac, dev, c)+name, []byte("age-encryption.org/v1\n"+c+name))
+			be.put(t, uplink.CallPrefix(fac, dev, c)+name, []byte("age-encryption.org/v1\n"+c+name))
 		}
 	}
 	req := func(device, call string, k ed25519.PrivateKey) []byte {
@@ -57,13 +124,13 @@ func TestPurge(t *testing.T) {
 		}
 		return b
 	}
-	put(t, phone, uplink.PurgeKey(fac, dev, good), req(dev, good, key))
-	put(t, phone, uplink.PurgeKey(fac, dev, bad), req(dev, bad, forger))
-	put(t, phone, uplink.PurgeKey(fac, dev2, keep), req(dev, keep, key)) // a request moved to another device's prefix
-	put(t, phone, uplink.PurgePrefix+"junk.json", []byte("{}"))
+	be.put(t, uplink.PurgeKey(fac, dev, good), req(dev, good, key))
+	be.put(t, uplink.PurgeKey(fac, dev, bad), req(dev, bad, forger))
+	be.put(t, uplink.PurgeKey(fac, dev2, keep), req(dev, keep, key)) // a request moved to another device's prefix
+	be.put(t, uplink.PurgePrefix+"junk.json", []byte("{}"))
 
 	enrolled := vault.Enrolled{dev: identity.Fingerprint(key.Public().(ed25519.PublicKey)), dev2: strings.Repeat("ab", 16)}
-	v, err := vault.New(srv.AdminConfig(), nil)
+	v, err := vault.New(be.admin, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +162,7 @@ func TestPurge(t *testing.T) {
 		t.Errorf("forged request: %v", refused[uplink.PurgeKey(fac, dev, bad)])
 	}
 
-	objs := srv.Objects(t)
+	objs := be.objects(t)
 	for k := range objs {
 		if strings.Contains(k, good) && !strings.HasPrefix(k, uplink.ReceiptPrefix) {
 			t.Errorf("%s survived its purge", k)
@@ -118,7 +185,7 @@ func TestPurge(t *testing.T) {
 
 	// The phone sends the same request again (a crash before it removed its copy): the
 	// receipt keeps what the first run deleted.
-	put(t, phone, uplink.PurgeKey(fac, dev, good), req(dev, good, key))
+	be.put(t, uplink.PurgeKey(fac, dev, good), req(dev, good, key))
 	receipts = nil
 	if err := v.Purge(context.Background(), enrolled, time.Now, func(o vault.Outcome) {
 		if o.Err == nil {
@@ -129,6 +196,100 @@ func TestPurge(t *testing.T) {
 	}
 	if len(receipts) != 1 || len(receipts[0].Deleted) != 4 {
 		t.Errorf("second run: %+v", receipts)
+	}
+}
+
+// TestFetch fetches one call's objects and nothing of its neighbours, where recordings
+// decrypt reads them.
+func TestFetch(t *testing.T) { forEachBackend(t, testFetch) }
+
+func testFetch(t *testing.T, be backend) {
+	for _, c := range []string{good, keep} {
+		for _, name := range []string{"000000.age", "000001.age", "manifest.age", "record.age"} {
+			be.put(t, uplink.CallPrefix(fac, dev, c)+name, []byte(c+name))
+		}
+	}
+	v, err := vault.New(be.admin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	n, err := v.Fetch(context.Background(), fac, dev, good, out)
+	if err != nil || n != 4 {
+		t.Fatalf("Fetch: %d %v, want 4 objects", n, err)
+	}
+	local := spool.FetchedPaths(out)
+	for p, want := range map[string]string{
+		local.Manifest: good + "manifest.age", local.Record: good + "record.age",
+		filepath.Join(local.SegmentDir, "000001.age"): good + "000001.age",
+	} {
+		if b, err := os.ReadFile(p); err != nil || string(b) != want {
+			t.Errorf("%s: %q %v, want %q", p, b, err, want)
+		}
+	}
+	if _, err := v.Fetch(context.Background(), fac, dev, bad, t.TempDir()); err == nil {
+		t.Error("Fetch of a call the vault does not hold succeeded")
+	}
+	// Names from the command line are not paths: nothing outside the vault is read.
+	for _, f := range []string{"..", "a/b", ""} {
+		if _, err := v.Fetch(context.Background(), f, dev, good, t.TempDir()); !errors.Is(err, spool.ErrBadID) {
+			t.Errorf("Fetch with facility %q: %v, want ErrBadID", f, err)
+		}
+	}
+}
+
+// TestDirVault covers what only a directory has: a phone's half-written temporary file is
+// not an object, and a purged call leaves no empty directory naming it.
+func TestDirVault(t *testing.T) {
+	dir := t.TempDir()
+	phone := uplink.NewDir(dir, 0)
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	put := func(k string, b []byte) {
+		if err := phone.Put(context.Background(), k, bytes.NewReader(b), int64(len(b)), sha256.Sum256(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req, err := purge.Sign(purge.Request{DeviceID: dev, CallID: good, Reason: purge.ReasonPrivileged, RegistryVersion: 7, Requested: time.Now()}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(uplink.ManifestKey(fac, dev, good), []byte("m"))
+	put(uplink.PurgeKey(fac, dev, good), req)
+	callDir := filepath.Join(dir, filepath.FromSlash(uplink.CallPrefix(fac, dev, good)))
+	tmp := filepath.Join(callDir, ".000000.age.tmp123")
+	if err := os.WriteFile(tmp, []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err := vault.New(uplink.Config{Dir: dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := v.Fetch(context.Background(), fac, dev, good, t.TempDir()); err != nil || n != 1 {
+		t.Errorf("Fetch: %d %v, want the manifest alone", n, err)
+	}
+	os.Remove(tmp) // the phone's write finished or was cut short and cleaned
+	var got []vault.Outcome
+	if err := v.Purge(context.Background(), vault.Enrolled{dev: identity.Fingerprint(key.Public().(ed25519.PublicKey))}, time.Now,
+		func(o vault.Outcome) { got = append(got, o) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Err != nil || len(got[0].Receipt.Deleted) != 1 {
+		t.Fatalf("purge: %+v", got)
+	}
+	if _, err := os.Stat(callDir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the purged call's directory is left: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(uplink.ReceiptKey(fac, dev, good)))); err != nil {
+		t.Errorf("no receipt: %v", err)
+	}
+	// A vault directory that is not there is an error, not an empty vault: a typo in
+	// vault.json must not read as "nothing to purge".
+	v, err = vault.New(uplink.Config{Dir: filepath.Join(dir, "nowhere")}, nil)
+	if err == nil {
+		err = v.Purge(context.Background(), nil, time.Now, func(vault.Outcome) {})
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a vault directory that does not exist: %v, want fs.ErrNotExist", err)
 	}
 }
 

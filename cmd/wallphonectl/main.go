@@ -28,7 +28,8 @@
 //	wallphonectl demo init DIR       a demo facility for the simulated phone (make run uses it)
 //
 // recordings decrypt exits 0 when every segment checked out and 1 when one is missing,
-// altered, or present but not in a complete manifest (the WAV is written all the same).
+// altered, or present but not in a complete manifest (the WAV is written all the same); 1
+// with nothing written when the manifest is not the enrolled phone's or not the call's.
 package main
 
 import (
@@ -58,10 +59,12 @@ const usage = `usage:
                                    its recipient (age1...) for the policy's recording.recipients
   wallphonectl recordings list --spool DIR
                                    list the calls in a spool: segments, bytes, whether a manifest is there
-  wallphonectl recordings decrypt --identity KEYFILE [--identity KEYFILE...] [--device-key FINGERPRINT] --out FILE.wav
+  wallphonectl recordings decrypt --identity KEYFILE [--identity KEYFILE...] [--device-key FINGERPRINT] --out FILE.wav [--force]
                                    (--spool DIR --call CALLID | --manifest FILE --segments DIR)
                                    check a call against its manifest and write it as one WAV (0600);
-                                   exit status 1 if a segment is missing, altered, or not in a complete manifest
+                                   exit status 1 if a segment is missing, altered, or not in a complete manifest;
+                                   nothing is written if another key signed it or it is another call,
+                                   nor over an existing FILE.wav without --force
 ` + registryUsage + repoUsage + `
   wallphonectl keys provisioning --facility ID --out PREFIX
                                    a facility's provisioning key: PREFIX.key (0600) and PREFIX.pub, the line

@@ -4,6 +4,7 @@ package main
 // they sealed. Nothing here runs on a phone.
 
 import (
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -123,8 +124,13 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
-// errNotClean is returned when the WAV was written but some segment did not check out.
-var errNotClean = errors.New("the recording did not check out")
+// Errors of recordings decrypt.
+var (
+	// errNotClean: the WAV was written but some segment did not check out.
+	errNotClean = errors.New("the recording did not check out")
+	// errOrigin: the manifest is not of the phone or the call asked for; nothing is written.
+	errOrigin = errors.New("the recording is not the one asked for")
+)
 
 func recordingsDecrypt(args []string, stdout io.Writer) error {
 	flags := flag.NewFlagSet("recordings decrypt", flag.ContinueOnError)
@@ -137,6 +143,7 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 	segDir := flags.String("segments", "", "the directory of the call's sealed segments")
 	out := flags.String("out", "", "the WAV file to write")
 	deviceKey := flags.String("device-key", "", "the fingerprint of the phone's enrolled device key; the manifest must be signed with it")
+	force := flags.Bool("force", false, "replace --out if it exists")
 	if err := flags.Parse(args); err != nil {
 		return fmt.Errorf("%w: recordings decrypt: %v", errUsage, err)
 	}
@@ -151,6 +158,17 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 		return fmt.Errorf("%w: recordings decrypt needs both --manifest FILE and --segments DIR", errUsage)
 	case fromSpool && !spool.ValidCallID(*callID):
 		return fmt.Errorf("%w: %q is not a call id", errUsage, *callID)
+	case *deviceKey != "" && !isFingerprint(*deviceKey):
+		// A typo here must not read as "another phone made this call".
+		return fmt.Errorf("%w: --device-key %q is not a fingerprint: want the 32 hex digits the phone showed at enrolment (device_key in its start-up line)",
+			errUsage, *deviceKey)
+	}
+	// Refused before any work, so that nothing is decrypted for nothing. A file made between
+	// this check and the end is still replaced: only the investigator writes there.
+	if _, err := os.Lstat(*out); err == nil && !*force {
+		return fmt.Errorf("%s exists; not overwriting it (--force replaces it): %w", *out, fs.ErrExist)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("--out: %w", err)
 	}
 	ids, err := readIdentities(keyFiles)
 	if err != nil {
@@ -183,30 +201,51 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "ignored: %s (%s)\n", filepath.Join(*segDir, n), why)
 	}
 
+	manifestErr := func(err error) error {
+		switch {
+		case errors.Is(err, recording.ErrNoIdentity):
+			return fmt.Errorf("manifest of %s: none of the identities in %s opens it: it was sealed to other recipients",
+				name, strings.Join(keyFiles, ", "))
+		case errors.Is(err, recording.ErrTampered):
+			return fmt.Errorf("manifest of %s is damaged or altered: %w", name, err)
+		case errors.Is(err, recording.ErrSignature):
+			return fmt.Errorf("manifest of %s: its signature does not verify: it was altered after the phone signed it: %w", name, err)
+		}
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	// Who made the call, and which call it is, are settled before a byte is written:
+	// Assemble writes as it goes, and a WAV whose origin does not check out must not exist,
+	// not even for a moment. Missing or altered segments are another matter: the manifest
+	// vouches for the rest, which is written with silence in their place.
+	plain, err := recording.Decrypt(manifest, ids...)
+	if err != nil {
+		return manifestErr(err)
+	}
+	m, key, err := recording.OpenManifest(plain)
+	clear(plain)
+	if err != nil {
+		return manifestErr(err)
+	}
+	signer := identity.Fingerprint(key)
+	fmt.Fprintf(stdout, "manifest signed by device %s, key %s\n", m.DeviceID, signer)
+	switch {
+	case *deviceKey != "" && !strings.EqualFold(*deviceKey, signer):
+		return fmt.Errorf("%w: the manifest is signed by key %s, not by the enrolled key %s: this call was not made by that phone; nothing was written",
+			errOrigin, signer, *deviceKey)
+	case fromSpool && m.CallID != *callID:
+		return fmt.Errorf("%w: the manifest in %s is of call %s, not %s: nothing was written", errOrigin, *manPath, m.CallID, *callID)
+	}
+
 	var rep recording.Report
 	err = atomicfile.WriteFunc(*out, 0o600, func(w io.Writer) error {
 		var err error
 		rep, err = recording.Assemble(manifest, segs, ids, w)
 		return err
 	})
-	switch {
-	case errors.Is(err, recording.ErrNoIdentity):
-		return fmt.Errorf("manifest of %s: none of the identities in %s opens it: it was sealed to other recipients",
-			name, strings.Join(keyFiles, ", "))
-	case errors.Is(err, recording.ErrTampered):
-		return fmt.Errorf("manifest of %s is damaged or altered: %w", name, err)
-	case errors.Is(err, recording.ErrSignature):
-		return fmt.Errorf("manifest of %s: its signature does not verify: it was altered after the phone signed it", name)
-	case err != nil:
-		return fmt.Errorf("%s: %w", name, err)
+	if err != nil {
+		return manifestErr(err)
 	}
 	printReport(stdout, rep, *out)
-	signer := identity.Fingerprint(rep.DeviceKey)
-	fmt.Fprintf(stdout, "manifest signed by device %s, key %s\n", rep.DeviceID, signer)
-	if *deviceKey != "" && !strings.EqualFold(*deviceKey, signer) {
-		return fmt.Errorf("%w: the manifest is signed by key %s, not by the enrolled key %s: this call was not made by that phone",
-			errNotClean, signer, *deviceKey)
-	}
 	if !rep.OK() {
 		var what []string
 		if n := len(rep.Missing); n > 0 {
@@ -222,6 +261,12 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 			errNotClean, strings.Join(what, ", "), plural(rep.Listed, "segment"), *out)
 	}
 	return nil
+}
+
+// isFingerprint says whether s has the form of identity.Fingerprint's (either case).
+func isFingerprint(s string) bool {
+	_, err := hex.DecodeString(s)
+	return len(s) == 32 && err == nil
 }
 
 func readIdentities(files []string) ([]age.Identity, error) {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -12,8 +14,19 @@ func TestMain(m *testing.M) {
 }
 
 func TestScripts(t *testing.T) {
+	// The real agent, for the scripts that record a call and ship it (vault_dir.txtar).
+	bin := t.TempDir()
+	if !testing.Short() {
+		if out, err := exec.Command("go", "build", "-o", bin, "../wallphoned").CombinedOutput(); err != nil {
+			t.Fatalf("go build wallphoned: %v\n%s", err, out)
+		}
+	}
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("PATH", bin+string(filepath.ListSeparator)+env.Getenv("PATH"))
+			return nil
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			// putcall DBFILE ID JSON stores a call record as the agent would.
 			"putcall": func(ts *testscript.TestScript, neg bool, args []string) {
@@ -30,6 +43,10 @@ func TestScripts(t *testing.T) {
 			"size":   size,
 			"perm":   perm,
 			"flip":   flip,
+			// The agent's output and the vault: vault_test.go.
+			"capture":   capture,
+			"waitfile":  waitfile,
+			"signpurge": signpurge,
 		},
 	})
 }

@@ -9,11 +9,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"filippo.io/age"
+	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/identity"
@@ -155,4 +157,64 @@ func TestVaultFetchAndPurge(t *testing.T) {
 	if _, ok := objs[uplink.ReceiptKey(fac, dev, purged)]; !ok {
 		t.Error("no receipt object")
 	}
+}
+
+// capture VAR REGEXP sets VAR to the first group of REGEXP's first match in the last
+// command's standard output: the device and call ids the agent logged.
+func capture(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || neg {
+		ts.Fatalf("usage: capture VAR REGEXP")
+	}
+	re, err := regexp.Compile(args[1])
+	ts.Check(err)
+	m := re.FindStringSubmatch(ts.ReadFile("stdout"))
+	if len(m) != 2 {
+		ts.Fatalf("no match for %s (with one group) in stdout", args[1])
+	}
+	ts.Setenv(args[0], m[1])
+}
+
+// waitfile TIMEOUT GLOB waits until a file matches GLOB: what a background agent ships
+// arrives when it arrives, and polling the condition is what a test can do without a hook.
+func waitfile(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || neg {
+		ts.Fatalf("usage: waitfile TIMEOUT GLOB")
+	}
+	d, err := time.ParseDuration(args[0])
+	ts.Check(err)
+	deadline := time.Now().Add(d)
+	for {
+		m, err := filepath.Glob(ts.MkAbs(args[1]))
+		ts.Check(err)
+		if len(m) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("no file matches %s after %s", args[1], d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// signpurge KEYFILE|- DEVICE CALL OUT writes a purge request for the call, signed with the
+// phone's device key or, with -, with a key nobody enrolled: a forgery.
+func signpurge(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 4 || neg {
+		ts.Fatalf("usage: signpurge KEYFILE|- DEVICE CALL OUT")
+	}
+	var key ed25519.PrivateKey
+	if args[0] == "-" {
+		_, key, _ = ed25519.GenerateKey(rand.Reader)
+	} else {
+		b, err := os.ReadFile(ts.MkAbs(args[0]))
+		ts.Check(err)
+		key, err = identity.ParsePrivateKey(b)
+		ts.Check(err)
+	}
+	req, err := purge.Sign(purge.Request{DeviceID: args[1], CallID: args[2], Reason: purge.ReasonPrivileged,
+		RegistryVersion: 2, Requested: time.Now()}, key)
+	ts.Check(err)
+	out := ts.MkAbs(args[3])
+	ts.Check(os.MkdirAll(filepath.Dir(out), 0o700))
+	ts.Check(os.WriteFile(out, req, 0o600))
 }
