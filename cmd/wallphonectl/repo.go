@@ -380,6 +380,9 @@ func repoPublish(dir string, rf *roleFlags, regFile string, deltas, policies []s
 				return fmt.Errorf("registry version %d: the repository already has version %d; versions only go up", v, cur)
 			}
 		}
+		if err := checkOverPublished(r, next); err != nil {
+			return err
+		}
 		for _, old := range deltas {
 			if err := addDelta(r, old, next, &msgs); err != nil {
 				return err
@@ -416,6 +419,30 @@ func repoPublish(dir string, rf *roleFlags, regFile string, deltas, policies []s
 	}
 	sort.Strings(msgs)
 	fmt.Fprintf(stdout, "published (targets version %d):\n  %s\n", r.TargetsVersion(), strings.Join(msgs, "\n  "))
+	return nil
+}
+
+// checkOverPublished refuses next if a phone holding the registry published now would
+// refuse to install next over it. A registry built without --prev starts a new removal log,
+// so the build cannot know what the phones hold; the repository does. The rule is the
+// phone's own (registry.CheckRemovals, which package updates calls at install), so the back
+// office and the phones cannot disagree about it.
+func checkOverPublished(r *tufrepo.Repo, next *registry.Set) error {
+	if r.Target(updates.RegistryTarget) == nil {
+		return nil // the first registry: nothing to shrink from
+	}
+	p, err := r.TargetPath(updates.RegistryTarget)
+	if err != nil {
+		return err
+	}
+	cur, err := registry.Open(p)
+	if err != nil {
+		return fmt.Errorf("the published registry: %w", err)
+	}
+	defer cur.Close()
+	if err := registry.CheckRemovals(cur, next); err != nil {
+		return fmt.Errorf("phones holding version %d (the published registry) would refuse version %d: %w", cur.Version(), next.Version(), err)
+	}
 	return nil
 }
 
