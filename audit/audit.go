@@ -8,6 +8,20 @@
 // The log is a file of JSON lines. Each entry's hash covers the previous entry's hash and the
 // entry itself; its signature covers the hash. A line cut short by a power cut is the only
 // damage Open repairs (it was never acknowledged); anything else is reported by Verify.
+//
+// # Key changes
+//
+// The device key changes when a phone is enrolled (again). The change is an entry of the
+// chain (kind KindKeyChange, see Log.ChangeKey): signed by the key in force until then, it
+// names the new public key, and every entry after it must be signed by the new key. Verify
+// starts from the key the log starts with and follows the changes forward, so an auditor
+// needs that first key and learns every later one from the chain itself; Summary.Key is the
+// key in force at the end, which must be the phone's current key (its hello, its start-up
+// line). Verification does not go the other way, from the current key back, because
+// nothing then vouches for the older keys but the current one: whoever holds the current
+// key (a phone taken over today) could rewrite the history before it with keys of their
+// own making. Forward, the entries before a change stay bound to a key that was destroyed
+// at the change.
 package audit
 
 import (
@@ -51,16 +65,27 @@ type Entry struct {
 var (
 	// ErrBroken: the chain does not hold (an entry was changed, removed, reordered or forged).
 	ErrBroken = errors.New("audit: chain broken")
-	// ErrSignature: an entry's signature does not verify under the device key.
+	// ErrSignature: an entry's signature does not verify under the device key in force at
+	// that entry (the key Verify was given, or the last one a key change named).
 	ErrSignature = errors.New("audit: bad signature")
+	// ErrKeyChange: a key-change entry does not name a valid Ed25519 public key.
+	ErrKeyChange = errors.New("audit: key change names no valid key")
 )
+
+// KindKeyChange is the kind of the entry that hands the log over to a new device key. Its
+// fields: FieldNewKey, the new public key in hex; "new_key_fingerprint" and
+// "old_key_fingerprint", for people reading the log.
+const KindKeyChange = "device_key_changed"
+
+// FieldNewKey is the field of a key-change entry that holds the new public key (hex).
+const FieldNewKey = "new_key"
 
 // Log appends to one audit file. It is safe for concurrent use: the call loop and the console
 // both append.
 type Log struct {
-	mu   sync.Mutex
+	mu   sync.Mutex // guards the fields below, and the file's end: one append at a time
 	f    *os.File
-	key  ed25519.PrivateKey
+	key  ed25519.PrivateKey // signs the next entry; ChangeKey replaces it
 	now  func() time.Time
 	seq  uint64
 	last string
@@ -146,6 +171,42 @@ func (l *Log) findHead() (bool, error) {
 func (l *Log) Append(kind string, fields map[string]string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.append(kind, fields)
+}
+
+// ChangeKey hands the log over to next: it appends a KindKeyChange entry naming next's public
+// key, signed by the key in force, and from then on signs with next. Both happen under the
+// lock, so no entry is ever signed by the old key after the change or by the new one before
+// it. If the entry cannot be written, the log keeps its key and ChangeKey returns the error:
+// the caller must then not put next in force anywhere else either.
+func (l *Log) ChangeKey(next ed25519.PrivateKey) error {
+	if len(next) != ed25519.PrivateKeySize {
+		return errors.New("audit: the new device key is not an Ed25519 key")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	pub := next.Public().(ed25519.PublicKey)
+	err := l.append(KindKeyChange, map[string]string{
+		FieldNewKey:           hex.EncodeToString(pub),
+		"new_key_fingerprint": fingerprint(pub),
+		"old_key_fingerprint": fingerprint(l.key.Public().(ed25519.PublicKey)),
+	})
+	if err != nil {
+		return err
+	}
+	l.key = next
+	return nil
+}
+
+// fingerprint is identity.Fingerprint (the first 16 bytes of the key's SHA-256 in hex), the
+// form technicians write down; audit does not import identity, which it does not otherwise need.
+func fingerprint(pub ed25519.PublicKey) string {
+	sum := sha256.Sum256(pub)
+	return hex.EncodeToString(sum[:16])
+}
+
+// append writes one entry; l.mu is held.
+func (l *Log) append(kind string, fields map[string]string) error {
 	e := Entry{Seq: l.seq + 1, Time: l.now().UTC(), Kind: kind, Fields: fields, Prev: l.last}
 	e.Hash = e.computeHash()
 	h, _ := hex.DecodeString(e.Hash)
@@ -199,12 +260,28 @@ type Summary struct {
 	Head    string
 	First   time.Time
 	Last    time.Time
+	// Key is the device key in force after the last entry: the key Verify was given, or the
+	// one the last key change named (nil if neither). An auditor checks it against the
+	// phone's current key.
+	Key ed25519.PublicKey
+	// KeyChanges are the key-change entries, in order.
+	KeyChanges []KeyChange
 }
 
-// Verify walks a whole log and checks every link and, if pub is given, every signature. It
-// stops at the first fault and names its line.
+// KeyChange is one key-change entry as Verify found it.
+type KeyChange struct {
+	Seq  uint64
+	Time time.Time
+	Key  ed25519.PublicKey // the key in force from the entry after it
+}
+
+// Verify walks a whole log and checks every link and, if pub is given, every signature:
+// pub is the key the log starts with, and each key-change entry, once its own signature
+// verifies under the key in force, puts the key it names in force for the entries after it.
+// Without pub only the chain is checked (and the key changes are still reported). It stops
+// at the first fault and names its line.
 func Verify(r io.Reader, pub ed25519.PublicKey) (Summary, error) {
-	var s Summary
+	s := Summary{Key: pub}
 	prev := genesis
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxLine)
@@ -226,9 +303,17 @@ func Verify(r io.Reader, pub ed25519.PublicKey) (Summary, error) {
 		if pub != nil {
 			h, _ := hex.DecodeString(e.Hash)
 			sig, err := hex.DecodeString(e.Sig)
-			if err != nil || !ed25519.Verify(pub, h, sig) {
-				return s, fmt.Errorf("line %d: %w", line, ErrSignature)
+			if err != nil || !ed25519.Verify(s.Key, h, sig) {
+				return s, fmt.Errorf("line %d: %w (key in force: %s)", line, ErrSignature, fingerprint(s.Key))
 			}
+		}
+		if e.Kind == KindKeyChange {
+			k, err := hex.DecodeString(e.Fields[FieldNewKey])
+			if err != nil || len(k) != ed25519.PublicKeySize {
+				return s, fmt.Errorf("line %d: %w: %s %q", line, ErrKeyChange, FieldNewKey, e.Fields[FieldNewKey])
+			}
+			s.Key = ed25519.PublicKey(k)
+			s.KeyChanges = append(s.KeyChanges, KeyChange{Seq: e.Seq, Time: e.Time, Key: s.Key})
 		}
 		if s.Entries == 0 {
 			s.First = e.Time

@@ -3,7 +3,9 @@ package audit
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,6 +124,124 @@ func TestForgedChain(t *testing.T) {
 	}
 	if _, err := verifyFile(t, path, testKey(1).Public().(ed25519.PublicKey)); !errors.Is(err, ErrSignature) {
 		t.Fatalf("err = %v, want ErrSignature", err)
+	}
+}
+
+// step is one entry of a log made for a key-change test: signed by testKey(signer), and a
+// key change to testKey(changeTo) if changeTo is not 0. A signer other than the key in force
+// is a forgery (or a bug) the log must show.
+type step struct{ signer, changeTo byte }
+
+func logOf(t *testing.T, steps ...step) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l, _, err := Open(path, Options{Key: testKey(steps[0].signer), Now: clock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i, s := range steps {
+		l.key = testKey(s.signer)
+		if s.changeTo != 0 {
+			err = l.ChangeKey(testKey(s.changeTo))
+		} else {
+			err = l.Append("decision", map[string]string{"call_id": fmt.Sprint("c", i)})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path
+}
+
+func pubOf(seed byte) ed25519.PublicKey { return testKey(seed).Public().(ed25519.PublicKey) }
+
+// Enrolment gives a phone a new device key: the log records the change, signed by the old
+// key, and verifies as a whole from the key it starts with.
+func TestKeyChange(t *testing.T) {
+	path := logOf(t, step{1, 0}, step{1, 0}, step{1, 2}, step{2, 0}, step{2, 3}, step{3, 0})
+	s, err := verifyFile(t, path, pubOf(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Entries != 6 || !s.Key.Equal(pubOf(3)) || len(s.KeyChanges) != 2 ||
+		s.KeyChanges[0].Seq != 3 || !s.KeyChanges[0].Key.Equal(pubOf(2)) || s.KeyChanges[1].Seq != 5 {
+		t.Fatalf("summary %+v", s)
+	}
+	// The chain alone still reports the keys it names.
+	if s, err := verifyFile(t, path, nil); err != nil || !s.Key.Equal(pubOf(3)) {
+		t.Fatalf("chain only: key %x, %v", s.Key, err)
+	}
+	// From the current key alone it does not verify: nothing but that key would vouch for
+	// the older ones (see the package doc).
+	if _, err := verifyFile(t, path, pubOf(3)); !errors.Is(err, ErrSignature) || !strings.Contains(err.Error(), "line 1:") {
+		t.Fatalf("from the newest key: %v", err)
+	}
+	// Reopened with the new key (the agent after its restart), the log goes on.
+	l, _, err := Open(path, Options{Key: testKey(3), Now: clock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Append("decision", nil)
+	l.Close()
+	if s, err := verifyFile(t, path, pubOf(1)); err != nil || s.Entries != 7 {
+		t.Fatalf("after reopen: %+v %v", s, err)
+	}
+	if err := l.ChangeKey(ed25519.PrivateKey("short")); err == nil {
+		t.Fatal("a key that is not Ed25519 accepted")
+	}
+}
+
+func TestKeyChangeForgeries(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		steps []step
+		edit  func(l []string) []string // nil: as written
+		want  error
+		line  string
+	}{
+		{"new key signs before the change", []step{{1, 0}, {2, 0}, {1, 2}, {2, 0}}, nil, ErrSignature, "line 2:"},
+		{"change signed by the new key itself", []step{{1, 0}, {2, 2}, {2, 0}}, nil, ErrSignature, "line 2:"},
+		{"change signed by a third key", []step{{1, 0}, {3, 3}, {3, 0}}, nil, ErrSignature, "line 2:"},
+		{"old key signs after the change", []step{{1, 0}, {1, 2}, {1, 0}}, nil, ErrSignature, "line 3:"},
+		{"second change signed by the first key", []step{{1, 2}, {2, 0}, {1, 3}, {3, 0}}, nil, ErrSignature, "line 3:"},
+		{"change removed", []step{{1, 0}, {1, 2}, {2, 0}},
+			func(l []string) []string { return append(l[:1], l[2:]...) }, ErrBroken, "line 2:"},
+		{"change moved earlier", []step{{1, 0}, {1, 2}, {2, 0}},
+			func(l []string) []string { l[0], l[1] = l[1], l[0]; return l }, ErrBroken, "line 1:"},
+		{"change names another key", []step{{1, 0}, {1, 2}, {2, 0}},
+			func(l []string) []string {
+				l[1] = strings.Replace(l[1], hex.EncodeToString(pubOf(2)), hex.EncodeToString(pubOf(3)), 1)
+				return l
+			}, ErrBroken, "line 2:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, _ := os.ReadFile(logOf(t, tc.steps...))
+			out := string(b)
+			if tc.edit != nil {
+				lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+				out = strings.Join(tc.edit(lines), "\n") + "\n"
+			}
+			_, err := Verify(strings.NewReader(out), pubOf(1))
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.line) {
+				t.Fatalf("err = %v, want %v at %s", err, tc.want, tc.line)
+			}
+		})
+	}
+}
+
+// A key change that names no valid key, even one properly signed, ends verification: no
+// later entry could be checked.
+func TestKeyChangeNamingNoKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l, _, err := Open(path, Options{Key: testKey(1), Now: clock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Append(KindKeyChange, map[string]string{FieldNewKey: "abcd"})
+	l.Close()
+	if _, err := verifyFile(t, path, pubOf(1)); !errors.Is(err, ErrKeyChange) {
+		t.Fatalf("err = %v, want ErrKeyChange", err)
 	}
 }
 

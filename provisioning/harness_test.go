@@ -16,6 +16,7 @@ import (
 
 	"go.bug.st/serial"
 
+	"github.com/wallphone/wallphone/identity"
 	"github.com/wallphone/wallphone/provisioning"
 	"github.com/wallphone/wallphone/store"
 )
@@ -35,8 +36,19 @@ func (c *clock) Advance(d time.Duration) {
 
 // auditLog records every entry.
 type auditLog struct {
-	mu      sync.Mutex // guards entries
-	entries []string
+	mu         sync.Mutex // guards entries and failChange
+	entries    []string
+	failChange error // what ChangeKey returns, if not nil
+}
+
+func (a *auditLog) ChangeKey(next ed25519.PrivateKey) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.failChange != nil {
+		return a.failChange
+	}
+	a.entries = append(a.entries, "device_key_changed "+identity.Fingerprint(next.Public().(ed25519.PublicKey)))
+	return nil
 }
 
 func (a *auditLog) Append(kind string, fields map[string]string) error {
@@ -160,6 +172,7 @@ type rig struct {
 	trust   string
 	clock   *clock
 	audit   *auditLog
+	auditor provisioning.Auditor // the log the console writes to: audit, unless a test sets another
 	phone   *phone
 	db      *store.DB
 	srv     *provisioning.Server
@@ -191,6 +204,7 @@ var validators = map[string]func([]byte) error{
 func newRig(t *testing.T) *rig {
 	t.Helper()
 	r := &rig{t: t, data: t.TempDir(), clock: &clock{now: epoch}, audit: &auditLog{}, phone: &phone{done: make(chan struct{}, 10)}}
+	r.auditor = r.audit
 	r.home = newFacility(t, "county-jail")
 	r.tech = r.home.issue(t, "Ana Tech", epoch.Add(-time.Hour), epoch.Add(30*24*time.Hour))
 	r.trust = filepath.Join(t.TempDir(), "provisioning.pub")
@@ -217,7 +231,7 @@ func (r *rig) writeTrust(s string) {
 func (r *rig) newServer() {
 	srv, err := provisioning.NewServer(provisioning.Config{
 		DeviceID: "wp-0123abcd", Firmware: "test", DataDir: r.data, DeviceKey: r.devKey,
-		TrustFile: r.trust, Validators: validators, Locks: r.db, Audit: r.audit, Phone: r.phone,
+		TrustFile: r.trust, Validators: validators, Locks: r.db, Audit: r.auditor, Phone: r.phone,
 		Reset:  func() error { r.phone.did(&r.phone.resets); return nil },
 		Reboot: func() error { r.phone.did(&r.phone.reboots); return nil },
 		Now:    r.clock.Now,

@@ -48,9 +48,13 @@ const (
 	MaxLock   = 24 * time.Hour
 )
 
-// Auditor is the audit log the console writes every action to.
+// Auditor is the audit log the console writes every action to (*audit.Log).
 type Auditor interface {
 	Append(kind string, fields map[string]string) error
+	// ChangeKey records, signed by the key in force, that next is the device key from now
+	// on, and signs every later entry with next (audit.Log.ChangeKey). Enrolment calls it
+	// when it makes the phone a new key, so the log verifies across the change.
+	ChangeKey(next ed25519.PrivateKey) error
 }
 
 // LockStore keeps the count of failed authentications and the time before which the next
@@ -600,7 +604,7 @@ func (s *Server) enroll(e Enroll) (Enrolled, error) {
 	var key ed25519.PrivateKey
 	facility := s.session.cert.Facility
 	err := WriteEnrolment(s.cfg.DataDir, items, facility, func() (err error) {
-		key, err = identity.Create(filepath.Join(s.cfg.DataDir, "device.key"))
+		key, err = s.newDeviceKey()
 		return err
 	})
 	if err != nil {
@@ -610,6 +614,35 @@ func (s *Server) enroll(e Enroll) (Enrolled, error) {
 	s.deviceKey, s.facility = pub, facility
 	s.session.staged = nil
 	return Enrolled{Facility: facility, DeviceKey: pub, KeyFingerprint: identity.Fingerprint(pub), Installed: names}, nil
+}
+
+// newDeviceKey makes the phone a new device key and hands the audit log over to it: the log
+// records the change, signed by the old key, and signs everything after it with the new one,
+// so that it still verifies as a whole (audit.Verify follows the change). The key file is
+// written first and put back as it was if the log cannot record the change: a device key
+// the log does not know of would break the log at the agent's next start. (A power cut
+// between the two writes still leaves that break; the auditor sees it, at that line.)
+func (s *Server) newDeviceKey() (ed25519.PrivateKey, error) {
+	path := filepath.Join(s.cfg.DataDir, "device.key")
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read device key: %w", err)
+	}
+	key, err := identity.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Audit.ChangeKey(key); err != nil {
+		if old != nil {
+			if rerr := atomicfile.Write(path, old, 0o600); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("put the old device key back: %w", rerr))
+			}
+		} else if rerr := os.Remove(path); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return nil, fmt.Errorf("the audit log cannot record the new device key, so the phone keeps its old one: %w", err)
+	}
+	return key, nil
 }
 
 func (s *Server) reset(ctx context.Context, now time.Time, r Reset, fields map[string]string) (ResetAnswer, error) {

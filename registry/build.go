@@ -397,24 +397,34 @@ func (m *missingList) add(s string) {
 	}
 }
 
-func (m *missingList) err(who, where string) error {
-	if m.n == 0 {
-		return nil
-	}
+// names is the first few entries, and how many more there are.
+func (m *missingList) names() string {
 	more := ""
 	if m.n > len(m.first) {
 		more = fmt.Sprintf(" and %d more", m.n-len(m.first))
 	}
-	return fmt.Errorf("%w: %s %d entries missing from %s: %s%s", ErrUnlistedRemoval, who, m.n, where, strings.Join(m.first, ", "), more)
+	return strings.Join(m.first, ", ") + more
+}
+
+func (m *missingList) err(who, where string) error {
+	if m.n == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s %d entries missing from %s: %s", ErrUnlistedRemoval, who, m.n, where, m.names())
 }
 
 // CheckRemovals decides whether a phone holding old may install next: every entry of old
 // that next lacks must be listed in next's removal log as removed in a version after old's.
 // It returns nil, or an error wrapping ErrUnlistedRemoval that counts the unlisted entries
 // and names the first few, or ErrLogTooShort when entries are missing and next's log does
-// not reach back to old's version. Kind changes are not removals.
+// not reach back to old's version (naming the first few missing entries too: whoever
+// publishes must learn what was dropped, not only that the log is short). Kind changes are
+// not removals.
+//
+// This is the rule itself, called by the phone when it installs (package updates) and by
+// the back office before it publishes, so that the two cannot disagree.
 func CheckRemovals(old, next *Set) error {
-	var missing missingList
+	var missing, gone missingList
 	listed := func(v uint64, p string) bool {
 		for _, g := range next.log {
 			if g.version <= old.version {
@@ -429,7 +439,6 @@ func CheckRemovals(old, next *Set) error {
 		}
 		return false
 	}
-	var unverifiable int
 	a, b := old.all(), next.all()
 	bv, _, bok := b.next()
 	for v, _, ok := a.next(); ok; v, _, ok = a.next() {
@@ -439,7 +448,7 @@ func CheckRemovals(old, next *Set) error {
 		if bok && bv == v {
 			continue
 		}
-		unverifiable++
+		gone.add(numberString(v))
 		if !listed(v, "") {
 			missing.add(numberString(v))
 		}
@@ -448,13 +457,14 @@ func CheckRemovals(old, next *Set) error {
 		if next.prefixIndexOf(p.prefix) >= 0 {
 			continue
 		}
-		unverifiable++
+		gone.add(p.prefix + "*")
 		if !listed(0, p.prefix) {
 			missing.add(p.prefix + "*")
 		}
 	}
-	if unverifiable > 0 && next.logFrom > old.version {
-		return fmt.Errorf("%w: version %d lacks %d entries of version %d, and its removal log starts after version %d", ErrLogTooShort, next.version, unverifiable, old.version, next.logFrom)
+	if gone.n > 0 && next.logFrom > old.version {
+		return fmt.Errorf("%w: version %d lacks %d entries of version %d (%s), and its removal log starts after version %d",
+			ErrLogTooShort, next.version, gone.n, old.version, gone.names(), next.logFrom)
 	}
 	return missing.err(fmt.Sprintf("version %d has", old.version), fmt.Sprintf("version %d and not in its removal log", next.version))
 }

@@ -70,6 +70,8 @@ var (
 	ErrThreshold = errors.New("tufrepo: not enough keys to meet the role's threshold")
 	// ErrNotRepo: the folder holds no repository.
 	ErrNotRepo = errors.New("tufrepo: not a repository (no metadata/timestamp.json)")
+	// ErrNoTarget: TargetPath was asked for a target the current targets metadata lacks.
+	ErrNoTarget = errors.New("tufrepo: no such target")
 )
 
 // Init creates a repository in dir with version 1 of every role and no targets, signed by
@@ -194,6 +196,23 @@ func (r *Repo) TargetNames() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// TargetPath is the local file that holds the current version of target name, as the
+// phones download it: the back office reads what it published (to check a new registry
+// against the one phones hold) from the repository itself, not from a copy that may differ.
+// It returns ErrNoTarget if the targets metadata does not list name.
+func (r *Repo) TargetPath(name string) (string, error) {
+	t := r.Target(name)
+	if t == nil {
+		return "", fmt.Errorf("%w: %s", ErrNoTarget, name)
+	}
+	sum, ok := t.Hashes["sha256"]
+	if !ok {
+		return "", fmt.Errorf("tufrepo: target %s has no SHA-256", name)
+	}
+	dir, base := path.Split(name)
+	return filepath.Join(r.dir, "targets", filepath.FromSlash(dir), hex.EncodeToString(sum)+"."+base), nil
 }
 
 // AddTarget copies the file at src into the repository as target name, with custom metadata

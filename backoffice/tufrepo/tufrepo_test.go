@@ -63,6 +63,13 @@ func TestInitPublish(t *testing.T) {
 	if len(matches) != 1 {
 		t.Fatalf("target files %v", matches)
 	}
+	// TargetPath is the file phones download, bytes as published.
+	if p, err := r.TargetPath("policy/demo.json"); err != nil || p != matches[0] {
+		t.Fatalf("TargetPath = %q, %v; want %q", p, err, matches[0])
+	}
+	if _, err := r.TargetPath("registry.reg"); !errors.Is(err, ErrNoTarget) {
+		t.Fatalf("TargetPath of a missing target: %v", err)
+	}
 	// Without the timestamp key nothing is signed.
 	if err := r.Refresh(Signers{}, DefaultExpiry, time.Now()); !errors.Is(err, ErrThreshold) {
 		t.Fatalf("refresh without key: %v", err)

@@ -49,3 +49,52 @@ func TestAuditVerify(t *testing.T) {
 		t.Fatalf("no --log: %v", err)
 	}
 }
+
+// Across an enrolment: the log starts under the phone's first key and records the change to
+// the key enrolment made; verify follows it from the first key and checks the current one.
+func TestAuditVerifyAcrossKeyChange(t *testing.T) {
+	dir := t.TempDir()
+	oldFile, newFile := filepath.Join(dir, "old.key"), filepath.Join(dir, "new.key")
+	oldKey, err := identity.Create(oldFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey, err := identity.Create(newFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(dir, "audit.log")
+	l, _, err := audit.Open(logFile, audit.Options{Key: oldKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Append("console_hello", nil)
+	if err := l.ChangeKey(newKey); err != nil {
+		t.Fatal(err)
+	}
+	l.Append("decision", map[string]string{"decision": "privileged"})
+	l.Close()
+	newFP := identity.Fingerprint(newKey.Public().(ed25519.PublicKey))
+
+	var out bytes.Buffer
+	if err := run([]string{"audit", "verify", "--log", logFile, "--device-key", oldFile, "--current-key", newFile}, nil, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "entry 2 (") || !strings.Contains(out.String(), "device key changed to "+newFP) ||
+		!strings.Contains(out.String(), "3 entries") || !strings.Contains(out.String(), "last "+newFP) {
+		t.Fatalf("output %q", out.String())
+	}
+	// The current key is not where the log starts: said so, at line 1.
+	err = run([]string{"audit", "verify", "--log", logFile, "--device-key", newFile}, nil, &out)
+	if !errors.Is(err, audit.ErrSignature) || !strings.Contains(err.Error(), "line 1") || !strings.Contains(err.Error(), "the key the log starts with") {
+		t.Fatalf("from the new key: %v", err)
+	}
+	// A log that does not end under the phone's current key is refused.
+	err = run([]string{"audit", "verify", "--log", logFile, "--device-key", oldFile, "--current-key", oldFile}, nil, &out)
+	if !errors.Is(err, audit.ErrSignature) || !strings.Contains(err.Error(), "ends under device key "+newFP) {
+		t.Fatalf("wrong current key: %v", err)
+	}
+	if err := run([]string{"audit", "verify", "--log", logFile, "--current-key", newFile}, nil, &out); !errors.Is(err, errUsage) {
+		t.Fatalf("--current-key alone: %v", err)
+	}
+}

@@ -47,9 +47,11 @@ const repoUsage = `
                                    print the root metadata a technician installs on a phone (conf/root.json)
   wallphonectl repo list --repo DIR
                                    the targets, their versions and sizes
-  wallphonectl audit verify --log FILE [--device-key FILE]
-                                   check an audit log's chain (and signatures, with the phone's device.key
-                                   or its public key); exit status 1 at the first fault
+  wallphonectl audit verify --log FILE [--device-key FILE [--current-key FILE]]
+                                   check an audit log's chain (and signatures: --device-key is the key the
+                                   log starts with, device.key or its public key; the key changes the log
+                                   records are followed from there, and --current-key must be the one in
+                                   force at the end); exit status 1 at the first fault
   wallphonectl audit match --key FILE [--country CC --area-code NNN] NUMBER...
                                    the keyed hash of each number, as the phones write it (number_mac)`
 
@@ -380,6 +382,9 @@ func repoPublish(dir string, rf *roleFlags, regFile string, deltas, policies []s
 				return fmt.Errorf("registry version %d: the repository already has version %d; versions only go up", v, cur)
 			}
 		}
+		if err := checkOverPublished(r, next); err != nil {
+			return err
+		}
 		for _, old := range deltas {
 			if err := addDelta(r, old, next, &msgs); err != nil {
 				return err
@@ -419,6 +424,30 @@ func repoPublish(dir string, rf *roleFlags, regFile string, deltas, policies []s
 	return nil
 }
 
+// checkOverPublished refuses next if a phone holding the registry published now would
+// refuse to install next over it. A registry built without --prev starts a new removal log,
+// so the build cannot know what the phones hold; the repository does. The rule is the
+// phone's own (registry.CheckRemovals, which package updates calls at install), so the back
+// office and the phones cannot disagree about it.
+func checkOverPublished(r *tufrepo.Repo, next *registry.Set) error {
+	if r.Target(updates.RegistryTarget) == nil {
+		return nil // the first registry: nothing to shrink from
+	}
+	p, err := r.TargetPath(updates.RegistryTarget)
+	if err != nil {
+		return err
+	}
+	cur, err := registry.Open(p)
+	if err != nil {
+		return fmt.Errorf("the published registry: %w", err)
+	}
+	defer cur.Close()
+	if err := registry.CheckRemovals(cur, next); err != nil {
+		return fmt.Errorf("phones holding version %d (the published registry) would refuse version %d: %w", cur.Version(), next.Version(), err)
+	}
+	return nil
+}
+
 func addDelta(r *tufrepo.Repo, oldFile string, next *registry.Set, msgs *[]string) error {
 	old, err := registry.Open(oldFile)
 	if err != nil {
@@ -448,6 +477,23 @@ func addDelta(r *tufrepo.Repo, oldFile string, next *registry.Set, msgs *[]strin
 	return nil
 }
 
+// readPublicKey reads an Ed25519 public key, or the public half of a private key file; nil
+// for no file.
+func readPublicKey(file string) (ed25519.PublicKey, error) {
+	if file == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := tufrepo.ParsePublicKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return pub, nil
+}
+
 func customVersion(raw []byte) uint64 {
 	var c updates.Custom
 	_ = json.Unmarshal(raw, &c)
@@ -463,21 +509,24 @@ func auditCmd(args []string, stdin io.Reader, stdout io.Writer) error {
 		fs := newFlags("audit verify")
 		logFile := fs.String("log", "", "")
 		devKey := fs.String("device-key", "", "")
+		curKey := fs.String("current-key", "", "")
 		if err := parse(fs, args[1:]); err != nil {
 			return err
 		}
 		if *logFile == "" {
 			return fmt.Errorf("%w: audit verify: --log is required", errUsage)
 		}
-		var pub ed25519.PublicKey
-		if *devKey != "" {
-			b, err := os.ReadFile(*devKey)
-			if err != nil {
-				return err
-			}
-			if pub, err = tufrepo.ParsePublicKey(b); err != nil {
-				return fmt.Errorf("%s: %w", *devKey, err)
-			}
+		if *curKey != "" && *devKey == "" {
+			// The current key alone cannot vouch for the keys before it (README, Audit log).
+			return fmt.Errorf("%w: audit verify: --current-key needs --device-key, the key the log starts with", errUsage)
+		}
+		pub, err := readPublicKey(*devKey)
+		if err != nil {
+			return err
+		}
+		cur, err := readPublicKey(*curKey)
+		if err != nil {
+			return err
 		}
 		f, err := os.Open(*logFile)
 		if err != nil {
@@ -486,11 +535,24 @@ func auditCmd(args []string, stdin io.Reader, stdout io.Writer) error {
 		defer f.Close()
 		sum, err := audit.Verify(bufio.NewReader(f), pub)
 		if err != nil {
-			return fmt.Errorf("%s: %w (the %d entries before it hold)", *logFile, err, sum.Entries)
+			hint := ""
+			if errors.Is(err, audit.ErrSignature) && sum.Entries == 0 {
+				hint = "; --device-key must be the key the log starts with (the phone's first), not a later one"
+			}
+			return fmt.Errorf("%s: %w (the %d entries before it hold)%s", *logFile, err, sum.Entries, hint)
+		}
+		for _, c := range sum.KeyChanges {
+			fmt.Fprintf(stdout, "%s: entry %d (%s): device key changed to %s\n", *logFile, c.Seq, c.Time.Format(time.RFC3339), identity.Fingerprint(c.Key))
+		}
+		if cur != nil && !cur.Equal(sum.Key) {
+			return fmt.Errorf("%s: the log ends under device key %s, not %s (--current-key): %w", *logFile, identity.Fingerprint(sum.Key), identity.Fingerprint(cur), audit.ErrSignature)
 		}
 		signed := "chain only (give --device-key to check signatures)"
 		if pub != nil {
 			signed = "chain and signatures of device " + identity.Fingerprint(pub)
+			if len(sum.KeyChanges) > 0 {
+				signed += " and the keys it handed over to, last " + identity.Fingerprint(sum.Key)
+			}
 		}
 		fmt.Fprintf(stdout, "%s: %d entries, %s to %s, head %s; %s verified\n", *logFile, sum.Entries,
 			sum.First.Format(time.RFC3339), sum.Last.Format(time.RFC3339), sum.Head, signed)
