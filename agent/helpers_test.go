@@ -27,18 +27,16 @@ func enrolled(t testing.TB) (data, keys string) {
 	if err := demo.Init(keys, nil); err != nil {
 		t.Fatal(err)
 	}
-	conf := filepath.Join(data, "conf")
-	if err := os.MkdirAll(conf, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	items := map[string][]byte{}
 	for _, name := range provisioning.EnrolmentFiles {
 		b, err := os.ReadFile(filepath.Join(keys, demo.EnrolDir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(conf, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		items[name] = b
+	}
+	if err := provisioning.WriteEnrolment(data, items, demo.Facility, nil); err != nil {
+		t.Fatal(err)
 	}
 	return data, keys
 }

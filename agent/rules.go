@@ -290,7 +290,9 @@ func (a *Agent) between(m interface{ InCall() bool }) {
 		return
 	}
 	a.apply = false
-	if p := a.updates.Policy(); a.policyFromRepo() && p != nil && p != a.policy {
+	if !a.policyFromRepo() {
+		// A local policy file stays in force; only the registry may have changed.
+	} else if p := a.updates.Policy(); p != nil && p != a.policy {
 		a.policy = p
 		if err := a.newRecorder(); err != nil {
 			a.log.Error("recorder for the new policy", "event", "agent_error", "err", err)

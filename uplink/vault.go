@@ -41,13 +41,26 @@ func NewDir(path string, bytesPerSecond int64) *DirVault {
 	return &DirVault{path: path, throttle: newThrottle(bytesPerSecond)}
 }
 
+// DirFile is where a directory vault rooted at root keeps key: the bucket's key layout as
+// paths. A key that would leave the root is refused, whoever made it.
+func DirFile(root, key string) (string, error) {
+	p := filepath.FromSlash(key)
+	if !filepath.IsLocal(p) {
+		return "", fmt.Errorf("vault %s: key %q is outside the vault", root, key)
+	}
+	return filepath.Join(root, p), nil
+}
+
 // Put writes the object atomically (temporary file, fsync, rename), hashing what it copies:
 // ErrChecksum if that is not sum.
 func (d *DirVault) Put(ctx context.Context, key string, r io.ReaderAt, size int64, sum [32]byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	path := filepath.Join(d.path, filepath.FromSlash(key))
+	path, err := DirFile(d.path, key)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("vault %s: %w", d.path, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/wallphone/wallphone/internal/atomicfile"
+	"github.com/wallphone/wallphone/uplink"
 )
 
 // store is the vault's objects as the back office uses them, in a bucket or a directory
@@ -85,15 +86,10 @@ type dir struct {
 	root string
 }
 
-// file is where key lives. Keys come from listings and from uplink's key functions over
-// names checked by the caller; one that would leave the root is refused all the same.
-func (d *dir) file(key string) (string, error) {
-	p := filepath.FromSlash(key)
-	if !filepath.IsLocal(p) {
-		return "", fmt.Errorf("vault %s: key %q is outside the vault", d.root, key)
-	}
-	return filepath.Join(d.root, p), nil
-}
+// file is where key lives, as the phone's uplink writes it. Keys come from listings and from
+// uplink's key functions over names checked by the caller; one that would leave the root is
+// refused all the same.
+func (d *dir) file(key string) (string, error) { return uplink.DirFile(d.root, key) }
 
 func (d *dir) list(ctx context.Context, prefix string) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
