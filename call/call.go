@@ -685,6 +685,11 @@ func (m *Machine) media() {
 			m.st = awaitAccept
 			s.deadline = m.now.Add(s.pol.Limits.AcceptTimeout)
 		}
+	case m.st == awaitAccept:
+		// Silence while the called party decides: a stream that stops for up to the accept
+		// timeout is dropped by carriers' media timers and NAT bindings.
+		out.Silence()
+		s.leg.Send(out)
 	case m.st == talking:
 		s.leg.Send(mic)
 		if s.rec != nil {

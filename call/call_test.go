@@ -349,14 +349,23 @@ func TestNoAudioBeforeAccept(t *testing.T) {
 	h.dial(dialRecorded)
 	h.do("answer")
 	h.waitState("await_accept", 30*time.Second)
+	atNotice, _ := h.callee.Last()
+	notice := h.prompts.Clip(audio.PromptNoticeCallee, audio.English).Frames()
+	if atNotice.FramesHeard != notice {
+		t.Errorf("called party heard %d frames by the end of the notice, want the notice (%d)", atNotice.FramesHeard, notice)
+	}
 	h.wait(5 * time.Second)
 	st, _ := h.callee.Last()
 	if st.FramesSaid != 0 {
 		t.Errorf("%d frames of the called party taken before the accept", st.FramesSaid)
 	}
-	notice := h.prompts.Clip(audio.PromptNoticeCallee, audio.English).Frames()
-	if st.FramesHeard != notice {
-		t.Errorf("called party heard %d frames, want only the notice (%d)", st.FramesHeard, notice)
+	// While the called party decides, the stream goes on in silence: carriers and NATs drop a
+	// call whose media stops, and nothing of the caller may be heard before the accept.
+	if got, want := st.FramesHeard-atNotice.FramesHeard, int(5*time.Second/audio.FrameDuration); got < want-1 {
+		t.Errorf("called party got %d frames in the 5 s wait for the accept, want a frame every 20 ms (%d)", got, want)
+	}
+	if st.SoundHeard != atNotice.SoundHeard {
+		t.Errorf("called party heard %d frames of sound after the notice, before the accept", st.SoundHeard-atNotice.SoundHeard)
 	}
 	if h.rec.frames != 0 {
 		t.Errorf("recorder got %d frames before the accept", h.rec.frames)
