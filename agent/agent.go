@@ -234,6 +234,13 @@ func (a *Agent) tick(now time.Time) {
 // agentRecorder starts recordings with the recorder of the policy in force.
 type agentRecorder struct{ a *Agent }
 
+func (r agentRecorder) CanRecord() error {
+	if r.a.recorder == nil {
+		return errors.New("no recorder: no facility policy")
+	}
+	return r.a.recorder.CanRecord()
+}
+
 func (r agentRecorder) Start(info call.RecordingInfo) (call.Recording, error) {
 	if r.a.recorder == nil {
 		return nil, errors.New("no recorder: no facility policy")

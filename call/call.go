@@ -40,9 +40,13 @@ type Auditor interface {
 	Decided(callID string, at time.Time, d Decision) error
 }
 
-// Recorder starts recordings. It is called only for calls decided Recorded, and only after
+// Recorder starts recordings. Start is called only for calls decided Recorded, and only after
 // the called party accepted.
 type Recorder interface {
+	// CanRecord reports whether a recording could be kept now (room on the flash, a recorder
+	// for the policy in force). It is asked before the notice: a recorded call that could not
+	// be kept is refused before anyone is told it is recorded, and before it is dialled.
+	CanRecord() error
 	Start(info RecordingInfo) (Recording, error)
 }
 
@@ -167,6 +171,8 @@ type session struct {
 	warn30   time.Time
 	rec      Recording
 	recorded bool
+	// recErr is the first loss of recorded audio, for the call's record.
+	recErr string
 
 	toCaller     audio.Source // a prompt or tone in the earpiece; nil: silence or the far end
 	toCallerDone func()       // called once when toCaller runs out
@@ -470,6 +476,11 @@ func (m *Machine) decide(digits string) {
 		m.st = announce
 		m.play(audio.PromptFree, m.dial)
 	case Recorded:
+		if err := m.cfg.Recorder.CanRecord(); err != nil {
+			m.emit("recording_failed", slog.String("error", err.Error()))
+			m.end("recording_unavailable", audio.PromptUnavailable)
+			return
+		}
 		m.st = announce
 		m.play(audio.PromptNoticeCaller, func() {
 			m.emit("notice_played", slog.String("to", "caller"))
@@ -694,6 +705,8 @@ func (m *Machine) media() {
 		s.leg.Send(mic)
 		if s.rec != nil {
 			if err := s.rec.Write(mic, far); err != nil {
+				// Lost audio or no room for more: either way not a frame more is talked
+				// unrecorded. What was lost, Close says.
 				m.emit("recording_failed", slog.String("error", err.Error()))
 				m.end("recording_failed", audio.PromptCallFailed)
 			}
@@ -726,6 +739,13 @@ func (m *Machine) emitPrompt(c *audio.Clip, to string) {
 		slog.String("to", to), slog.String("text", c.Text()))
 }
 
+// recordingLost notes that part of the recording could not be kept: the log says it at once,
+// the call's record keeps it.
+func (m *Machine) recordingLost(err error) {
+	m.s.recErr = err.Error()
+	m.emit("recording_lost", slog.String("error", err.Error()))
+}
+
 // fail ends the session because the phone itself could not go on (its store failed).
 func (m *Machine) fail(what string, err error) {
 	m.log.Error("call failed", "call_id", m.s.id, "op", what, "err", err)
@@ -745,7 +765,7 @@ func (m *Machine) end(reason string, closing audio.PromptID) {
 	s.toCallee = nil
 	if s.rec != nil {
 		if err := s.rec.Close(); err != nil {
-			m.log.Error("close recording", "call_id", s.id, "err", err)
+			m.recordingLost(err)
 		}
 		s.rec = nil
 		m.emit("recording_stopped")
@@ -774,6 +794,7 @@ func (m *Machine) record() []byte {
 		CallID: s.id, DeviceID: m.cfg.DeviceID, Started: s.started, Ended: m.now,
 		Language: string(s.lang), PolicyVersion: s.pol.Version, Connected: s.talkFrom,
 		Recorded: s.recorded, EndReason: s.endReason,
+		RecordingError: s.recErr,
 	}
 	if s.verified {
 		r.CallerID = s.callerID

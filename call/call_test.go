@@ -660,3 +660,58 @@ func TestKeysForwardedWhileTalking(t *testing.T) {
 		t.Fatalf("called party heard keys %q, want %q", st.KeysHeard, "12*#")
 	}
 }
+
+// TestRecordingRoom: a recorded call that cannot be kept is never talked. With no room for
+// it, the call is refused before the notice and before anything is dialled; a segment lost
+// after all is written in the call's record, not hidden behind how the call ended.
+func TestRecordingRoom(t *testing.T) {
+	t.Run("no room before the notice", func(t *testing.T) {
+		h := newHarness(t)
+		h.rec.canErr = errBoom
+		h.login("1001", "1234")
+		h.press(dialRecorded + "#")
+		e, _ := h.last("call_ended")
+		if e.attrs["reason"] != "recording_unavailable" {
+			t.Fatalf("ended %v; %s", e, h.names())
+		}
+		for _, n := range []string{"notice_played", "dialing", "answered"} {
+			if h.count(n) != 0 {
+				t.Errorf("%s happened on a call that could not be recorded: %s", n, h.names())
+			}
+		}
+		if _, ok := h.callee.Last(); ok {
+			t.Error("the called party was dialled")
+		}
+		if p, _ := h.last("prompt"); p.attrs["prompt"] != string(audio.PromptUnavailable) {
+			t.Errorf("closing prompt %v", p)
+		}
+		if r := h.onlyRecord(); r.EndReason != "recording_unavailable" || r.Recorded {
+			t.Errorf("record %+v", r)
+		}
+	})
+	t.Run("free call needs no room", func(t *testing.T) {
+		h := newHarness(t)
+		h.rec.canErr = errBoom
+		h.login("1001", "1234")
+		h.dial(dialPrivileged)
+		h.do("answer")
+		if h.m.State() != "talking" {
+			t.Fatalf("a privileged call was refused for want of recording room: %s", h.names())
+		}
+	})
+	t.Run("last segment lost at hang-up", func(t *testing.T) {
+		h := newHarness(t)
+		h.rec.closeErr = errBoom
+		h.toAccept()
+		h.do("accept")
+		h.wait(3 * time.Second)
+		h.onhook()
+		if h.count("recording_lost") != 1 {
+			t.Errorf("no recording_lost event: %s", h.names())
+		}
+		r := h.onlyRecord()
+		if !r.Recorded || r.RecordingError == "" {
+			t.Errorf("the call record hides the lost recording: %+v", r)
+		}
+	})
+}

@@ -71,7 +71,11 @@ type fakeRecorder struct {
 	sound    int // frames in which either side was not silent
 	closed   int
 	startErr error
+	// canErr is what CanRecord says; closeErr what Close returns (a last segment lost).
+	canErr, closeErr error
 }
+
+func (r *fakeRecorder) CanRecord() error { return r.canErr }
 
 func (r *fakeRecorder) Start(info RecordingInfo) (Recording, error) {
 	if r.startErr != nil {
@@ -90,7 +94,7 @@ func (r *fakeRecording) Write(caller, called *audio.Frame) error {
 	}
 	return nil
 }
-func (r *fakeRecording) Close() error { r.closed++; return nil }
+func (r *fakeRecording) Close() error { r.closed++; return r.closeErr }
 
 type harness struct {
 	t       testing.TB

@@ -39,6 +39,9 @@ type Record struct {
 	Connected       time.Time `json:"connected,omitzero"`
 	Recorded        bool      `json:"recorded"`
 	EndReason       string    `json:"end_reason"`
+	// RecordingError says that part of a recorded call's recording was lost (a segment that could
+	// not be sealed or kept), and why: how the call ended does not say it.
+	RecordingError string `json:"recording_error,omitempty"`
 	// Destroyed says the recording was destroyed because the number turned out privileged
 	// (under DestroyedRegistryVersion); Number is then empty.
 	Destroyed                bool   `json:"destroyed,omitempty"`

@@ -190,11 +190,14 @@ type Manifest struct {
 }
 
 // SegmentInfo is one segment as the manifest lists it.
+// A segment the phone could not keep (the flash full or failing) is listed with its length
+// and Lost, why; it has no file, no size and no hash.
 type SegmentInfo struct {
 	Seq    int    `json:"seq"`
 	Frames int    `json:"frames"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"` // of the sealed file, hex
+	Lost   string `json:"lost,omitempty"`
 }
 
 // ManifestFormat names the manifest layout.
@@ -210,7 +213,9 @@ func ParseManifest(b []byte) (Manifest, error) {
 		return Manifest{}, fmt.Errorf("%w: manifest is not of %s", ErrFormat, ManifestFormat)
 	}
 	for i, s := range m.Segments {
-		if _, err := hex.DecodeString(s.SHA256); err != nil || s.Seq != i || s.Frames <= 0 || s.Size <= 0 || len(s.SHA256) != 64 {
+		lost := s.Lost != "" && s.Size == 0 && s.SHA256 == ""
+		kept := s.Lost == "" && s.Size > 0 && len(s.SHA256) == 64
+		if _, err := hex.DecodeString(s.SHA256); err != nil || s.Seq != i || s.Frames <= 0 || !lost && !kept {
 			return Manifest{}, fmt.Errorf("%w: manifest segment %d is malformed", ErrFormat, i)
 		}
 	}

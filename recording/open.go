@@ -91,17 +91,22 @@ type Report struct {
 	// only when the manifest is not Complete (the phone stopped before it could list them);
 	// after a complete manifest they are not used.
 	Unlisted []int
+	// Lost are the segments the manifest lists as lost on the phone (the flash was full or
+	// failing), and LostReasons why: the phone recorded them and could not keep them. Their
+	// time is silence.
+	Lost        []int
+	LostReasons map[int]string
 	// Frames is the length of the output in 20 ms frames, silence included.
 	Frames int
 	// Reasons says why each segment in Altered was refused.
 	Reasons map[int]error
 }
 
-// OK reports whether every segment checked out: none missing or altered, and no unlisted
+// OK reports whether every segment checked out: none lost, missing or altered, and no unlisted
 // segment beside a complete manifest. Unlisted segments after an incomplete manifest are
 // expected (the phone stopped before it listed them) and do not count against it.
 func (r Report) OK() bool {
-	return len(r.Missing) == 0 && len(r.Altered) == 0 && (!r.Complete || len(r.Unlisted) == 0)
+	return len(r.Lost) == 0 && len(r.Missing) == 0 && len(r.Altered) == 0 && (!r.Complete || len(r.Unlisted) == 0)
 }
 
 // UnlistedUsed reports whether the Unlisted segments are part of the output.
@@ -159,6 +164,16 @@ func Assemble(manifest []byte, segments map[int][]byte, ids []age.Identity, out 
 	for _, s := range m.Segments {
 		if s.Frames > maxFrames-total {
 			return Report{}, fmt.Errorf("%w: manifest lists more audio than a WAV file holds", ErrFormat)
+		}
+		if s.Lost != "" {
+			rep.Lost = append(rep.Lost, s.Seq)
+			if rep.LostReasons == nil {
+				rep.LostReasons = make(map[int]string)
+			}
+			rep.LostReasons[s.Seq] = s.Lost
+			pieces = append(pieces, piece{seq: -1, frames: s.Frames})
+			total += s.Frames
+			continue
 		}
 		want, err := hex.DecodeString(s.SHA256)
 		if err != nil {

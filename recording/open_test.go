@@ -620,6 +620,7 @@ type asmSpool struct {
 }
 
 func (s *asmSpool) CanRecord() error { return nil }
+func (s *asmSpool) Room(int64) error { return nil }
 
 func (s *asmSpool) CommitSegment(callID string, seq int, data []byte) (spool.Entry, error) {
 	s.mu.Lock()

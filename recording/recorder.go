@@ -14,6 +14,7 @@ package recording
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
@@ -34,6 +35,7 @@ import (
 // Spool is where sealed files go.
 type Spool interface {
 	CanRecord() error
+	Room(need int64) error
 	CommitSegment(callID string, seq int, data []byte) (spool.Entry, error)
 	CommitManifest(callID string, data []byte) (spool.Entry, error)
 }
@@ -154,20 +156,28 @@ func (r *Recorder) Flush() {
 	}
 }
 
-// Start begins the recording of one call. It refuses when the spool has no room for a whole
-// call (the policy's rule for a full spool is to refuse new recorded calls) and when the
-// manifest cannot be written.
-func (r *Recorder) Start(info CallInfo) (*Call, error) {
+// CanRecord reports whether a call could be recorded now: the recorder is open and the spool
+// has room for a whole call.
+func (r *Recorder) CanRecord() error {
 	r.mu.Lock()
 	closed := r.closed
 	r.mu.Unlock()
 	if closed {
-		return nil, ErrClosed
+		return ErrClosed
 	}
 	if err := r.spool.CanRecord(); err != nil {
-		r.log.Error("spool full: recorded calls are refused until it drains", "event", "alert_spool_full",
-			"call_id", info.CallID, "err", err)
-		return nil, fmt.Errorf("recording: %w", err)
+		r.log.Error("spool full: recorded calls are refused until it drains", "event", "alert_spool_full", "err", err)
+		return fmt.Errorf("recording: %w", err)
+	}
+	return nil
+}
+
+// Start begins the recording of one call. It refuses when the spool has no room for a whole
+// call (the policy's rule for a full spool is to refuse new recorded calls) and when the
+// manifest cannot be written.
+func (r *Recorder) Start(info CallInfo) (*Call, error) {
+	if err := r.CanRecord(); err != nil {
+		return nil, err
 	}
 	c := &Call{r: r, info: info, buf: r.buffer()}
 	c.manifest = Manifest{
@@ -208,13 +218,15 @@ type Call struct {
 
 	manifest Manifest // owned by the sealing goroutine after Start
 
-	mu  sync.Mutex // guards err
-	err error      // sticky: the first failure to seal or keep a segment
+	mu      sync.Mutex // guards err and stopErr
+	err     error      // sticky: the first failure to seal or keep a segment or the manifest
+	stopErr error      // sticky: why the call must stop, though nothing is lost yet (no room)
 }
 
-// Write takes one frame of each direction.
+// Write takes one frame of each direction. An error means the call must end now: part of
+// the recording was lost, or there is no room for the next segment (errors.Is spool.ErrFull).
 func (c *Call) Write(caller, called *audio.Frame) error {
-	if err := c.failed(); err != nil {
+	if err := c.stopped(); err != nil {
 		return err
 	}
 	if c.closed {
@@ -231,7 +243,8 @@ func (c *Call) Write(caller, called *audio.Frame) error {
 }
 
 // Close hands over the last segment and the final manifest; the sealing goroutine writes
-// them. It does not wait for the flash.
+// them. It does not wait for the flash. Its error says that part of the recording was lost.
+
 func (c *Call) Close() error {
 	if c.closed {
 		return nil
@@ -264,6 +277,20 @@ func (c *Call) failed() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
+}
+
+func (c *Call) stopped() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return cmp.Or(c.err, c.stopErr)
+}
+
+func (c *Call) stop(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopErr == nil {
+		c.stopErr = err
+	}
 }
 
 func (c *Call) fail(err error) {
@@ -315,6 +342,7 @@ func (r *Recorder) seal() {
 
 func (r *Recorder) do(j job) {
 	c := j.c
+	m := &c.manifest
 	if j.buf != nil {
 		err := r.sealSegment(j)
 		clear(j.buf)
@@ -323,15 +351,19 @@ func (r *Recorder) do(j job) {
 		default:
 		}
 		if err != nil {
+			// The segment is gone; the manifest says so, with its length, so that the call's
+			// time stays true and nobody takes the recording for whole.
 			c.fail(err)
+			m.Segments = append(m.Segments, SegmentInfo{Seq: j.seq, Frames: j.frames, Lost: err.Error()})
 			r.log.Error("segment lost", "event", "recording_error", "call_id", c.info.CallID, "seq", j.seq, "err", err)
-			return
+		} else if !j.final {
+			// Room for one more segment and its manifest, or the call stops now, while what
+			// it records until the call loop hears of it still fits.
+			if err := r.spool.Room(2*int64(r.segFrames*bytesPerFrame) + 64<<10); err != nil {
+				c.stop(err)
+			}
 		}
 	}
-	if c.failed() != nil {
-		return
-	}
-	m := &c.manifest
 	if j.final {
 		m.Complete = true
 		m.Ended = c.info.Started.Add(time.Duration(j.first+j.frames) * audio.FrameDuration)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +27,8 @@ type memSpool struct {
 	segments  map[string]map[int][]byte
 	manifests map[string][][]byte // every version written, in order
 	full      error
-	failSeg   int // fail CommitSegment for this seq (-1: never)
+	failSeg   int   // fail CommitSegment for this seq (-1: never)
+	room      error // what Room says
 }
 
 func newMemSpool() *memSpool {
@@ -34,6 +36,7 @@ func newMemSpool() *memSpool {
 }
 
 func (s *memSpool) CanRecord() error { return s.full }
+func (s *memSpool) Room(int64) error { return s.room }
 
 func (s *memSpool) CommitSegment(id string, seq int, data []byte) (spool.Entry, error) {
 	s.mu.Lock()
@@ -254,6 +257,64 @@ func TestLostSegmentFailsTheCall(t *testing.T) {
 	if rec.Close() == nil {
 		t.Fatal("Close hid the failure")
 	}
+	r.Flush()
+	// The lost segment is in the manifest, with its length and why: an investigator hears
+	// silence in its place and reads that the phone lost it, rather than a shorter call.
+	ms := sp.manifests[info.CallID]
+	rep, wav := assembleRec(t, ms[len(ms)-1], sp.segments[info.CallID], k.ids[0])
+	if !rep.Complete || len(rep.Lost) != 1 || rep.Lost[0] != 1 || rep.OK() {
+		t.Fatalf("report %+v: want segment 1 lost, the manifest complete, not OK", rep)
+	}
+	if !strings.Contains(rep.LostReasons[1], "spool is full") {
+		t.Errorf("lost segment 1 for %q, want the spool's error", rep.LostReasons[1])
+	}
+	// Segment 0 (1 s), segment 1 lost (1 s of silence), then what was written after it.
+	if rep.Frames < 100 || len(wav) != int(WAVSize(rep.Frames)) {
+		t.Errorf("%d frames, %d bytes", rep.Frames, len(wav))
+	}
+}
+
+// TestStopsWhileTheLastSegmentFits: when the flash has room for no more than the segment
+// being recorded, the call is told to stop at once (Write fails) and what it recorded until
+// then is kept whole: nothing talked goes unrecorded, and nothing is lost.
+func TestStopsWhileTheLastSegmentFits(t *testing.T) {
+	k := newKeys(t)
+	sp := newMemSpool()
+	sp.room = fmt.Errorf("file system almost full: %w", spool.ErrFull)
+	r, _ := New(Options{Spool: sp, Recipients: k.rcps, Segment: time.Second, DeviceKey: testDeviceKey})
+	defer r.Close()
+	rec, _ := r.Start(info)
+	caller, called := frames(1)
+	written := 0
+	var err error
+	for ; written < 500; written++ {
+		if err = rec.Write(&caller[0], &called[0]); err != nil {
+			break
+		}
+		r.Flush()
+	}
+	if !errors.Is(err, spool.ErrFull) {
+		t.Fatalf("Write went on with no room for the next segment: err %v after %d frames", err, written)
+	}
+	if err := rec.Close(); err != nil {
+		t.Fatalf("Close: %v: nothing was lost", err)
+	}
+	r.Flush()
+	ms := sp.manifests[info.CallID]
+	rep, _ := assembleRec(t, ms[len(ms)-1], sp.segments[info.CallID], k.ids[0])
+	if !rep.OK() || !rep.Complete || rep.Frames != written {
+		t.Fatalf("report %+v: want every one of the %d frames written, complete", rep, written)
+	}
+}
+
+func assembleRec(t *testing.T, manifest []byte, segs map[int][]byte, id age.Identity) (Report, []byte) {
+	t.Helper()
+	var out bytes.Buffer
+	rep, err := Assemble(manifest, segs, []age.Identity{id}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep, out.Bytes()
 }
 
 func TestOptions(t *testing.T) {

@@ -282,11 +282,37 @@ func (s *Spool) CommitPurge(callID string, data []byte) error {
 }
 
 // CanRecord reports whether a new recording fits: nil, or ErrFull (wrapped, saying the bytes
-// used and the bound) when MaxBytes minus the bytes used is less than Reserve.
+// used and the bound) when MaxBytes minus the bytes used is less than Reserve, or when the
+// file system holding the spool has less than Reserve free (the spool's own bound says
+// nothing of the logs, the database and whatever else shares the flash).
 func (s *Spool) CanRecord() error {
 	used := s.Usage().Bytes
 	if s.max-used < s.reserve {
 		return fmt.Errorf("spool: %w: %d of %d bytes used, and a recording needs %d free", ErrFull, used, s.max, s.reserve)
+	}
+	return s.fsRoom(s.reserve, "a recording")
+}
+
+// Room reports whether need more bytes fit, both under MaxBytes and on the file system: the
+// recorder asks it after each segment, so that a call ends while its last segment still fits.
+func (s *Spool) Room(need int64) error {
+	used := s.Usage().Bytes
+	if s.max-used < need {
+		return fmt.Errorf("spool: %w: %d of %d bytes used, and the next segment needs %d", ErrFull, used, s.max, need)
+	}
+	return s.fsRoom(need, "the next segment")
+}
+
+func (s *Spool) fsRoom(need int64, what string) error {
+	free, err := fsFree(s.dir)
+	if err != nil {
+		// Not knowing is not a reason to refuse: the commits still fail cleanly when full.
+		s.log.Warn("spool: free space unknown", "dir", s.dir, "err", err)
+		return nil
+	}
+	if free < need {
+		return fmt.Errorf("spool: %w: the file system holding %s has %d bytes free, and %s needs %d",
+			ErrFull, s.dir, free, what, need)
 	}
 	return nil
 }

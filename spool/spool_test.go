@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/wallphone/wallphone/internal/tmpfs"
 )
 
 const call1 = "20260101T090000Z-0123456789ab"
@@ -746,5 +748,24 @@ func TestConcurrentCommits(t *testing.T) {
 	s2, lb := openSpool(t, dir)
 	if u2 := s2.Usage(); u2 != u || lb.String() != "" {
 		t.Fatalf("reopened: Usage %+v (want %+v), log:\n%s", u2, u, lb)
+	}
+}
+
+// TestCanRecordFileSystemFull: the spool's own bound is not the only limit; a file system
+// that has less than a call's room left refuses the call before it starts, however much of
+// MaxBytes is unused.
+func TestCanRecordFileSystemFull(t *testing.T) {
+	dir := tmpfs.Mount(t, 1<<20)
+	s, _ := openWith(t, Options{Dir: filepath.Join(dir, "spool"), MaxBytes: 100 << 20, Reserve: 256 << 10})
+	if err := s.CanRecord(); err != nil {
+		t.Fatalf("empty file system: %v", err)
+	}
+	tmpfs.Fill(t, dir, 128<<10)
+	err := s.CanRecord()
+	if !errors.Is(err, ErrFull) {
+		t.Fatalf("file system with 128 KiB free, reserve 256 KiB: %v, want ErrFull", err)
+	}
+	if !strings.Contains(err.Error(), "file system") {
+		t.Errorf("%q does not say that the file system is what is full", err)
 	}
 }

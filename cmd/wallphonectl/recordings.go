@@ -248,6 +248,9 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 	printReport(stdout, rep, *out)
 	if !rep.OK() {
 		var what []string
+		if n := len(rep.Lost); n > 0 {
+			what = append(what, fmt.Sprintf("%d lost on the phone", n))
+		}
 		if n := len(rep.Missing); n > 0 {
 			what = append(what, fmt.Sprintf("%d missing", n))
 		}
@@ -257,7 +260,7 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 		if n := len(rep.Unlisted); n > 0 && rep.Complete {
 			what = append(what, fmt.Sprintf("%d not in the manifest", n))
 		}
-		return fmt.Errorf("%w: %s (of %s listed); %s was written, with silence for what is missing or altered",
+		return fmt.Errorf("%w: %s (of %s listed); %s was written, with silence for what is lost, missing or altered",
 			errNotClean, strings.Join(what, ", "), plural(rep.Listed, "segment"), *out)
 	}
 	return nil
@@ -318,6 +321,9 @@ func printReport(w io.Writer, rep recording.Report, out string) {
 		text string
 	}
 	var lines []line
+	for _, s := range rep.Lost {
+		lines = append(lines, line{s, "lost on the phone (" + rep.LostReasons[s] + ")"})
+	}
 	for _, s := range rep.Missing {
 		lines = append(lines, line{s, "missing"})
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"flag"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -23,14 +24,16 @@ import (
 // DIR laid out as the phone's. With -stop-after K the phone "stops" once the manifest lists
 // K segments: the later segments are on flash, the manifest does not list them and says the
 // call is not complete.
+// With -lose K segment K cannot be kept (the flash is full): the phone ends the call there.
 // scriptDeviceKey stands for the phone's key in the scripts.
 var scriptDeviceKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
 
 func mkcall(ts *testscript.TestScript, neg bool, args []string) {
 	fs := flag.NewFlagSet("mkcall", flag.ContinueOnError)
 	stopAfter := fs.Int("stop-after", -1, "")
+	lose := fs.Int("lose", -1, "")
 	if neg || fs.Parse(args) != nil || fs.NArg() < 4 {
-		ts.Fatalf("usage: mkcall [-stop-after K] DIR CALLID NSEG KEYFILE...")
+		ts.Fatalf("usage: mkcall [-stop-after K] [-lose K] DIR CALLID NSEG KEYFILE...")
 	}
 	dir, callID := ts.MkAbs(fs.Arg(0)), fs.Arg(1)
 	nseg, err := strconv.Atoi(fs.Arg(2))
@@ -49,7 +52,7 @@ func mkcall(ts *testscript.TestScript, neg bool, args []string) {
 			recips = append(recips, x.Recipient().String())
 		}
 	}
-	sp := &dirSpool{dir: dir, stopAfter: *stopAfter}
+	sp := &dirSpool{dir: dir, stopAfter: *stopAfter, lose: *lose}
 	rec, err := recording.New(recording.Options{Spool: sp, Recipients: recips, Segment: time.Second, DeviceID: "dev-script", DeviceKey: scriptDeviceKey})
 	ts.Check(err)
 	r, err := rec.Start(recording.CallInfo{CallID: callID, CallerID: "1001",
@@ -64,9 +67,17 @@ func mkcall(ts *testscript.TestScript, neg bool, args []string) {
 			caller[i] = int16(8000 * math.Sin(2*math.Pi*440*sec))
 			called[i] = int16(6000 * math.Sin(2*math.Pi*697*sec))
 		}
-		ts.Check(r.Write(&caller, &called))
+		if err := r.Write(&caller, &called); err != nil {
+			if *lose < 0 {
+				ts.Fatalf("%v", err)
+			}
+			break // as the phone does: the call ends at once
+		}
+		rec.Flush()
 	}
-	ts.Check(r.Close())
+	if err := r.Close(); (err != nil) != (*lose >= 0) {
+		ts.Fatalf("Close: %v", err)
+	}
 	ts.Check(rec.Close())
 	ts.Check(sp.err)
 }
@@ -75,14 +86,19 @@ func mkcall(ts *testscript.TestScript, neg bool, args []string) {
 type dirSpool struct {
 	dir       string
 	stopAfter int   // keep only manifests listing at most this many segments; -1: all
+	lose      int   // fail CommitSegment of this seq as a full flash would; -1: none
 	manifests int   // manifests written so far
 	err       error // the first failure
 }
 
 func (s *dirSpool) CanRecord() error { return nil }
+func (s *dirSpool) Room(int64) error { return nil }
 
 func (s *dirSpool) CommitSegment(callID string, seq int, data []byte) (spool.Entry, error) {
 	var e spool.Entry
+	if seq == s.lose {
+		return e, fmt.Errorf("segment %d: %w", seq, spool.ErrFull)
+	}
 	p, err := spool.CallPaths(s.dir, callID)
 	if err != nil {
 		return e, err

@@ -6,11 +6,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"github.com/wallphone/wallphone/registry"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -20,7 +20,9 @@ import (
 	"github.com/wallphone/wallphone/audio/g711"
 	"github.com/wallphone/wallphone/backoffice/demo"
 	"github.com/wallphone/wallphone/callrecord"
+	"github.com/wallphone/wallphone/internal/tmpfs"
 	"github.com/wallphone/wallphone/recording"
+	"github.com/wallphone/wallphone/registry"
 	"github.com/wallphone/wallphone/spool"
 	"github.com/wallphone/wallphone/store"
 )
@@ -286,4 +288,25 @@ func TestDestroyOnDiscovery(t *testing.T) {
 func hexSum(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// TestFullFlashRefusesBeforeTheNotice: with the data file system too full to keep a whole
+// call, a recorded call is refused before the notice and before anyone is dialled; it is
+// never talked unrecorded. A privileged call still goes through: it needs no room.
+func TestFullFlashRefusesBeforeTheNotice(t *testing.T) {
+	data := filepath.Join(tmpfs.Mount(t, 64<<20), "data")
+	runAgent(t, data, "quit\n") // enrol, and the database and spool made, before the flash fills
+	tmpfs.Fill(t, filepath.Dir(data), 4<<20)
+	out := runAgent(t, data, recordedCall)
+	for _, want := range []string{`"msg":"recording_failed".*spool is full`, `"msg":"call_ended".*"reason":"recording_unavailable"`,
+		`"msg":"prompt".*"prompt":"unavailable"`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("no %s in the log:\n%s", want, out)
+		}
+	}
+	for _, never := range []string{`"prompt":"notice_caller"`, `"prompt":"notice_callee"`, `"msg":"dialing"`, `"msg":"connected"`} {
+		if strings.Contains(out, never) {
+			t.Errorf("%s on a call that could not be recorded:\n%s", never, out)
+		}
+	}
 }
