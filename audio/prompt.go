@@ -29,6 +29,7 @@ const (
 	PromptFarEndHangup  PromptID = "far_end_hangup" // the called party hung up
 	PromptNoInput       PromptID = "no_input"       // the caller entered nothing
 	PromptUnavailable   PromptID = "unavailable"    // the phone cannot decide safely, so it refuses calls
+	PromptHangUp        PromptID = "hang_up"        // after a call ended, before the off-hook tone
 	PromptSimFarEnd     PromptID = "sim_far_end"    // the simulated called party's voice in test calls
 )
 
@@ -38,7 +39,7 @@ var required = [...]PromptID{
 	PromptEnterNumber, PromptInvalidNumber, PromptBlocked, PromptPrivate, PromptFree,
 	PromptNoticeCaller, PromptNoticeCallee, PromptNotAccepted, PromptBusy, PromptNoAnswer,
 	PromptCallFailed, PromptWarning60, PromptWarning30, PromptTimeLimit, PromptFarEndHangup,
-	PromptNoInput, PromptUnavailable, PromptSimFarEnd,
+	PromptNoInput, PromptUnavailable, PromptHangUp, PromptSimFarEnd,
 }
 
 // PromptIDs returns the prompts that LoadPrompts guarantees in every language, so that a

@@ -128,3 +128,37 @@ func toSample(v float64) int16 {
 	}
 	return int16(math.Round(v))
 }
+
+// The receiver off-hook tone as North American networks play it to a handset left off-hook
+// after a call: four high frequencies, 0.1 s on, 0.1 s off. Networks raise it up to +5 dBm0;
+// a wall phone's earpiece is at the caller's ear, so it is played well below that.
+const (
+	offHookLevel = -12 // dBm0, per frequency
+	offHookOn    = 100 * time.Millisecond
+)
+
+// OffHookTone returns a Source of d of the receiver off-hook tone (1400, 2060, 2450 and
+// 2600 Hz, 0.1 s on and off), which tells a caller to hang up. Every burst holds a whole
+// number of cycles of each frequency, so the bursts start and end without a click.
+func OffHookTone(d time.Duration) Source {
+	c := &cadence{
+		osc:    newOscillator(AmplitudeDBm0(offHookLevel), []float64{1400, 2060, 2450, 2600}),
+		on:     int(offHookOn / FrameDuration),
+		period: int(2 * offHookOn / FrameDuration),
+	}
+	return &limited{src: c, left: int(d / FrameDuration)}
+}
+
+// limited plays the first left frames of src.
+type limited struct {
+	src  Source
+	left int
+}
+
+func (l *limited) Next(f *Frame) bool {
+	if l.left <= 0 || !l.src.Next(f) {
+		return false
+	}
+	l.left--
+	return true
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"testing"
+	"time"
 )
 
 // play returns n frames of src as one signal.
@@ -179,5 +180,37 @@ func BenchmarkRingbackFrame(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		src.Next(&f)
+	}
+}
+
+func TestOffHookTone(t *testing.T) {
+	const on, period = 5, 10 // frames: 0.1 s on, 0.1 s off
+	src := OffHookTone(time.Second)
+	var f Frame
+	var burst []float64
+	for n := range 50 {
+		if !src.Next(&f) {
+			t.Fatalf("ended after %d frames, want 50", n)
+		}
+		switch {
+		case n%period >= on && f != (Frame{}):
+			t.Fatalf("frame %d: want silence", n)
+		case n < on:
+			for _, s := range f {
+				burst = append(burst, float64(s))
+			}
+		}
+	}
+	if src.Next(&f) {
+		t.Error("played on after its second")
+	}
+	want := AmplitudeDBm0(-12) * math.MaxInt16
+	for _, hz := range []float64{1400, 2060, 2450, 2600} {
+		if got := goertzelAmp(burst, hz); math.Abs(got-want) > want/50 {
+			t.Errorf("%v Hz: amplitude %.0f, want %.0f", hz, got, want)
+		}
+	}
+	if got := goertzelAmp(burst, 440); got > want/50 {
+		t.Errorf("440 Hz: amplitude %.0f, want none", got)
 	}
 }

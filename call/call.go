@@ -130,6 +130,9 @@ const (
 	declineKey = '9'
 	// maxEntry bounds what a caller can type into one field.
 	maxEntry = 24
+	// offHookToneFor is how long the off-hook tone sounds after a call ended with the handset
+	// still up: long enough to be noticed, short enough not to torment the next in line.
+	offHookToneFor = time.Minute
 )
 
 // Machine is one wall phone's call logic. It is not safe for concurrent use: one goroutine
@@ -784,7 +787,10 @@ func (m *Machine) end(reason string, closing audio.PromptID) {
 	m.st = finished
 	s.toCaller, s.toCallerDone = nil, nil
 	if closing != "" {
-		m.play(closing, nil)
+		// As a real line does: say why, ask the caller to hang up, then the off-hook tone for a
+		// while, so that nobody stands at a dead earpiece wondering.
+		m.playSeq([]audio.PromptID{closing, audio.PromptHangUp}, nil)
+		s.toCaller = audio.Concat(s.toCaller, audio.OffHookTone(offHookToneFor))
 	}
 }
 

@@ -607,7 +607,7 @@ func TestFaults(t *testing.T) {
 		if e.attrs["reason"] != "failed" {
 			t.Fatal(e)
 		}
-		if p, _ := h.last("prompt"); p.attrs["prompt"] != string(audio.PromptCallFailed) {
+		if p := h.closing(); p.attrs["prompt"] != string(audio.PromptCallFailed) {
 			t.Fatal(p)
 		}
 	})
@@ -624,7 +624,7 @@ func TestFaults(t *testing.T) {
 		if !ok || e.attrs["reason"] != "phone_error" || h.count("pin_rejected") != 0 {
 			t.Fatalf("%v; %s", e, h.names())
 		}
-		if p, _ := h.last("prompt"); p.attrs["prompt"] != string(audio.PromptUnavailable) {
+		if p := h.closing(); p.attrs["prompt"] != string(audio.PromptUnavailable) {
 			t.Fatal(p)
 		}
 	})
@@ -682,7 +682,7 @@ func TestRecordingRoom(t *testing.T) {
 		if _, ok := h.callee.Last(); ok {
 			t.Error("the called party was dialled")
 		}
-		if p, _ := h.last("prompt"); p.attrs["prompt"] != string(audio.PromptUnavailable) {
+		if p := h.closing(); p.attrs["prompt"] != string(audio.PromptUnavailable) {
 			t.Errorf("closing prompt %v", p)
 		}
 		if r := h.onlyRecord(); r.EndReason != "recording_unavailable" || r.Recorded {
@@ -714,4 +714,62 @@ func TestRecordingRoom(t *testing.T) {
 			t.Errorf("the call record hides the lost recording: %+v", r)
 		}
 	})
+}
+
+// TestPleaseHangUp: a call that ends while the caller is still off-hook does what a real line
+// does: the closing prompt, "please hang up", then the receiver off-hook tone for a minute,
+// then silence. A caller is never left wondering in a dead earpiece.
+func TestPleaseHangUp(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		call    func(h *harness)
+		closing audio.PromptID
+	}{
+		{"blocked", func(h *harness) { h.press(dialBlocked + "#") }, audio.PromptBlocked},
+		{"failed", func(h *harness) {
+			h.m.cfg.Trunk = failingTrunk{}
+			h.press(dialRecorded + "#")
+			h.wait(10 * time.Second)
+		}, audio.PromptCallFailed},
+		{"far end hung up", func(h *harness) {
+			h.dial(dialPrivileged)
+			h.do("answer")
+			h.wait(2 * time.Second)
+			h.do("hangup")
+		}, audio.PromptFarEndHangup},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarnessEar(t, new(bytes.Buffer))
+			h.login("1001", "1234")
+			tc.call(h)
+			if _, ok := h.last("call_ended"); !ok {
+				t.Fatalf("the call did not end: %s", h.names())
+			}
+			h.wait(15 * time.Second) // the prompts
+			var prompts []string
+			for _, e := range h.events() {
+				if e.name == "prompt" {
+					prompts = append(prompts, e.attrs["prompt"])
+				}
+			}
+			if n := len(prompts); n < 2 || prompts[n-2] != string(tc.closing) || prompts[n-1] != string(audio.PromptHangUp) {
+				t.Fatalf("prompts %v: want %s then %s at the end", prompts, tc.closing, audio.PromptHangUp)
+			}
+			toneAt := h.board.Heard().Frames
+			h.wait(2 * time.Second)
+			if n := h.earFramesWith(toneAt, 1400); n < 40 {
+				t.Errorf("%d of the 100 frames after the prompts carry the off-hook tone, want about half (its cadence)", n)
+			}
+			h.wait(70 * time.Second)
+			quietAt := h.board.Heard().Frames
+			h.wait(2 * time.Second)
+			if n := h.earFramesWith(quietAt, 1400); n != 0 {
+				t.Errorf("the off-hook tone still sounds after a minute (%d frames)", n)
+			}
+			h.onhook()
+			if h.m.State() != "idle" {
+				t.Errorf("state %s after on-hook", h.m.State())
+			}
+		})
+	}
 }

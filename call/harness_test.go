@@ -385,3 +385,37 @@ func toneShare(f *audio.Frame, freq float64) float64 {
 	power := s1*s1 + s2*s2 - coeff*s1*s2
 	return power / (total * float64(len(f)) / 2)
 }
+
+// earFramesWith counts the earpiece frames from frame from on in which freq dominates.
+func (h *harness) earFramesWith(from int, freq float64) int {
+	b := h.ear.Bytes()
+	n := 0
+	for i := from; (i+1)*2*audio.FrameSamples <= len(b); i++ {
+		var f audio.Frame
+		for j := range f {
+			k := 2 * (i*audio.FrameSamples + j)
+			f[j] = int16(uint16(b[k]) | uint16(b[k+1])<<8)
+		}
+		if toneShare(&f, freq) > 0.1 {
+			n++
+		}
+	}
+	return n
+}
+
+// closing is the prompt that said why the call ended: the last one before "please hang up".
+func (h *harness) closing() event {
+	h.t.Helper()
+	ev := h.events()
+	for i := len(ev) - 1; i > 0; i-- {
+		if ev[i].name == "prompt" && ev[i].attrs["prompt"] == string(audio.PromptHangUp) {
+			for j := i - 1; j >= 0; j-- {
+				if ev[j].name == "prompt" {
+					return ev[j]
+				}
+			}
+		}
+	}
+	h.t.Fatalf("no closing prompt before %s: %s", audio.PromptHangUp, h.names())
+	return event{}
+}

@@ -155,10 +155,16 @@ func (d *Driver) command(ctx context.Context, lineNo int, line string) (quit boo
 		return false, 0
 	}
 	switch c.Op {
-	case OffHook:
-		b.SetOffHook(true)
-	case OnHook:
-		b.SetOffHook(false)
+	case OffHook, OnHook:
+		up, state := c.Op == OffHook, "on-hook"
+		if up {
+			state = "off-hook"
+		}
+		if b.OffHook() == up {
+			fmt.Fprintf(stderr, "line %d: the handset is already %s\n", lineNo, state)
+			break
+		}
+		b.SetOffHook(up)
 	case Press:
 		if err := b.Press(c.Keys); err != nil {
 			fmt.Fprintf(stderr, "line %d: %v\n", lineNo, err)

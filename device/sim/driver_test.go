@@ -86,3 +86,18 @@ func TestDriverNoCallee(t *testing.T) {
 		t.Fatalf("%d frames, stderr %q", n, stderr.String())
 	}
 }
+
+// TestDriverHookTwice: lifting a handset that is already up, or putting down one that is
+// down, changes nothing, and the console says so rather than nothing at all.
+func TestDriverHookTwice(t *testing.T) {
+	var stderr strings.Builder
+	b := sim.New(sim.Options{})
+	d := sim.NewDriver(sim.DriverOptions{Board: b, Virtual: true, Stderr: &stderr})
+	if err := d.Run(context.Background(), strings.NewReader("onhook\nofFhook\noffhook\n"), func(time.Time) {}); err != nil {
+		t.Fatal(err)
+	}
+	want := "line 1: the handset is already on-hook\nline 3: the handset is already off-hook\n"
+	if stderr.String() != want || !b.OffHook() {
+		t.Fatalf("stderr %q, want %q; off-hook %v", stderr.String(), want, b.OffHook())
+	}
+}
