@@ -75,6 +75,13 @@ type Options struct {
 // ErrClosed is returned by Start after Close.
 var ErrClosed = errors.New("recording: recorder closed")
 
+// ErrNotRecorded is returned by Start for a call whose decision is not "recorded": the
+// recorder keeps promise 1 itself, whatever its caller decided to do.
+var ErrNotRecorded = errors.New("recording: the call was not decided recorded")
+
+// DecisionRecorded is the only decision a call is recorded under.
+const DecisionRecorded = "recorded"
+
 // Recorder seals recordings. Start and the Recordings it returns are used from the call
 // loop; the sealing and the writing to flash happen on the recorder's own goroutine, so the
 // audio path never waits for an fsync.
@@ -176,6 +183,11 @@ func (r *Recorder) CanRecord() error {
 // call (the policy's rule for a full spool is to refuse new recorded calls) and when the
 // manifest cannot be written.
 func (r *Recorder) Start(info CallInfo) (*Call, error) {
+	if info.Decision != DecisionRecorded {
+		r.log.Error("refused to record a call not decided recorded", "event", "recording_refused",
+			"call_id", info.CallID, "decision", info.Decision)
+		return nil, fmt.Errorf("%w: %q", ErrNotRecorded, info.Decision)
+	}
 	if err := r.CanRecord(); err != nil {
 		return nil, err
 	}

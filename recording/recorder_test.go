@@ -419,3 +419,22 @@ func BenchmarkMemoryPerCall(b *testing.B) {
 	}
 	b.ReportMetric(float64(live)/float64(b.N), "live-B/call")
 }
+
+// TestRefusesUnrecordedDecisions: the recorder does not trust its caller. Whatever the call
+// machine does, a call not decided "recorded" is never recorded: no manifest, no segment.
+func TestRefusesUnrecordedDecisions(t *testing.T) {
+	k := newKeys(t)
+	sp := newMemSpool()
+	r, _ := New(Options{Spool: sp, Recipients: k.rcps, Segment: time.Second, DeviceKey: testDeviceKey})
+	defer r.Close()
+	for _, d := range []string{"privileged", "free", "blocked", "", "Recorded", "unavailable"} {
+		ci := info
+		ci.Decision = d
+		if c, err := r.Start(ci); !errors.Is(err, ErrNotRecorded) || c != nil {
+			t.Errorf("decision %q: Start gave %v, %v; want ErrNotRecorded", d, c, err)
+		}
+	}
+	if len(sp.manifests) != 0 {
+		t.Fatalf("a refused call left %d manifests", len(sp.manifests))
+	}
+}
