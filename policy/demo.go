@@ -96,6 +96,10 @@ func Demo(rand io.Reader, params pin.Params, recipients []string) ([]byte, error
 			SpoolMaxBytes: ptr[int64](DemoSpoolMaxBytes),
 			WhenFull:      ptr(WhenFullRefuse),
 		},
+		// Three days without a fresh registry: a long weekend's outage passes unnoticed by
+		// callers, while a phone cut off for good stops recording calls to numbers it cannot
+		// know were registered meanwhile.
+		Stale: &fileStale{RefuseRecordedAfter: ptr("72h")},
 	}
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {

@@ -174,13 +174,16 @@ type Recording struct {
 }
 
 // Stale is the facility's rule for a phone whose registry is past its expiry with no fresh
-// copy to be had. It always keeps deciding from its last verified registry (never an empty
-// one) and marks each call it decides so; past RefuseRecordedAfter (0: never) it also stops
+// copy to be had. Every policy states it. It always keeps deciding from its last verified registry (never an empty
+// one) and marks each call it decides so; past RefuseRecordedAfter (0: never, written StaleNever) it also stops
 // placing calls that would be recorded, since a number registered meanwhile would be
 // recorded, and connects only privileged and free numbers.
 type Stale struct {
 	RefuseRecordedAfter time.Duration
 }
+
+// StaleNever is how a policy writes that a stale phone keeps placing recorded calls for ever.
+const StaleNever = "never"
 
 // Caller is one person who may use the phones.
 type Caller struct {
@@ -400,10 +403,16 @@ func build(f *file) (*Policy, error) {
 		return nil, err
 	}
 
-	if f.Stale != nil {
-		if f.Stale.RefuseRecordedAfter == nil {
-			return nil, fieldErr("stale.refuse_recorded_after", ErrMissing)
-		}
+	// What a phone does when its registry can no longer be refreshed is the facility's written
+	// choice, never a silent default (promise 6): the rule is required, and recording past
+	// expiry for ever is written "never".
+	switch {
+	case f.Stale == nil:
+		return nil, fieldErr("stale", ErrMissing)
+	case f.Stale.RefuseRecordedAfter == nil:
+		return nil, fieldErr("stale.refuse_recorded_after", ErrMissing)
+	case *f.Stale.RefuseRecordedAfter == StaleNever:
+	default:
 		if p.Stale.RefuseRecordedAfter, err = duration(*f.Stale.RefuseRecordedAfter); err != nil {
 			return nil, fieldErr("stale.refuse_recorded_after", err)
 		}

@@ -42,7 +42,8 @@ const base = `{
   "recording": {
     "recipients": ["` + recipientA + `", "` + recipientB + `"],
     "segment": "5s", "spool_max_bytes": 268435456, "when_full": "refuse"
-  }
+  },
+  "stale": {"refuse_recorded_after": "72h"}
 }`
 
 // Two age X25519 recipients whose identities nobody kept.
@@ -148,6 +149,7 @@ func badPolicies(t testing.TB) []badCase {
 		{"recipient bad checksum", edit(t, func(m map[string]any) {
 			obj(m, "recording")["recipients"] = []any{recipientA, recipientB[:len(recipientB)-1] + "q"}
 		}), "recording.recipients[1]", ErrValue},
+		{"stale rule missing", edit(t, func(m map[string]any) { delete(m, "stale") }), "stale", ErrMissing},
 		{"stale rule empty", edit(t, func(m map[string]any) { m["stale"] = map[string]any{} }), "stale.refuse_recorded_after", ErrMissing},
 		{"stale rule not a duration", edit(t, func(m map[string]any) { m["stale"] = map[string]any{"refuse_recorded_after": "a week"} }), "stale.refuse_recorded_after", ErrValue},
 		{"stale rule zero", edit(t, func(m map[string]any) { m["stale"] = map[string]any{"refuse_recorded_after": "0s"} }), "stale.refuse_recorded_after", ErrValue},
@@ -359,12 +361,13 @@ func TestOptionalFields(t *testing.T) {
 	if _, err := p.DialPlan.Dialed("5550100"); !errors.Is(err, dialplan.ErrNoAreaCode) {
 		t.Errorf("seven digits without area code: %v", err)
 	}
-	if p.Stale.RefuseRecordedAfter != 0 {
-		t.Error("no stale rule, yet one is set")
+	if p.Stale.RefuseRecordedAfter != 72*time.Hour {
+		t.Errorf("stale rule %+v, want 72h", p.Stale)
 	}
-	p, err = Parse([]byte(edit(t, func(m map[string]any) { m["stale"] = map[string]any{"refuse_recorded_after": "72h"} })))
-	if err != nil || p.Stale.RefuseRecordedAfter != 72*time.Hour {
-		t.Errorf("stale rule: %+v %v", p.Stale, err)
+	// Recording past expiry for ever is a choice a facility may make, but only in writing.
+	p, err = Parse([]byte(edit(t, func(m map[string]any) { m["stale"] = map[string]any{"refuse_recorded_after": "never"} })))
+	if err != nil || p.Stale.RefuseRecordedAfter != 0 {
+		t.Errorf("stale rule never: %+v %v", p.Stale, err)
 	}
 	// A policy may have no callers yet, but must say so.
 	if _, err := Parse([]byte(edit(t, func(m map[string]any) { m["callers"] = []any{} }))); err != nil {

@@ -66,7 +66,7 @@ func record(t testing.TB, sp *spool.Spool, k keys, callID string, length, segmen
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := rec.Start(recording.CallInfo{CallID: callID, CallerID: "1001", E164: "+15125550100", Started: time.Now()})
+	r, err := rec.Start(recording.CallInfo{CallID: callID, CallerID: "1001", E164: "+15125550100", Decision: recording.DecisionRecorded, Started: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
