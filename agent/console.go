@@ -127,6 +127,10 @@ func (c *console) afterClose() error {
 // agentPhone is what the console reads from the agent.
 type agentPhone struct{ a *Agent }
 
+// trunkStatus is a trunk that can say how it stands (whether it can place calls, and if not
+// why); the SIP trunk and the simulated called party can.
+type trunkStatus interface{ Status() string }
+
 // recentCalls is how many calls status lists.
 const recentCalls = 10
 
@@ -141,6 +145,9 @@ func (p agentPhone) Status(context.Context) (provisioning.Status, error) {
 		PolicyVersion: rules.policyVersion, RegistryVersion: rules.registryVersion, RegistryAge: rules.freshness,
 		SpoolSegments: u.Segments, SpoolCalls: u.Calls, SpoolBytes: u.Bytes,
 		Uplink: a.uplinkStatus,
+	}
+	if ts, ok := a.cfg.Trunk.(trunkStatus); ok {
+		st.SIP = ts.Status()
 	}
 	var calls []provisioning.CallSummary
 	err := lockedStore{a}.Calls(func(_ string, b []byte) error {

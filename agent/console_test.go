@@ -2,12 +2,18 @@ package agent
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wallphone/wallphone/trunk"
+	"github.com/wallphone/wallphone/trunk/siptrunk"
 )
 
 // The console's logs command reads the ring: a dialed number logged under any of the keys
@@ -111,5 +117,63 @@ func TestResetWipesOnlyWhenConfirmed(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(data, "policy.json")); err != nil {
 		t.Error("the reset removed the policy, which it does not own")
+	}
+}
+
+// silentTrunk places no calls and cannot say how it stands.
+type silentTrunk struct{}
+
+func (silentTrunk) Dial(string) (trunk.Leg, error) { return nil, siptrunk.ErrNoAccount }
+
+// The console's status says whether calls can be placed and, if not, why, as the trunk tells
+// it: the simulated called party; a SIP trunk without an account; one whose listen address
+// another process holds, with the cause and the next attempt; nothing from a trunk that
+// cannot say.
+func TestStatusReportsTrunk(t *testing.T) {
+	data, _ := enrolled(t)
+	busy, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	conf := filepath.Join(t.TempDir(), "sip.json")
+	os.WriteFile(conf, fmt.Appendf(nil, `{"server": "127.0.0.1:5060", "user": "wall-1", "listen": %q}`, busy.LocalAddr()), 0o600)
+	noAccount, stop := siptrunk.OpenFile(filepath.Join(t.TempDir(), "sip.json"), nil)
+	defer stop()
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	notStarted, stop := siptrunk.Open(conf, siptrunk.FileOptions{
+		After: func(time.Duration) <-chan time.Time { return nil }, // the retry never comes
+		Now:   func() time.Time { return now },
+	})
+	defer stop()
+	for _, tc := range []struct {
+		name string
+		tr   trunk.Trunk // nil: the simulated called party
+		want []string
+	}{
+		{"simulated", nil, []string{"simulated called party"}},
+		{"no account", noAccount, []string{"no account (sip.json not installed)"}},
+		{"port taken", notStarted, []string{"not started: sip listen: ", busy.LocalAddr().String(),
+			"address already in use; retrying in "}},
+		{"silent", silentTrunk{}, nil},
+	} {
+		a, _ := newAgent(t, data, &syncBuffer{}, func(c *Config) {
+			if tc.tr != nil {
+				c.Trunk = tc.tr
+			}
+		})
+		st, err := agentPhone{a}.Status(context.Background())
+		a.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if tc.want == nil && st.SIP != "" {
+			t.Errorf("%s: sip %q, want nothing", tc.name, st.SIP)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(st.SIP, w) {
+				t.Errorf("%s: sip %q does not say %q", tc.name, st.SIP, w)
+			}
+		}
 	}
 }

@@ -74,7 +74,10 @@ type Phone interface {
 	Logs(n int) []string
 }
 
-// Status is what the phone reports about itself. It never holds a dialed number.
+// Status is what the phone reports about itself. It never holds a dialed number. SIP says
+// where calls go and whether they can ("ready, listening on 127.0.0.1:5070 (udp), registered",
+// "not started: <cause>; retrying in 8s", "no account (sip.json not installed)", "simulated
+// called party"); empty when the trunk does not say.
 type Status struct {
 	DeviceID        string        `json:"device_id"`
 	Facility        string        `json:"facility,omitempty"`
@@ -85,6 +88,7 @@ type Status struct {
 	SpoolCalls      int           `json:"spool_calls"`
 	SpoolBytes      int64         `json:"spool_bytes"`
 	Uplink          string        `json:"uplink"` // what the uplink does: where it uploads, or why it does not
+	SIP             string        `json:"sip,omitempty"`
 	Calls           []CallSummary `json:"calls,omitempty"`
 }
 

@@ -121,6 +121,9 @@ func (t *Trunk) Dial(e164 string) (trunk.Leg, error) {
 	return l, nil
 }
 
+// Status says, for the console, where calls go.
+func (t *Trunk) Status() string { return "simulated called party" }
+
 // Last returns what happened on the most recent call, and false if there has been none.
 func (t *Trunk) Last() (Stats, bool) {
 	t.mu.Lock()

@@ -154,6 +154,13 @@ type logWatch struct {
 	all  strings.Builder // every record
 }
 
+// count is how many records so far contain s.
+func (w *logWatch) count(s string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Count(w.all.String(), s)
+}
+
 // saw reports whether any record so far contains s.
 func (w *logWatch) saw(s string) bool {
 	w.mu.Lock()

@@ -148,6 +148,9 @@ func TestSIPpRegister(t *testing.T) {
 	tr, log := testTrunkLog(t, `{"server": "`+s.addr+`", "user": "wall-0042", "auth_user": "wall-auth",
 		"password": "s3cret", "register": true}`)
 	log.wait("sip_registered")
+	if st := tr.Status(); !strings.HasSuffix(st, "(udp), registered") {
+		t.Errorf("status %q, want it registered", st)
+	}
 	tr.Close()
 	s.wait(t)
 }

@@ -54,6 +54,7 @@ type Trunk struct {
 	route  bool       // requests carry a Route header to dest
 	laddr  sip.Addr   // the listening UDP socket, which requests in a dialog leave from too
 	port   int        // the server's port
+	bound  string     // the local SIP socket, ip:port, as bound (for the status)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -67,6 +68,9 @@ type Trunk struct {
 	// registration goroutine uses them.
 	regCallID string
 	regCSeq   uint32
+
+	regMu    sync.Mutex // guards regState
+	regState string     // how the registration stands, for the status
 
 	mu   sync.Mutex      // guards legs
 	legs map[string]*Leg // by Call-ID, for INFO and BYE from the far end
@@ -127,9 +131,11 @@ func New(cfg Config, o Options) (*Trunk, error) {
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	serve, laddr, err := t.listen(listen, tlsConf)
 	if err != nil {
+		t.cancel()
 		t.ua.Close()
 		return nil, err
 	}
+	t.bound = laddr.String()
 	t.sipLn = net.JoinHostPort(ip.String(), strconv.Itoa(int(laddr.Port())))
 	if cfg.Transport == "udp" {
 		t.laddr = sip.Addr{IP: net.IP(laddr.Addr().AsSlice()), Port: int(laddr.Port()), Hostname: laddr.Addr().String()}
@@ -142,6 +148,7 @@ func New(cfg Config, o Options) (*Trunk, error) {
 		clientOpts = append(clientOpts, sipgo.WithClientConnectionAddr(laddr.String()))
 	}
 	if t.client, err = sipgo.NewClient(t.ua, clientOpts...); err != nil {
+		t.cancel()
 		t.ua.Close()
 		return nil, fmt.Errorf("sip client: %w", err)
 	}
@@ -169,6 +176,10 @@ func New(cfg Config, o Options) (*Trunk, error) {
 		t.wg.Wait()
 		t.ua.Close()
 		return nil, err
+	}
+	t.regState = "not registering"
+	if cfg.Register {
+		t.regState = "registering"
 	}
 	regCtx, stopReg := context.WithCancel(t.ctx)
 	t.stopReg, t.regDone = stopReg, make(chan struct{})
@@ -305,9 +316,11 @@ func (t *Trunk) registerLoop(ctx context.Context) {
 				break
 			}
 			t.log.Warn("sip registration failed", "event", "sip_register_failed", "err", err)
+			t.setRegState("not registered: " + err.Error())
 			wait, retry = retry, min(2*retry, expires/2)
 		} else {
 			retry = 5 * time.Second
+			t.setRegState("registered")
 			t.log.Info("sip registered", "event", "sip_registered", "expires", expires)
 		}
 		select {
@@ -322,6 +335,23 @@ func (t *Trunk) registerLoop(ctx context.Context) {
 	if err := t.register(unreg, 0); err != nil {
 		t.log.Warn("sip unregistration failed", "event", "sip_register_failed", "err", err)
 	}
+}
+
+func (t *Trunk) setRegState(s string) {
+	t.regMu.Lock()
+	t.regState = s
+	t.regMu.Unlock()
+}
+
+// Status says, for the console, whether the trunk takes calls, where it listens and how its
+// registration stands: "ready, listening on 127.0.0.1:5070 (udp), registered".
+func (t *Trunk) Status() string {
+	if t.ctx.Err() != nil {
+		return "closed"
+	}
+	t.regMu.Lock()
+	defer t.regMu.Unlock()
+	return fmt.Sprintf("ready, listening on %s (%s), %s", t.bound, t.cfg.Transport, t.regState)
 }
 
 // register sends one REGISTER (expires 0 unregisters), answering a digest challenge.
