@@ -35,7 +35,7 @@ func TestDialFailedSaysWhy(t *testing.T) {
 	if !ok || d.attrs["error"] != err.Error() {
 		t.Fatalf("dial_failed %v, want the trunk's error %q", d.attrs, err)
 	}
-	if p, _ := h.last("prompt"); p.attrs["prompt"] != string(audio.PromptCallFailed) {
+	if p := h.closing(); p.attrs["prompt"] != string(audio.PromptCallFailed) {
 		t.Fatal(p)
 	}
 }
