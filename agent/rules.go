@@ -54,6 +54,10 @@ func (a *Agent) open() error {
 		a.Close()
 		return err
 	}
+	if err := a.completeCutShort(); err != nil {
+		a.Close()
+		return err
+	}
 	if err := a.loadRules(); err != nil {
 		a.Close()
 		return err

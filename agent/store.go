@@ -13,6 +13,7 @@ import (
 
 	"github.com/wallphone/wallphone/audit"
 	"github.com/wallphone/wallphone/call"
+	"github.com/wallphone/wallphone/callrecord"
 	"github.com/wallphone/wallphone/internal/atomicfile"
 	"github.com/wallphone/wallphone/pin"
 	"github.com/wallphone/wallphone/provisioning"
@@ -147,5 +148,40 @@ func (a *Agent) openAudit() error {
 		a.log.Warn("audit log: an entry cut short by a power cut was removed", "event", "audit_repaired")
 	}
 	a.audit = l
+	return nil
+}
+
+// completeCutShort finishes the records of calls the phone stopped in the middle of (a power
+// cut, kill -9): the call machine keeps a recorded call's record from before its first
+// segment, unended. Each gets EndReason cut_short and, for Ended, the time it was found. The
+// sweep that follows finds them like any other.
+func (a *Agent) completeCutShort() error {
+	var open []callrecord.Record
+	err := a.db.Calls(func(id string, b []byte) error {
+		r, err := callrecord.Parse(b)
+		if err != nil {
+			return nil // the sweep reports it
+		}
+		if r.Ended.IsZero() {
+			open = append(open, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("call records: %w", err)
+	}
+	now := a.clock.Now()
+	for _, r := range open {
+		r.Ended, r.EndReason = now, callrecord.EndCutShort
+		b, err := r.Encode()
+		if err == nil {
+			err = a.db.PutCall(r.CallID, b)
+		}
+		if err != nil {
+			return fmt.Errorf("call record %s: %w", r.CallID, err)
+		}
+		a.log.Warn("call cut short: the phone stopped during it", "event", "call_cut_short", "call_id", r.CallID,
+			"recorded", r.Recorded)
+	}
 	return nil
 }

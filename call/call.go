@@ -573,6 +573,15 @@ func (m *Machine) farEndRefused(reason string, p audio.PromptID) {
 func (m *Machine) connect() {
 	s := m.s
 	if s.decision.Kind == Recorded {
+		// The record, with the number, is kept before the first frame is recorded: it is what
+		// destroy on discovery finds the recording by, and a power cut mid-call must leave it
+		// (start-up completes it). A recording nothing could find is not made.
+		s.recorded = true
+		if err := m.cfg.Store.PutCall(s.id, m.record()); err != nil {
+			s.recorded = false
+			m.fail("store call record", err)
+			return
+		}
 		// The recorder starts before the first frame flows, or the call does not go ahead:
 		// a recorded call that cannot be recorded is refused, never connected unrecorded.
 		rec, err := m.cfg.Recorder.Start(RecordingInfo{
@@ -580,11 +589,12 @@ func (m *Machine) connect() {
 			Decision: s.decision, Started: m.now,
 		})
 		if err != nil {
+			s.recorded = false
 			m.emit("recording_failed", slog.String("error", err.Error()))
 			m.end("recording_unavailable", audio.PromptUnavailable)
 			return
 		}
-		s.rec, s.recorded = rec, true
+		s.rec = rec
 		m.emit("recording_started")
 	}
 	lim := s.pol.Limits
@@ -797,10 +807,13 @@ func (m *Machine) end(reason string, closing audio.PromptID) {
 func (m *Machine) record() []byte {
 	s := m.s
 	r := callrecord.Record{
-		CallID: s.id, DeviceID: m.cfg.DeviceID, Started: s.started, Ended: m.now,
+		CallID: s.id, DeviceID: m.cfg.DeviceID, Started: s.started,
 		Language: string(s.lang), PolicyVersion: s.pol.Version, Connected: s.talkFrom,
 		Recorded: s.recorded, EndReason: s.endReason,
 		RecordingError: s.recErr,
+	}
+	if s.ended {
+		r.Ended = m.now
 	}
 	if s.verified {
 		r.CallerID = s.callerID

@@ -773,3 +773,40 @@ func TestPleaseHangUp(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordBeforeRecording: the call record, the only place the phone keeps a recorded
+// call's number for destroy on discovery (promise 5), exists before the first frame is
+// recorded: a power cut mid-call leaves it, not segments nobody can match to a number.
+func TestRecordBeforeRecording(t *testing.T) {
+	h := newHarness(t)
+	h.toAccept()
+	if rs := h.records(); len(rs) != 0 {
+		t.Fatalf("records before the accept: %+v", rs)
+	}
+	h.do("accept")
+	if !h.m.Recording() {
+		t.Fatalf("not recording: %s", h.names())
+	}
+	r := h.onlyRecord()
+	if !r.Recorded || r.Number != "+15125550123" || !r.Ended.IsZero() || r.EndReason != "" {
+		t.Fatalf("record while recording %+v: want recorded, the number, not ended", r)
+	}
+	h.wait(time.Second)
+	h.onhook()
+	if r := h.onlyRecord(); !r.Recorded || r.Ended.IsZero() || r.EndReason != "caller_hangup" {
+		t.Fatalf("record after the call %+v", r)
+	}
+
+	t.Run("no record, no recording", func(t *testing.T) {
+		h := newHarness(t)
+		h.m.cfg.Store = failingStore{h.db}
+		h.toAccept()
+		h.do("accept")
+		if len(h.rec.starts) != 0 || h.count("connected") != 0 {
+			t.Fatalf("a recorded call went ahead with no call record: %s", h.names())
+		}
+		if e, _ := h.last("call_ended"); e.attrs["reason"] != "phone_error" {
+			t.Fatalf("ended %v", e)
+		}
+	})
+}

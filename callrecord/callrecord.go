@@ -38,7 +38,10 @@ type Record struct {
 	PolicyVersion   int64     `json:"policy_version"`
 	Connected       time.Time `json:"connected,omitzero"`
 	Recorded        bool      `json:"recorded"`
-	EndReason       string    `json:"end_reason"`
+	// Ended is zero and EndReason empty while the call goes on: a recorded call's record is
+	// kept before its first segment. A record the phone finds so at start-up belongs to a call
+	// it stopped in the middle of; it gets EndCutShort, and Ended is when it was found.
+	EndReason string `json:"end_reason"`
 	// RecordingError says that part of a recorded call's recording was lost (a segment that could
 	// not be sealed or kept), and why: how the call ended does not say it.
 	RecordingError string `json:"recording_error,omitempty"`
@@ -47,6 +50,9 @@ type Record struct {
 	Destroyed                bool   `json:"destroyed,omitempty"`
 	DestroyedRegistryVersion uint64 `json:"destroyed_registry_version,omitempty"`
 }
+
+// EndCutShort is the EndReason of a call the phone stopped in the middle of.
+const EndCutShort = "cut_short"
 
 // ErrFormat is wrapped by Parse's errors: the bytes are not a call record.
 var ErrFormat = errors.New("callrecord: not a call record")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/wallphone/wallphone/backoffice/demo"
 	"github.com/wallphone/wallphone/recording"
+	"github.com/wallphone/wallphone/registry"
 	"github.com/wallphone/wallphone/spool"
 	"github.com/wallphone/wallphone/store"
 )
@@ -179,4 +180,67 @@ func checkSpool(t *testing.T, data string, id age.Identity) int {
 		})
 	}
 	return total
+}
+
+// TestDestroyCallCutShort: a recorded call cut short by kill -9 (a power cut) is still
+// found by destroy on discovery. Its record was kept before the first segment, start-up
+// completes it, and when a registry makes the number privileged its segments go and a signed
+// purge request is queued, as for a call that ended properly.
+func TestDestroyCallCutShort(t *testing.T) {
+	bin := buildAgent(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	runAgent(t, data, "quit\n")
+	cmd := exec.Command(bin, "--board", "sim", "--clock", "virtual", "--log", "json", "--data", data, "--vault", "none")
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	cmd.Stdin = strings.NewReader("offhook\npress 1\npress 1001#\npress 1234#\npress 5125550123#\nwait 8s\ncallee answer\nwait 15s\ncallee accept\n" +
+		strings.Repeat("wait 1s\n", 600) + "onhook\nquit\n")
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	sealed := false
+	for !sealed && sc.Scan() {
+		sealed = strings.Contains(sc.Text(), `"msg":"segment sealed"`)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if !sealed {
+		t.Fatal("no segment sealed before the kill")
+	}
+	sp, err := spool.Open(spool.Options{Dir: filepath.Join(data, "spool"), MaxBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls, _ := sp.Calls()
+	sp.Close()
+	if len(calls) != 1 {
+		t.Fatalf("spooled calls %v", calls)
+	}
+	callID := calls[0]
+
+	if err := demo.PublishRegistry(data+"-keys", 2, []registry.Item{{Number: "+15125550123", Kind: registry.Attorney, Label: "new attorney"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := runAgent(t, data, "quit\n")
+	for _, want := range []string{
+		`"event":"call_cut_short","call_id":"` + callID + `"`,
+		`"event":"recording_destroyed","call_id":"` + callID + `","kind":"attorney","registry_version":2`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %s in the log:\n%s", want, out)
+		}
+	}
+	sp, err = spool.Open(spool.Options{Dir: filepath.Join(data, "spool"), MaxBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	if u := sp.Usage(); u.Segments != 0 || u.Manifests != 0 || u.Purges != 1 {
+		t.Fatalf("spool after the sweep: %+v", u)
+	}
+	if _, err := sp.ReadPurge(callID); err != nil {
+		t.Fatal(err)
+	}
 }
