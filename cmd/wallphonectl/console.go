@@ -80,6 +80,7 @@ const consoleUsage = `usage:
       shell                    interactive: a prompt taking the commands above, and help
   wallphonectl console cert --provisioning-key FILE --facility ID --name NAME
                             --technician-pub FILE [--valid 30d] [--serial N] --out FILE
+                            a technician's certificate, signed with the facility's provisioning key
   wallphonectl keys provisioning --facility ID --out PREFIX
   wallphonectl keys technician --out PREFIX
 exit status: 0 done, 1 local error, 2 usage, 3 no answer from the phone, 4 certificate or key
@@ -112,12 +113,16 @@ func consoleMain(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 		fmt.Fprintln(stdout, consoleUsage)
 		return nil
 	} else if err != nil {
-		return fmt.Errorf("%w: console: %v (wallphonectl console --help)", errUsage, err)
+		return fmt.Errorf("%w: console: %v", errUsage, err)
 	}
 	if fs.NArg() == 0 {
-		return fmt.Errorf("%w: console: no command (wallphonectl console --help)", errUsage)
+		return fmt.Errorf("%w: console: no command", errUsage)
 	}
 	sub, subArgs := fs.Arg(0), fs.Args()[1:]
+	// Check the subcommand before reading files or touching the port.
+	if _, ok := consoleCommands[sub]; !ok && sub != "shell" {
+		return fmt.Errorf("%w: console: unknown command %q", errUsage, sub)
+	}
 	c := &consoleCmd{stdin: bufio.NewScanner(stdin), stdout: stdout, stderr: stderr}
 	if sub != "hello" {
 		if *certFile == "" || *keyFile == "" {
@@ -137,10 +142,6 @@ func consoleMain(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 		if c.key, err = identity.ParsePrivateKey(kb); err != nil {
 			return fmt.Errorf("%s: %w", *keyFile, err)
 		}
-	}
-	// Check the subcommand before touching the port.
-	if _, ok := consoleCommands[sub]; !ok && sub != "shell" {
-		return fmt.Errorf("%w: console: unknown command %q (wallphonectl console --help)", errUsage, sub)
 	}
 	p, err := serial.Open(*port, &serial.Mode{BaudRate: *baud})
 	if err != nil {
