@@ -19,11 +19,16 @@ all: build
 # CONSOLE=PORT serves the provisioning console there too (a pty from socat, say; README);
 # FLAGS passes more flags to wallphoned (FLAGS='--update-interval 1m' sees a publish soon).
 # It needs only Go: the simulated phone is pure Go, so nothing is installed with apt-get.
+# Both are built into $(RUNBIN) and the phone is exec'd, not started with go run: the go
+# command exits 1 after an interrupt whatever its child returned, so Ctrl-C, which stops the
+# phone cleanly (exit status 0), would end make with "Error 1".
 CONSOLE  ?=
 FLAGS    ?=
+RUNBIN   ?= .run/bin
 run: go-deps
-	CGO_ENABLED=0 $(GO) run ./cmd/wallphonectl demo init $(DATA)-keys
-	CGO_ENABLED=0 $(GO) run ./cmd/wallphoned --board sim --data $(DATA) --callee auto $(if $(CONSOLE),--console $(CONSOLE)) $(FLAGS)
+	CGO_ENABLED=0 $(GO) build -o $(RUNBIN)/ ./cmd/wallphoned ./cmd/wallphonectl
+	$(RUNBIN)/wallphonectl demo init $(DATA)-keys
+	exec $(RUNBIN)/wallphoned --board sim --data $(DATA) --callee auto $(if $(CONSOLE),--console $(CONSOLE)) $(FLAGS)
 
 # wallphoned and wallphonectl for this machine, pure Go, into $(GOBIN) (or $(go env GOPATH)/bin).
 install: go-deps

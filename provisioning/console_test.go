@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -479,4 +480,57 @@ func TestLockNeverLongerThanMaxLock(t *testing.T) {
 	}
 	r.clock.Advance(provisioning.MaxLock)
 	r.login()
+}
+
+// The refusals say what happened: a wrong credential says why and how many attempts are
+// left before the lock, the wait after it is not called a lock, and only a lock says locked.
+func TestSignInMessagesSayWhatHappened(t *testing.T) {
+	r := newRig(t)
+	_, wrong, _ := ed25519.GenerateKey(rand.Reader)
+	_, _, err := r.client.Authenticate(bg, r.tech.cert, wrong)
+	e := wantCode(t, err, provisioning.CodeAuthFailed)
+	first := e.Message
+	for _, want := range []string{"signature", fmt.Sprintf("%d attempts left before the console locks", provisioning.LockAfter-1)} {
+		if !strings.Contains(e.Message, want) {
+			t.Errorf("first failure: %q, want %q", e.Message, want)
+		}
+	}
+	_, _, err = r.client.Authenticate(bg, r.tech.cert, r.tech.key)
+	e = wantCode(t, err, provisioning.CodeBackoff)
+	if want := fmt.Sprintf("1 failed attempt in a row; %d left before the console locks", provisioning.LockAfter-1); !strings.Contains(e.Message, want) {
+		t.Errorf("backoff: %q, want %q", e.Message, want)
+	}
+	for i, m := range []string{first, e.Message} {
+		if strings.Contains(m, "too many") || strings.Contains(m, "locked") {
+			t.Errorf("message %d before the lock: %q", i, m)
+		}
+	}
+	wait := time.Second
+	for n := 2; n < provisioning.LockAfter; n++ {
+		r.clock.Advance(wait)
+		_, _, err = r.client.Authenticate(bg, r.tech.cert, wrong)
+		e = wantCode(t, err, provisioning.CodeAuthFailed)
+		if want := fmt.Sprintf("%d attempts left", provisioning.LockAfter-n); n < provisioning.LockAfter-1 && !strings.Contains(e.Message, want) {
+			t.Errorf("failure %d: %q, want %q", n, e.Message, want)
+		}
+		wait = e.RetryAfter
+	}
+	if !strings.Contains(e.Message, "1 attempt left before the console locks") {
+		t.Errorf("last failure before the lock: %q", e.Message)
+	}
+	r.clock.Advance(wait)
+	_, _, err = r.client.Authenticate(bg, r.tech.cert, wrong)
+	e = wantCode(t, err, provisioning.CodeLocked)
+	if want := fmt.Sprintf("the console is locked after %d failed attempts in a row", provisioning.LockAfter); !strings.Contains(e.Message, want) || !strings.Contains(e.Message, "signature") {
+		t.Errorf("locking failure: %q, want the reason and %q", e.Message, want)
+	}
+	_, _, err = r.client.Authenticate(bg, r.tech.cert, r.tech.key)
+	e = wantCode(t, err, provisioning.CodeLocked)
+	if want := fmt.Sprintf("locked after %d failed attempts in a row", provisioning.LockAfter); !strings.Contains(e.Message, want) {
+		t.Errorf("locked: %q, want %q", e.Message, want)
+	}
+	if !strings.Contains(e.Error(), "try again in 15m0s") {
+		t.Errorf("locked: %q does not say for how long", e.Error())
+	}
+	r.clock.Advance(provisioning.LockFor)
 }

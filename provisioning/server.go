@@ -428,7 +428,7 @@ func (s *Server) auth(now time.Time, a Auth) (byte, any) {
 		// The challenge is spent all the same: it cannot be kept for after the wait.
 		s.session = session{}
 		s.audit("console_auth_failed", map[string]string{"reason": code, "failures": fmt.Sprint(failures)})
-		return TypeError, &Error{Code: code, Message: "too many failed attempts", RetryAfter: until.Sub(now)}
+		return TypeError, &Error{Code: code, Message: refusedMessage(failures), RetryAfter: until.Sub(now)}
 	}
 	challenge, at := s.session.challenge, s.session.challengeAt
 	s.session = session{} // single use, whatever the outcome
@@ -452,7 +452,7 @@ func (s *Server) auth(now time.Time, a Auth) (byte, any) {
 		if code == CodeLocked {
 			s.audit("console_locked", map[string]string{"until": now.Add(wait).UTC().Format(time.RFC3339), "failures": fmt.Sprint(failures)})
 		}
-		return TypeError, &Error{Code: code, Message: err.Error(), RetryAfter: wait}
+		return TypeError, &Error{Code: code, Message: err.Error() + "; " + failedMessage(failures), RetryAfter: wait}
 	}
 	if err := s.cfg.Locks.SetConsoleFailures(0, time.Time{}); err != nil {
 		s.audit("console_auth_failed", map[string]string{"reason": "lock state unwritable: " + err.Error()})
@@ -464,6 +464,38 @@ func (s *Server) auth(now time.Time, a Auth) (byte, any) {
 	}
 	s.session = session{cert: cert, lastUsed: now}
 	return TypeAuth | answerBit, AuthOK{Technician: cert.Name, Facility: cert.Facility, Serial: cert.Serial, NotAfter: cert.NotAfter}
+}
+
+// The messages of a refused sign-in say where the technician stands: how many attempts are
+// left before the lock, or that the console is locked; when the next attempt may come is in
+// the error's RetryAfter. A lock is never claimed before there is one.
+
+// failedMessage follows the reason of the failures-th failure in a row.
+func failedMessage(failures int) string {
+	if failures >= LockAfter {
+		return lockedMessage(failures)
+	}
+	return fmt.Sprintf("%s left before the console locks", plural(LockAfter-failures, "attempt"))
+}
+
+// refusedMessage is the refusal of an attempt that came during the wait after failures.
+func refusedMessage(failures int) string {
+	if failures >= LockAfter {
+		return lockedMessage(failures)
+	}
+	return fmt.Sprintf("wait before the next attempt: %s in a row; %d left before the console locks",
+		plural(failures, "failed attempt"), LockAfter-failures)
+}
+
+func lockedMessage(failures int) string {
+	return fmt.Sprintf("the console is locked after %d failed attempts in a row", failures)
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // check verifies an answer to a challenge; the certificate is returned when it parsed, for

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.bug.st/serial"
+	"golang.org/x/term"
 
 	"github.com/wallphone/wallphone/identity"
 	"github.com/wallphone/wallphone/provisioning"
@@ -29,7 +30,7 @@ const (
 	exitUsage       = 2 // the command line was not understood
 	exitNoPhone     = 3 // the port does not open, or the phone does not answer
 	exitAuth        = 4 // the phone refused the certificate or the key
-	exitLocked      = 5 // too many failures: the phone makes you wait (the message says how long)
+	exitLocked      = 5 // the phone makes you wait after failed sign-ins, or is locked (the message says which, and how long)
 	exitRefused     = 6 // the phone refused or failed the command (the message says why)
 	exitSelftest    = 7 // the self test ran and found a fault
 	exitNotConfirmd = 8 // a factory reset was not confirmed; nothing was done
@@ -60,7 +61,8 @@ func classify(err error) error {
 	case errors.As(err, &pe) && (pe.Code == provisioning.CodeAuthFailed || pe.Code == provisioning.CodeNotAuthenticated):
 		return &exitError{exitAuth, fmt.Errorf("refused: %w", err)}
 	case errors.As(err, &pe) && (pe.Code == provisioning.CodeLocked || pe.Code == provisioning.CodeBackoff):
-		return &exitError{exitLocked, fmt.Errorf("console locked: %w", err)}
+		// The phone's message says whether it is a wait after a failure or a lock.
+		return &exitError{exitLocked, fmt.Errorf("not signed in: %w", err)}
 	case errors.As(err, &pe):
 		return &exitError{exitRefused, fmt.Errorf("the phone refused: %w", err)}
 	}
@@ -80,11 +82,12 @@ const consoleUsage = `usage:
       shell                    interactive: a prompt taking the commands above, and help
   wallphonectl console cert --provisioning-key FILE --facility ID --name NAME
                             --technician-pub FILE [--valid 30d] [--serial N] --out FILE
+                            a technician's certificate, signed with the facility's provisioning key
   wallphonectl keys provisioning --facility ID --out PREFIX
   wallphonectl keys technician --out PREFIX
 exit status: 0 done, 1 local error, 2 usage, 3 no answer from the phone, 4 certificate or key
-refused, 5 console locked, 6 command refused by the phone, 7 self test found a fault,
-8 reset not confirmed`
+refused, 5 wait after failed sign-ins or console locked, 6 command refused by the phone,
+7 self test found a fault, 8 reset not confirmed`
 
 // consoleCmd is one invocation of wallphonectl console.
 type consoleCmd struct {
@@ -92,9 +95,17 @@ type consoleCmd struct {
 	stdout io.Writer
 	stderr io.Writer
 	client *provisioning.Client
-	cert   []byte
-	key    ed25519.PrivateKey
-	hello  provisioning.Hello
+	// port, baud and timeout are the command line's: what the first hello tries, for how long.
+	port    string
+	baud    int
+	timeout time.Duration
+	// attemptEvery is how long one hello waits before it is sent again.
+	attemptEvery time.Duration
+	// spin: stderr is a terminal, where the wait is a spinner line that redraws itself.
+	spin  bool
+	cert  []byte
+	key   ed25519.PrivateKey
+	hello provisioning.Hello
 }
 
 func consoleMain(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -112,13 +123,18 @@ func consoleMain(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 		fmt.Fprintln(stdout, consoleUsage)
 		return nil
 	} else if err != nil {
-		return fmt.Errorf("%w: console: %v (wallphonectl console --help)", errUsage, err)
+		return fmt.Errorf("%w: console: %v", errUsage, err)
 	}
 	if fs.NArg() == 0 {
-		return fmt.Errorf("%w: console: no command (wallphonectl console --help)", errUsage)
+		return fmt.Errorf("%w: console: no command", errUsage)
 	}
 	sub, subArgs := fs.Arg(0), fs.Args()[1:]
-	c := &consoleCmd{stdin: bufio.NewScanner(stdin), stdout: stdout, stderr: stderr}
+	// Check the subcommand before reading files or touching the port.
+	if _, ok := consoleCommands[sub]; !ok && sub != "shell" {
+		return fmt.Errorf("%w: console: unknown command %q", errUsage, sub)
+	}
+	c := &consoleCmd{stdin: bufio.NewScanner(stdin), stdout: stdout, stderr: stderr,
+		port: *port, baud: *baud, timeout: *timeout, attemptEvery: attemptEvery, spin: isTerminal(stderr)}
 	if sub != "hello" {
 		if *certFile == "" || *keyFile == "" {
 			return fmt.Errorf("%w: console %s needs --cert FILE and --key FILE", errUsage, sub)
@@ -137,10 +153,6 @@ func consoleMain(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 		if c.key, err = identity.ParsePrivateKey(kb); err != nil {
 			return fmt.Errorf("%s: %w", *keyFile, err)
 		}
-	}
-	// Check the subcommand before touching the port.
-	if _, ok := consoleCommands[sub]; !ok && sub != "shell" {
-		return fmt.Errorf("%w: console: unknown command %q (wallphonectl console --help)", errUsage, sub)
 	}
 	p, err := serial.Open(*port, &serial.Mode{BaudRate: *baud})
 	if err != nil {
@@ -168,8 +180,13 @@ func consoleMain(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 }
 
 func (c *consoleCmd) login(ctx context.Context) error {
-	h, ok, err := c.client.Authenticate(ctx, c.cert, c.key)
+	h, err := c.reach(ctx)
+	if err != nil {
+		return err
+	}
 	c.hello = h
+	ok, err := c.client.AnswerChallenge(ctx, provisioning.Auth{Certificate: c.cert,
+		Signature: ed25519.Sign(c.key, provisioning.AuthMessage(h.DeviceID, h.Challenge))})
 	if err != nil {
 		return err
 	}
@@ -211,7 +228,7 @@ func (c *consoleCmd) doHello(ctx context.Context, args []string) error {
 	if err := noArgs("hello", args); err != nil {
 		return err
 	}
-	h, err := c.client.Hello(ctx)
+	h, err := c.reach(ctx)
 	if err != nil {
 		return err
 	}
@@ -412,6 +429,68 @@ func (c *consoleCmd) shell(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// attemptEvery is how long a hello waits before it is sent again: a phone whose agent starts
+// meanwhile, or a line that garbled the first frame, answers the next.
+const attemptEvery = 2 * time.Second
+
+// reach says hello until the phone answers or the timeout passes, showing what it tries: a
+// technician at a phone that does not answer must see that something is going on, and on
+// giving up, what to check.
+func (c *consoleCmd) reach(ctx context.Context) (provisioning.Hello, error) {
+	attempts := max(1, int((c.timeout+c.attemptEvery-1)/c.attemptEvery))
+	c.client.Timeout = c.timeout / time.Duration(attempts)
+	defer func() { c.client.Timeout = c.timeout }()
+	line := fmt.Sprintf("%s at %d baud", c.port, c.baud)
+	for n := 1; n <= attempts; n++ {
+		stop := c.spinner(fmt.Sprintf("waiting for the phone on %s (attempt %d of %d)", line, n, attempts))
+		h, err := c.client.Hello(ctx)
+		stop()
+		if !errors.Is(err, provisioning.ErrTimeout) {
+			return h, err
+		}
+		if !c.spin {
+			fmt.Fprintf(c.stderr, "no answer from the phone on %s (attempt %d of %d)\n", line, n, attempts)
+		}
+	}
+	return provisioning.Hello{}, &exitError{exitNoPhone, fmt.Errorf(
+		"%w on %s after %d attempts in %s; check that the cable is in and the phone is on, that %s is the phone's port (dmesg | tail), that --baud %d is the phone's --console-baud, and that its agent runs with --console",
+		provisioning.ErrTimeout, line, attempts, c.timeout, c.port, c.baud)}
+}
+
+// spinner draws text behind a turning bar on a terminal until stop is called, which erases
+// the line; elsewhere it draws nothing.
+func (c *consoleCmd) spinner(text string) (stop func()) {
+	if !c.spin {
+		return func() {}
+	}
+	done, drawn := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(drawn)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		// Nothing is drawn for an answer within the first tick, so a phone that answers
+		// at once does not make the line flicker.
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				if i > 0 {
+					fmt.Fprint(c.stderr, "\r\033[K")
+				}
+				return
+			case <-t.C:
+				fmt.Fprintf(c.stderr, "\r%c %s", `|/-\`[i%4], text)
+			}
+		}
+	}()
+	return func() { close(done); <-drawn }
+}
+
+// isTerminal says whether w is a terminal, where a line may redraw itself.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // progressBar draws one line that redraws itself.

@@ -41,6 +41,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/wallphone/wallphone/pin"
 	"github.com/wallphone/wallphone/policy"
@@ -81,16 +82,18 @@ const usage = `usage:
                                    (--manifest DIR/manifest.age --segments DIR/segments)` + demoUsage
 
 func main() {
-	err := run(os.Args[1:], os.Stdin, os.Stdout)
+	args := os.Args[1:]
+	err := run(args, os.Stdin, os.Stdout)
 	var exit *exitError
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprintln(os.Stderr, usage)
+		writeHelp(os.Stdout, args)
 	case errors.As(err, &exit):
 		fmt.Fprintln(os.Stderr, "wallphonectl:", err)
 		os.Exit(exit.code)
 	case errors.Is(err, errUsage):
-		fmt.Fprintf(os.Stderr, "wallphonectl: %v\n%s\n", err, usage)
+		// Short: what was wrong and where to read more, not every command's usage.
+		fmt.Fprintf(os.Stderr, "wallphonectl: %v\n%s\n", err, seeHelp(args))
 		os.Exit(2)
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "wallphonectl:", err)
@@ -102,9 +105,14 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) == 0 {
 		return fmt.Errorf("%w: no command", errUsage)
 	}
+	if about, ok := helpRequested(args); ok {
+		writeHelp(stdout, about)
+		return nil
+	}
 	switch cmd := args[0]; {
-	case cmd == "-h" || cmd == "--help" || cmd == "help":
-		return flag.ErrHelp
+	case cmd == "--version" || cmd == "-version" || cmd == "version":
+		writeVersion(stdout)
+		return nil
 	case cmd == "pin" && len(args) == 2 && args[1] == "hash":
 		return pinHash(stdin, stdout)
 	case cmd == "policy" && len(args) == 3 && args[1] == "check":
@@ -134,7 +142,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	case cmd == "demo":
 		return demoCmd(args[1:], stdout)
 	}
-	return fmt.Errorf("%w: unknown command %q", errUsage, args)
+	return fmt.Errorf("%w: unknown command %q", errUsage, strings.Join(commandWords(args), " "))
 }
 
 // pinHash makes verifiers with the parameters the phones use; a PIN must be keyable on a

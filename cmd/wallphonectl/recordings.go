@@ -22,8 +22,10 @@ import (
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/identity"
 	"github.com/wallphone/wallphone/internal/atomicfile"
+	"github.com/wallphone/wallphone/provisioning"
 	"github.com/wallphone/wallphone/recording"
 	"github.com/wallphone/wallphone/spool"
+	"github.com/wallphone/wallphone/uplink"
 )
 
 // keysRecipient makes an investigator's identity: the private key stays in the file, the
@@ -102,6 +104,18 @@ func recordingsList(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if len(calls) == 0 {
+		// An empty table would read as "nothing was recorded"; a phone's spool is emptied by
+		// its uplink, so say where the calls went.
+		fmt.Fprintf(stdout, "no calls in the spool %s: a call stays there only until the uplink has it in the vault.\n", *spoolDir)
+		if where := vaultOf(*spoolDir); where != "" {
+			fmt.Fprintf(stdout, "This phone's uplink sends its calls to %s.\n", where)
+		} else {
+			fmt.Fprintln(stdout, "Where they went is the phone's conf/vault.json (a bucket, or a directory vault; the simulated phone's is DATA-vault).")
+		}
+		fmt.Fprintln(stdout, "To fetch a call from the vault for recordings decrypt: wallphonectl vault fetch --config VAULT.json --facility ID --device ID --call CALLID --out DIR (see wallphonectl vault fetch --help).")
+		return nil
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CALL\tSEGMENTS\tBYTES\tMANIFEST")
 	for _, c := range calls {
@@ -116,6 +130,33 @@ func recordingsList(args []string, stdout io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", c.CallID, len(c.Segments), bytes, man)
 	}
 	return tw.Flush()
+}
+
+// vaultOf says which vault the uplink of the phone whose spool this is sends to, read as
+// the agent reads it: the data directory's conf/vault.json, else the simulated phone's
+// default, the data directory's name + "-vault". "" when neither is there, or the spool is
+// not a data directory's (a copy).
+func vaultOf(spoolDir string) string {
+	spoolDir = filepath.Clean(spoolDir)
+	if filepath.Base(spoolDir) != "spool" {
+		return ""
+	}
+	data := filepath.Dir(spoolDir)
+	b, err := os.ReadFile(filepath.Join(data, "conf", provisioning.VaultFile))
+	if err != nil {
+		if fi, err := os.Stat(data + "-vault"); err == nil && fi.IsDir() {
+			return "the directory vault " + data + "-vault"
+		}
+		return ""
+	}
+	c, err := uplink.ParseConfig(b)
+	switch {
+	case err != nil:
+		return ""
+	case c.Dir != "":
+		return "the directory vault " + c.Dir
+	}
+	return fmt.Sprintf("the bucket %s at %s", c.Bucket, c.Endpoint)
 }
 
 // listFlag collects a repeated flag.

@@ -1,16 +1,47 @@
 package main
 
 import (
-	"strings"
-	"time"
-
+	"errors"
 	"flag"
 	"fmt"
-	"github.com/wallphone/wallphone/device/board"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/wallphone/wallphone/device/board"
 )
+
+// usageError is a command line that was not understood: main prints it with where to read
+// the usage (help names the command, wallphoned or wallphoned selftest) and exits 2.
+type usageError struct {
+	help string
+	err  error
+}
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// parse parses args into fs; help, asked for, goes to stdout with the flags' defaults
+// (flag.ErrHelp is returned: exit status 0), and anything else not understood is a
+// usageError for the command help names.
+func parse(fs *flag.FlagSet, args []string, help string, stdout io.Writer, usage string) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return err
+	case err != nil:
+		return &usageError{help, err}
+	case fs.NArg() > 0:
+		return &usageError{help, fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}
 
 type config struct {
 	board     string
@@ -32,12 +63,20 @@ type config struct {
 	provisioningPub string
 	vault           string
 	sipFile         string
+	version         bool
 }
 
-func parseFlags(args []string, stderr io.Writer) (config, error) {
+const agentUsage = `usage: wallphoned [flags]
+       wallphoned selftest [flags]   the technician's walk through the hardware (selftest --help)
+       wallphoned --version
+
+The wall phone agent. flags:
+`
+
+// parseFlags reads the command line; help goes to stdout.
+func parseFlags(args []string, stdout io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("wallphoned", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.StringVar(&c.board, "board", "sim", "board `name`: sim (the simulated phone, worked from standard input), "+strings.Join(board.Names(), ", "))
 	fs.StringVar(&c.boardFile, "board-file", "", "board definition `file`, for a board that is not built in")
 	fs.StringVar(&c.trunk, "trunk", "sim", "where calls go: sim (the simulated called party, for bench tests) or sip (the facility's SIP server, from --sip)")
@@ -56,36 +95,44 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.consoleBaud, "console-baud", 115200, "console serial speed")
 	fs.StringVar(&c.provisioningPub, "provisioning-pub", "", "`file` of facility provisioning keys the console trusts (default: /etc/wallphone/provisioning.pub; for the sim board provisioning.pub in the demo facility)")
 	fs.StringVar(&c.vault, "vault", "", "where recordings go: a local `directory` acting as the vault, or none (default: <data>/conf/vault.json; for the sim board without one, the data directory's name + \"-vault\")")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: wallphoned [flags]\n\nThe wall phone agent. flags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	fs.BoolVar(&c.version, "version", false, "print the version and exit")
+	if err := parse(fs, args, "wallphoned", stdout, agentUsage); err != nil {
 		return c, err
 	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	if err := c.check(); err != nil {
+		return c, &usageError{"wallphoned", err}
 	}
+	c.defaults()
+	return c, nil
+}
+
+// check refuses flags that cannot go together or values out of range.
+func (c *config) check() error {
 	if c.logMode != "text" && c.logMode != "json" {
-		return c, fmt.Errorf("--log %q: want text or json", c.logMode)
+		return fmt.Errorf("--log %q: want text or json", c.logMode)
 	}
 	if c.clock != "real" && c.clock != "virtual" {
-		return c, fmt.Errorf("--clock %q: want real or virtual", c.clock)
+		return fmt.Errorf("--clock %q: want real or virtual", c.clock)
 	}
 	if c.callee != "manual" && c.callee != "auto" {
-		return c, fmt.Errorf("--callee %q: want manual or auto", c.callee)
+		return fmt.Errorf("--callee %q: want manual or auto", c.callee)
 	}
 	if real := c.board != "sim" || c.boardFile != ""; real && c.earpiece != "" {
-		return c, fmt.Errorf("--earpiece is for the simulated phone only: a real phone never writes call audio")
+		return fmt.Errorf("--earpiece is for the simulated phone only: a real phone never writes call audio")
 	} else if real && (c.policy != "" || c.registry != "") {
-		return c, fmt.Errorf("--policy and --registry are for the simulated phone only: a real phone uses only what its repository signed")
+		return fmt.Errorf("--policy and --registry are for the simulated phone only: a real phone uses only what its repository signed")
 	}
 	if c.updateInterval < time.Minute {
-		return c, fmt.Errorf("--update-interval %s: want at least 1m", c.updateInterval)
+		return fmt.Errorf("--update-interval %s: want at least 1m", c.updateInterval)
 	}
 	if c.trunk != "sim" && c.trunk != "sip" {
-		return c, fmt.Errorf("--trunk %q: want sim or sip", c.trunk)
+		return fmt.Errorf("--trunk %q: want sim or sip", c.trunk)
 	}
+	return nil
+}
+
+// defaults fills in what depends on other flags.
+func (c *config) defaults() {
 	if c.dataDir == "" {
 		c.dataDir = defaultDataDir(c.board)
 	}
@@ -101,7 +148,6 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			c.provisioningPub = filepath.Join(c.demoKeys, "provisioning.pub")
 		}
 	}
-	return c, nil
 }
 
 func defaultDataDir(board string) string {

@@ -14,19 +14,24 @@ import (
 	"syscall"
 
 	"github.com/wallphone/wallphone/internal/caption"
+	"github.com/wallphone/wallphone/internal/version"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
-	if errors.Is(err, flag.ErrHelp) {
+	var usage *usageError
+	switch {
+	case errors.Is(err, flag.ErrHelp):
 		os.Exit(0)
-	}
-	if errors.Is(err, errSelftest) {
+	case errors.As(err, &usage):
+		// Short: what was wrong and where to read more, not every flag.
+		fmt.Fprintf(os.Stderr, "wallphoned: %v\nsee '%s --help'\n", err, usage.help)
+		os.Exit(2)
+	case errors.Is(err, errSelftest):
 		os.Exit(1)
-	}
-	if err != nil {
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "wallphoned:", err)
 		os.Exit(1)
 	}
@@ -45,9 +50,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if len(args) > 0 && args[0] == "selftest" {
 		return runSelftest(ctx, args[1:], stdin, stdout, stderr)
 	}
-	cfg, err := parseFlags(args, stderr)
+	cfg, err := parseFlags(args, stdout)
 	if err != nil {
 		return err
+	}
+	if cfg.version {
+		fmt.Fprintln(stdout, "wallphoned", version.String())
+		return nil
 	}
 	if cfg.board == "sim" && cfg.boardFile == "" {
 		return runSim(ctx, cfg, stdin, stdout, stderr)

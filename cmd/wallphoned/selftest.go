@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"log/slog"
 	"time"
@@ -18,19 +17,21 @@ import (
 // errSelftest is returned when a part failed: exit status 1.
 var errSelftest = errors.New("selftest failed")
 
+const selftestUsage = `usage: wallphoned selftest [flags]
+
+The technician's walk through the hardware: every key, the hook, the earpiece and the
+mouthpiece, each passed or failed; exit status 1 if one failed. flags:
+`
+
 // runSelftest is `wallphoned selftest`: the technician's walk through the hardware.
 func runSelftest(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("wallphoned selftest", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	boardName := fs.String("board", "sim", "board `name`: sim, or a built-in board")
 	boardFile := fs.String("board-file", "", "board definition `file` for a board that is not built in")
 	clock := fs.String("clock", "real", "sim board: real or virtual")
 	timeout := fs.Duration("step-timeout", time.Minute, "how long each step waits for the technician")
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args, "wallphoned selftest", stdout, selftestUsage); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("selftest: unexpected argument %q", fs.Arg(0))
 	}
 	if *boardName == "sim" && *boardFile == "" {
 		return selftestSim(ctx, *clock == "virtual", *timeout, stdin, stdout, stderr)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -130,5 +131,84 @@ func TestSignalEndsCallCleanly(t *testing.T) {
 				t.Fatalf("records %+v", recs)
 			}
 		})
+	}
+}
+
+// TestMakeRunCtrlC is Ctrl-C in make run: the terminal sends SIGINT to the whole foreground
+// process group (make, whatever the recipe runs, the phone). The phone stops cleanly and
+// exits 0, so make must not report the recipe as failed ("make: *** [Makefile:..: run]
+// Error 1", which go run caused: the go command exits 1 after an interrupt whatever its
+// child returned).
+func TestMakeRunCtrlC(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the demo through make")
+	}
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("no make")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("make", "--no-print-directory", "-C", "../..", "run",
+		"DATA="+filepath.Join(dir, "data"), "RUNBIN="+filepath.Join(dir, "bin"))
+	// Its own process group, as a shell gives a foreground job, so that the signal can go
+	// to the group as the terminal's does.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	var text strings.Builder
+	// A generous guard for a cold build; nothing is timed.
+	guard := time.After(5 * time.Minute)
+	next := func() (string, bool) {
+		select {
+		case l, ok := <-lines:
+			text.WriteString(l + "\n")
+			return l, ok
+		case <-guard:
+			t.Fatalf("make run hung; output:\n%s", text.String())
+		}
+		return "", false
+	}
+	for {
+		l, ok := next()
+		if !ok {
+			t.Fatalf("make run ended before the phone was ready:\n%s", text.String())
+		}
+		if strings.HasPrefix(l, "Simulated wall phone ready") {
+			break
+		}
+	}
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	for _, ok := next(); ok; _, ok = next() {
+	}
+	err = cmd.Wait()
+	// make itself dies of the SIGINT it was sent, as any program that does not catch it;
+	// what it must not do is report the phone's clean stop as a failure.
+	var ee *exec.ExitError
+	if err != nil && !(errors.As(err, &ee) && ee.ProcessState.Sys().(syscall.WaitStatus).Signal() == syscall.SIGINT) {
+		t.Errorf("make run: %v", err)
+	}
+	if strings.Contains(text.String(), "make: ***") || !strings.Contains(text.String(), "agent stopped") {
+		t.Errorf("Ctrl-C did not stop the phone cleanly:\n%s", text.String())
 	}
 }

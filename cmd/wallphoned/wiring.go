@@ -8,13 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"time"
 
 	"github.com/wallphone/wallphone/agent"
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/device"
+	"github.com/wallphone/wallphone/internal/version"
 	"github.com/wallphone/wallphone/provisioning"
 	"github.com/wallphone/wallphone/trunk"
 	"github.com/wallphone/wallphone/trunk/siptrunk"
@@ -37,7 +37,7 @@ func runPhone(ctx context.Context, cfg config, log *slog.Logger, board device.Bo
 		LocalPolicy: cfg.policy, LocalRegistry: cfg.registry,
 		UpdateInterval: cfg.updateInterval,
 		Console:        cfg.console, ConsoleBaud: cfg.consoleBaud, ProvisioningPub: cfg.provisioningPub,
-		Firmware: firmwareVersion(), Vault: cfg.vault,
+		Firmware: version.String(), Vault: cfg.vault,
 		Prompts: prompts, Clock: clock, Logger: log,
 	}
 	if cfg.clock == "virtual" {
@@ -95,11 +95,4 @@ func mustAbs(p string) string {
 		return a
 	}
 	return p
-}
-
-func firmwareVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "unknown"
 }
