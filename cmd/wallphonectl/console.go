@@ -262,6 +262,9 @@ func (c *consoleCmd) doStatus(ctx context.Context, args []string) error {
 		s.DeviceID, fac, s.PolicyVersion, s.RegistryVersion, age)
 	fmt.Fprintf(w, "spool:           %d calls, %d segments, %d bytes not yet upstream\nuplink:          %s\n",
 		s.SpoolCalls, s.SpoolSegments, s.SpoolBytes, s.Uplink)
+	if s.SIP != "" {
+		fmt.Fprintf(w, "sip:             %s\n", s.SIP)
+	}
 	fmt.Fprintf(w, "last calls:      %d\n", len(s.Calls))
 	for _, cl := range s.Calls {
 		rec := "not recorded"

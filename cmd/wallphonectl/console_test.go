@@ -192,7 +192,8 @@ func TestConsoleEnrolment(t *testing.T) {
 	}
 	// What is running, said plainly: the simulated phone uploads to its directory vault, and
 	// its registry line says only the registry's version and freshness.
-	if !strings.Contains(out, "uplink:          uploading to directory ") || !strings.Contains(out, "registry:        version 0, no repository") {
+	if !strings.Contains(out, "uplink:          uploading to directory ") || !strings.Contains(out, "registry:        version 0, no repository") ||
+		!strings.Contains(out, "sip:             simulated called party") {
 		t.Fatalf("status does not say what runs:\n%s", out)
 	}
 	// Enrolled here without a repository, the phone has no policy or registry yet: the self
