@@ -27,7 +27,8 @@ func ConfValidators() map[string]func([]byte) error {
 	}
 }
 
-// readRecipients reads the pinned recording recipients; a missing file pins none.
+// readRecipients reads the pinned recording recipients; a missing file pins none, and then
+// no policy is accepted (checkPolicy).
 func readRecipients(path string) ([]string, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {

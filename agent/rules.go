@@ -191,10 +191,11 @@ func (a *Agent) openUpdates() error {
 }
 
 // checkPolicy refuses a policy that would seal recordings to a key the technician did not
-// install: whoever holds the policy-signing key must not be able to add an eavesdropper.
+// install: whoever holds the policy-signing key must not be able to add an eavesdropper. With
+// none pinned, no policy passes: recipients are never taken on the policy's word alone.
 func (a *Agent) checkPolicy(p *policy.Policy) error {
 	if len(a.pinned) == 0 {
-		return nil
+		return fmt.Errorf("no recording recipients were pinned at enrolment (%s): a phone records for no one until a technician installs them", provisioning.RecipientsFile)
 	}
 	for _, r := range p.Recording.Recipients {
 		if !slices.Contains(a.pinned, r) {

@@ -109,3 +109,43 @@ func TestLocalPolicyNotReplaced(t *testing.T) {
 		t.Fatalf("reported rules %+v", r)
 	}
 }
+
+// TestRecipientsPinned: recordings go only to the recipients a technician installed at
+// enrolment. A phone enrolled without any records nothing (its policy is refused: no key may
+// receive recordings), and an installed policy is checked against the pins at every start.
+func TestRecipientsPinned(t *testing.T) {
+	t.Run("none pinned", func(t *testing.T) {
+		data, _ := enrolled(t)
+		os.Remove(filepath.Join(data, "conf", "recipients.txt"))
+		var log syncBuffer
+		a, _ := newAgent(t, data, &log, nil)
+		t.Cleanup(func() { a.Close() })
+		if a.policy != nil || a.recorder != nil {
+			t.Fatalf("a phone with no pinned recipients took a policy that records:\n%s", log.String())
+		}
+		if !strings.Contains(log.String(), "no recording recipients were pinned at enrolment") {
+			t.Errorf("the log does not say why:\n%s", log.String())
+		}
+	})
+	t.Run("pins changed since the install", func(t *testing.T) {
+		data, _ := enrolled(t)
+		var log syncBuffer
+		a, _ := newAgent(t, data, &log, nil)
+		if a.policy == nil {
+			t.Fatalf("no policy:\n%s", log.String())
+		}
+		a.Close()
+		// Another recipient pinned, as a re-enrolment would: the installed policy no longer fits.
+		os.WriteFile(filepath.Join(data, "conf", "recipients.txt"),
+			[]byte("age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n"), 0o600)
+		log.Reset()
+		a, _ = newAgent(t, data, &log, func(c *Config) { c.CheckAtStart = false })
+		t.Cleanup(func() { a.Close() })
+		if a.policy != nil {
+			t.Fatalf("an installed policy sealing to unpinned recipients is in force:\n%s", log.String())
+		}
+		if !strings.Contains(log.String(), `"event":"policy_damaged"`) || !strings.Contains(log.String(), "is not one installed on this phone") {
+			t.Errorf("the log does not say why:\n%s", log.String())
+		}
+	})
+}

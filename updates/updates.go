@@ -142,15 +142,28 @@ func Open(o Options) (*Updates, error) {
 	}
 	if u.st.Registry.Version > 0 {
 		path := filepath.Join(o.Dir, registryFile(u.st.Registry.Version))
-		if u.reg, err = registry.Open(path); err != nil {
-			o.Log.Error("installed registry damaged: no registry until a verified one is fetched", "event", "registry_damaged", "file", path, "err", err)
+		err := checkInstalled(path, u.st.Registry)
+		if err == nil {
+			u.reg, err = registry.Open(path)
+		}
+		if err != nil {
+			o.Log.Error("installed registry not verified: no registry until a verified one is fetched", "event", "registry_damaged", "file", path, "err", err)
 			u.reg = nil
 		}
 	}
 	if u.st.Policy.Version > 0 {
 		path := filepath.Join(o.Dir, policyFile)
-		if u.pol, err = policy.Load(path); err != nil {
-			o.Log.Error("installed policy damaged: no policy until a verified one is fetched", "event", "policy_damaged", "file", path, "err", err)
+		err := checkInstalled(path, u.st.Policy)
+		if err == nil {
+			u.pol, err = policy.Load(path)
+		}
+		if err == nil && o.CheckPolicy != nil {
+			// The phone's own rule may have changed since the install (a re-enrolment with
+			// other recipients): what is installed meets today's.
+			err = o.CheckPolicy(u.pol)
+		}
+		if err != nil {
+			o.Log.Error("installed policy not verified: no policy until a verified one is fetched", "event", "policy_damaged", "file", path, "err", err)
 			u.pol = nil
 		}
 	}
@@ -158,8 +171,8 @@ func Open(o Options) (*Updates, error) {
 	return u, nil
 }
 
-// recoverState rebuilds the state from files that verify on their own: only files that
-// passed every check are ever renamed into place.
+// recoverState rebuilds the versions from the files on flash, so that they still bar older
+// ones; with no hash to check the files by, Open then uses none of them.
 func (u *Updates) recoverState() {
 	names, _ := filepath.Glob(filepath.Join(u.o.Dir, "registry-*.reg"))
 	for _, n := range names {
@@ -498,4 +511,30 @@ func (s State) RegistryFreshness(now time.Time) string {
 	default:
 		return "stale since " + s.FreshUntil.UTC().Format(time.RFC3339)
 	}
+}
+
+// ErrNotVerified is wrapped by the errors for an installed file that is not what was
+// verified at install: changed on flash, or with no hash to check it by.
+var ErrNotVerified = errors.New("updates: installed file is not what was verified")
+
+// checkInstalled checks an installed file against the length and hash its signed metadata
+// gave at install, streaming it: a registry is too big to read whole on a small board.
+func checkInstalled(path string, inst Installed) error {
+	if inst.SHA256 == "" {
+		return fmt.Errorf("%w: no hash recorded at install (the installed state was rebuilt)", ErrNotVerified)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); n != inst.Length || got != inst.SHA256 {
+		return fmt.Errorf("%w: %d bytes with SHA-256 %s, installed as %d bytes with %s", ErrNotVerified, n, got, inst.Length, inst.SHA256)
+	}
+	return nil
 }

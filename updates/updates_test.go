@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -359,12 +360,6 @@ func TestDamagedInstall(t *testing.T) {
 	if !p.lookup("+15125550009") {
 		t.Fatal("not restored")
 	}
-	// Damaged state.json: rebuilt from the files that verify.
-	os.WriteFile(filepath.Join(p.dir, "installed", "state.json"), []byte("{garbage"), 0o600)
-	p.open()
-	if st := p.u.State(); st.Registry.Version != 1 || st.Policy.Version != 1 || !p.lookup("+15125550009") {
-		t.Fatalf("after damaged state: %+v", st)
-	}
 }
 
 // A policy file damaged or removed on flash is dropped (the phone is out of service), and the
@@ -426,5 +421,89 @@ func TestLocalItemsNotInstalled(t *testing.T) {
 				t.Fatalf("installed: policy %v, registry %q", u.Policy() != nil, u.RegistryPath())
 			}
 		})
+	}
+}
+
+// TestInstalledCheckedAtRest: what is installed is checked against the hash its signed
+// metadata gave at install, at every start, not trusted because it parses. A file changed on
+// flash, even into one that parses, is no verified policy or registry until a verified one
+// is fetched again.
+func TestInstalledCheckedAtRest(t *testing.T) {
+	t.Run("policy", func(t *testing.T) {
+		_, p := installed(t)
+		path := filepath.Join(p.dir, "installed", "policy.json")
+		b, _ := os.ReadFile(path)
+		// Still a valid policy: a longer call limit is all it changes.
+		os.WriteFile(path, bytes.Replace(b, []byte(`"call_limit": "15m"`), []byte(`"call_limit": "16m"`), 1), 0o600)
+		if _, err := policy.Load(path); err != nil {
+			t.Fatalf("the altered policy should still parse: %v", err)
+		}
+		p.open()
+		if p.u.Policy() != nil {
+			t.Fatal("a policy altered on flash is in force")
+		}
+		if ch, err := p.check(); err != nil || !ch.Policy {
+			t.Fatalf("refetch: %+v %v", ch, err)
+		}
+		if pol := p.u.Policy(); pol == nil || pol.Limits.CallLimit != 15*time.Minute {
+			t.Fatalf("policy not restored: %+v", pol)
+		}
+	})
+	t.Run("registry", func(t *testing.T) {
+		v, p := installed(t)
+		// Another registry of the same version, as sound as the signed one: one attorney fewer.
+		other := v.build(1, numbers(0, 9), nil)
+		b, _ := os.ReadFile(other)
+		os.WriteFile(p.u.RegistryPath(), b, 0o600)
+		p.open()
+		if p.u.RegistryPath() != "" {
+			t.Fatal("a registry replaced on flash is in force")
+		}
+		if ch, err := p.check(); err != nil || !ch.Registry {
+			t.Fatalf("refetch: %+v %v", ch, err)
+		}
+		if !p.lookup("+15125550009") {
+			t.Fatal("the signed registry was not restored")
+		}
+	})
+	t.Run("state lost", func(t *testing.T) {
+		// Without the hashes recorded at install nothing can be checked: the versions still
+		// bar older ones, and the files are fetched again.
+		_, p := installed(t)
+		os.WriteFile(filepath.Join(p.dir, "installed", "state.json"), []byte("{garbage"), 0o600)
+		p.open()
+		if st := p.u.State(); st.Registry.Version != 1 || st.Policy.Version != 1 {
+			t.Fatalf("versions not kept: %+v", st)
+		}
+		if p.u.Policy() != nil || p.u.RegistryPath() != "" {
+			t.Fatal("files whose hashes are lost are in force")
+		}
+		if ch, err := p.check(); err != nil || !ch.Policy || !ch.Registry {
+			t.Fatalf("refetch: %+v %v", ch, err)
+		}
+		if p.u.Policy() == nil || !p.lookup("+15125550009") {
+			t.Fatal("not restored")
+		}
+	})
+}
+
+// TestInstalledPolicyCheckedAtStart: the phone's own rule for policies (its pinned recording
+// recipients) is applied to what is installed at every start, not only at install.
+func TestInstalledPolicyCheckedAtStart(t *testing.T) {
+	_, p := installed(t)
+	p.u.Close()
+	var log bytes.Buffer
+	u, err := Open(Options{Dir: filepath.Join(p.dir, "installed"), Facility: "demo-county",
+		CheckPolicy: func(*policy.Policy) error { return errors.New("recipient not pinned") },
+		Log:         slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.u = u
+	if u.Policy() != nil {
+		t.Fatal("a policy the phone refuses is in force")
+	}
+	if !strings.Contains(log.String(), "recipient not pinned") {
+		t.Errorf("the log does not say why:\n%s", log.String())
 	}
 }
