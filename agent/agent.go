@@ -123,7 +123,9 @@ type Agent struct {
 	policy   *policy.Policy      // nil: out of service until a verified policy arrives
 	registry *registry.Set       // nil: no verified registry; nothing is recorded
 	regPath  string
-	apply    bool // something installed waits for the phone to be idle
+	// regSHA256 is the signed hash of the registry in force, for the audit log.
+	regSHA256 string
+	apply     bool // something installed waits for the phone to be idle
 
 	updates *updates.Updates  // nil when the policy and registry are local files
 	source  *tufclient.Client // nil when not enrolled with a repository
@@ -166,13 +168,8 @@ func New(cfg Config) (*Agent, error) {
 			}
 			return a.registry
 		},
-		Freshness: func(now time.Time) registry.Freshness {
-			if !a.registryFromRepo() {
-				return registry.Freshness{}
-			}
-			return a.updates.Freshness(now)
-		},
-		Audit: a, Recorder: agentRecorder{a}, Store: lockedStore{a}, DeviceID: a.deviceID,
+		Freshness: a.machineFreshness,
+		Audit:     a, Recorder: agentRecorder{a}, Store: lockedStore{a}, DeviceID: a.deviceID,
 		Logger: log,
 	})
 	if err != nil {

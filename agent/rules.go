@@ -315,7 +315,7 @@ func (a *Agent) between(m interface{ InCall() bool }) {
 
 // takeRegistry opens the loop's own handle on the installed registry if it changed.
 func (a *Agent) takeRegistry() bool {
-	path := a.updates.RegistryPath()
+	path, inst := a.updates.InstalledRegistry()
 	if path == "" || path == a.regPath {
 		return false
 	}
@@ -327,7 +327,7 @@ func (a *Agent) takeRegistry() bool {
 	if a.registry != nil {
 		a.registry.Close()
 	}
-	a.registry, a.regPath = s, path
+	a.registry, a.regPath, a.regSHA256 = s, path, inst.SHA256
 	a.log.Info("registry in force", "event", "registry_in_force", "version", s.Version(), "entries", s.Len())
 	return true
 }
@@ -407,4 +407,18 @@ func (a *Agent) rules(now time.Time) rulesStatus {
 		r.registryVersion = st.Registry.Version
 	}
 	return r
+}
+
+// machineFreshness is the freshness of the registry in force, the one that decides. A newer
+// registry installed while the handset is up waits for the call to end; until then the one
+// in force is known to be out of date, and the calls it decides are marked so (and checked
+// again by the sweep when the newer one takes over).
+func (a *Agent) machineFreshness(now time.Time) registry.Freshness {
+	if !a.registryFromRepo() {
+		return registry.Freshness{}
+	}
+	if _, inst := a.updates.InstalledRegistry(); a.registry != nil && inst.SHA256 != a.regSHA256 {
+		return registry.Freshness{Stale: true, Since: inst.Installed}
+	}
+	return a.updates.Freshness(now)
 }

@@ -3,12 +3,15 @@ package agent
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/wallphone/wallphone/audit"
 	"github.com/wallphone/wallphone/backoffice/demo"
+	"github.com/wallphone/wallphone/call"
 	"github.com/wallphone/wallphone/registry"
 )
 
@@ -148,4 +151,48 @@ func TestRecipientsPinned(t *testing.T) {
 			t.Errorf("the log does not say why:\n%s", log.String())
 		}
 	})
+}
+
+// TestDecisionFromTheRegistryThatDecided: a registry installed while the handset is up waits
+// for the call to end; a decision made meanwhile is audited with the version and hash of the
+// registry that made it, and marked stale since a newer one is waiting, never with the hash
+// of the newer one.
+func TestDecisionFromTheRegistryThatDecided(t *testing.T) {
+	data, keys := enrolled(t)
+	var log syncBuffer
+	a, _ := newAgent(t, data, &log, nil)
+	t.Cleanup(func() { a.Close() })
+	v1 := a.updates.State().Registry.SHA256
+	if err := demo.PublishRegistry(keys, 2, []registry.Item{{Number: "+15125550150", Kind: registry.Consulate}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !a.check(context.Background()) {
+		t.Fatalf("nothing installed:\n%s", log.String())
+	}
+	a.installed <- struct{}{}
+	a.between(idle(false)) // off-hook: registry 2 waits
+	if v2 := a.updates.State().Registry.SHA256; v2 == v1 || a.registryVersion() != 1 {
+		t.Fatalf("registry 2 should be installed, not in force: %s %s, in force %d", v1, v2, a.registryVersion())
+	}
+	caller, _ := a.policy.Caller("1001")
+	d, err := call.Decide(a.policy, a.registry, caller, "5125550150")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = call.ApplyStale(d, a.policy, a.machineFreshness(a.clock.Now()), a.clock.Now())
+	if err := a.Decided("20260101T000000Z-000000000001", a.clock.Now(), d); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(data, "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
+	var e audit.Entry
+	if err := json.Unmarshal(lines[len(lines)-1], &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Fields["registry_version"] != "1" || e.Fields["registry_sha256"] != v1 || e.Fields["registry_stale"] != "true" {
+		t.Fatalf("decision audited as %v: want registry 1, its hash %s, stale", e.Fields, v1)
+	}
 }

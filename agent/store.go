@@ -102,8 +102,10 @@ func (a *Agent) Decided(callID string, at time.Time, d call.Decision) error {
 		"policy_version":   strconv.FormatInt(d.PolicyVersion, 10),
 		"decided_at":       at.UTC().Format(time.RFC3339Nano),
 	}
-	if a.registryFromRepo() {
-		f["registry_sha256"] = a.updates.State().Registry.SHA256
+	if a.registryFromRepo() && a.regSHA256 != "" {
+		// The hash of the registry that decided, taken with it: not the installed one, which may
+		// be newer and waiting for the call to end.
+		f["registry_sha256"] = a.regSHA256
 	}
 	if d.E164 != "" {
 		f["number_mac"] = audit.NumberMAC(a.auditKey, d.E164)

@@ -538,3 +538,14 @@ func checkInstalled(path string, inst Installed) error {
 	}
 	return nil
 }
+
+// InstalledRegistry returns the installed registry's path ("" if none) and what was
+// installed, in one snapshot: the caller that opens the file knows which hash it holds.
+func (u *Updates) InstalledRegistry() (string, Installed) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.reg == nil {
+		return "", u.st.Registry
+	}
+	return filepath.Join(u.o.Dir, registryFile(u.st.Registry.Version)), u.st.Registry
+}
