@@ -133,8 +133,9 @@ prompts:
 # Debian: gcc for the race detector, the stock age tool, which the tests use to show that
 # any single segment decrypts without wallphone's code, and PortAudio's headers with
 # pkg-config for the handset's tests (checked by pkg-config, as the headers have no command).
-# The SIP trunk's tests call real SIP peers: SIPp (sip-tester) and baresip.
-APT_NEEDS := gcc:gcc age:age pkg-config:pkg-config sipp:sip-tester baresip:baresip
+# The SIP trunk's tests call real SIP peers: SIPp (sip-tester) and baresip; tcpdump captures
+# the RTP the agent sends to SIPp (run as root, as CI does).
+APT_NEEDS := gcc:gcc age:age pkg-config:pkg-config sipp:sip-tester baresip:baresip tcpdump:tcpdump
 go-deps:
 	@command -v $(GO) >/dev/null || { echo "Go is required (go.mod names the version)"; exit 1; }
 	@$(GO) mod download
