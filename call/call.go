@@ -708,6 +708,8 @@ func (m *Machine) media() {
 			m.emit("notice_played", slog.String("to", "callee"))
 			m.st = awaitAccept
 			s.deadline = m.now.Add(s.pol.Limits.AcceptTimeout)
+			out.Silence()
+			s.leg.Send(out)
 		}
 	case m.st == awaitAccept:
 		// Silence while the called party decides: a stream that stops for up to the accept

@@ -108,8 +108,9 @@ func TestCallPaths(t *testing.T) {
 				}
 				st, _ := h.callee.Last()
 				notice := h.prompts.Clip(audio.PromptNoticeCallee, audio.English).Frames()
-				if st.HeardBeforeAccept != notice {
-					t.Errorf("called party heard %d frames before accepting, want the notice's %d", st.HeardBeforeAccept, notice)
+				// The notice, then silence from the tick it ends until the accept.
+				if st.HeardBeforeAccept != notice+1 {
+					t.Errorf("called party heard %d frames before accepting, want the notice's %d and one of silence", st.HeardBeforeAccept, notice)
 				}
 				if st.HungUpBy != "phone" {
 					t.Errorf("hung up by %q", st.HungUpBy)
@@ -351,8 +352,8 @@ func TestNoAudioBeforeAccept(t *testing.T) {
 	h.waitState("await_accept", 30*time.Second)
 	atNotice, _ := h.callee.Last()
 	notice := h.prompts.Clip(audio.PromptNoticeCallee, audio.English).Frames()
-	if atNotice.FramesHeard != notice {
-		t.Errorf("called party heard %d frames by the end of the notice, want the notice (%d)", atNotice.FramesHeard, notice)
+	if atNotice.FramesHeard != notice+1 {
+		t.Errorf("called party heard %d frames by the end of the notice, want the notice (%d) and the silence of the tick it ended in", atNotice.FramesHeard, notice)
 	}
 	h.wait(5 * time.Second)
 	st, _ := h.callee.Last()
@@ -809,4 +810,22 @@ func TestRecordBeforeRecording(t *testing.T) {
 			t.Fatalf("ended %v", e)
 		}
 	})
+}
+
+// TestStreamUnbroken: from the answer to the accept, the called party gets one frame every
+// tick, the tick in which the notice ends included: a missing frame puts the RTP timestamps
+// behind the clock.
+func TestStreamUnbroken(t *testing.T) {
+	h := newHarness(t)
+	h.login("1001", "1234")
+	h.dial(dialRecorded)
+	h.do("answer")
+	ticks0 := h.board.Heard().Frames
+	heard0, _ := h.callee.Last()
+	h.waitState("await_accept", 30*time.Second)
+	h.wait(time.Second)
+	st, _ := h.callee.Last()
+	if got, want := st.FramesHeard-heard0.FramesHeard, h.board.Heard().Frames-ticks0; got != want {
+		t.Fatalf("called party got %d frames in %d ticks since the answer", got, want)
+	}
 }
