@@ -186,6 +186,14 @@ func (a *Agent) openUpdates() error {
 	if err != nil {
 		a.log.Error("no repository to update from: keeping what is installed", "event", "update_error", "err", err)
 		a.source = nil
+	} else if ch := a.source.RootChanged; ch != nil {
+		// What is installed stays (checked at rest, and its versions still bar older ones);
+		// only the metadata trusted under the old root is gone.
+		a.log.Warn("a new trust root was enrolled: the repository metadata trusted under the old one is dropped",
+			"event", "trust_root_changed", "old_root_sha256", ch.Old, "new_root_sha256", ch.New)
+		if err := a.audit.Append("trust_root_changed", map[string]string{"old_root_sha256": ch.Old, "new_root_sha256": ch.New}); err != nil {
+			a.log.Error("audit log: trust root change not recorded", "event", "audit_error", "err", err)
+		}
 	}
 	return nil
 }

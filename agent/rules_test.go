@@ -196,3 +196,40 @@ func TestDecisionFromTheRegistryThatDecided(t *testing.T) {
 		t.Fatalf("decision audited as %v: want registry 1, its hash %s, stale", e.Fields, v1)
 	}
 }
+
+// TestReEnrolNewRoot: a technician enrols the phone with another repository's root. From the
+// next start that root is trusted (the metadata cached under the old one is dropped), the
+// log and the audit log say so, and the new repository's registry installs.
+func TestReEnrolNewRoot(t *testing.T) {
+	data, _ := enrolled(t)
+	var log syncBuffer
+	a, _ := newAgent(t, data, &log, nil)
+	a.Close()
+	other := filepath.Join(t.TempDir(), "other")
+	if err := demo.Init(other, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := demo.PublishRegistry(other, 2, []registry.Item{{Number: "+15125550150", Kind: registry.Consulate}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"root.json", "repository.json"} {
+		b, err := os.ReadFile(filepath.Join(other, demo.EnrolDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(data, "conf", name), b, 0o600)
+	}
+	log.Reset()
+	a, _ = newAgent(t, data, &log, func(c *Config) { c.CheckAtStart = true })
+	t.Cleanup(func() { a.Close() })
+	if !strings.Contains(log.String(), `"event":"trust_root_changed"`) {
+		t.Errorf("no trust_root_changed in the log:\n%s", log.String())
+	}
+	if a.registryVersion() != 2 {
+		t.Fatalf("the new repository's registry is not in force (version %d):\n%s", a.registryVersion(), log.String())
+	}
+	b, _ := os.ReadFile(filepath.Join(data, "audit.log"))
+	if !bytes.Contains(b, []byte(`"kind":"trust_root_changed"`)) {
+		t.Errorf("the audit log does not record the new root:\n%s", b)
+	}
+}

@@ -10,22 +10,27 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+
+	"github.com/wallphone/wallphone/internal/atomicfile"
 )
 
 // Options configure a Client.
@@ -60,7 +65,16 @@ type Client struct {
 	up      *updater.Updater
 	// Damaged lists the cached metadata files the last Refresh found damaged and dropped.
 	Damaged []string
+	// RootChanged is set by New when the enrolled root is not the one the cache in Dir grew
+	// from: the cache was dropped, and the new root is trusted from here on.
+	RootChanged *RootChange
 }
+
+// RootChange names the enrolled roots, old and new, by the SHA-256 of their bytes.
+type RootChange struct{ Old, New string }
+
+// enrolledRootFile records which enrolled root the cache in Dir grew from.
+const enrolledRootFile = "enrolled-root.sha256"
 
 // Target is a verified description of one target.
 type Target struct {
@@ -95,7 +109,11 @@ func New(o Options) (*Client, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("tufclient: %w", err)
 	}
-	return &Client{o: o, fetcher: &fetcher{http: o.HTTP}}, nil
+	c := &Client{o: o, fetcher: &fetcher{http: o.HTTP}}
+	if err := c.checkEnrolledRoot(); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // trustedRoot is the newest root the phone verified, or the enrolled one when the cached copy
@@ -276,4 +294,36 @@ func (f *fetcher) DownloadFile(raw string, maxLength int64, _ time.Duration) ([]
 		return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s is longer than %d bytes", raw, maxLength)}
 	}
 	return b, nil
+}
+
+// checkEnrolledRoot drops the cache when the enrolled root is not the one it grew from: a
+// re-enrolment with a new root is the technician's decision to trust it, and a newer root
+// cached under the old one must not overrule it.
+func (c *Client) checkEnrolledRoot() error {
+	sum := sha256.Sum256(c.o.Root)
+	now := hex.EncodeToString(sum[:])
+	marker := filepath.Join(c.o.Dir, enrolledRootFile)
+	b, err := os.ReadFile(marker)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("tufclient: %w", err)
+	case strings.TrimSpace(string(b)) == now:
+		return nil
+	default:
+		entries, err := os.ReadDir(c.o.Dir)
+		if err != nil {
+			return fmt.Errorf("tufclient: %w", err)
+		}
+		for _, e := range entries {
+			if err := os.RemoveAll(filepath.Join(c.o.Dir, e.Name())); err != nil {
+				return fmt.Errorf("tufclient: reset for the new root: %w", err)
+			}
+		}
+		c.RootChanged = &RootChange{Old: strings.TrimSpace(string(b)), New: now}
+	}
+	if err := atomicfile.Write(marker, []byte(now+"\n"), 0o600); err != nil {
+		return fmt.Errorf("tufclient: %w", err)
+	}
+	return nil
 }

@@ -385,3 +385,34 @@ func bytesHex(b []byte) string {
 	}
 	return string(out)
 }
+
+// TestNewRootResets: a root enrolled anew (another repository, or the vendor's keys all
+// replaced) is trusted from then on; the metadata cached under the old root would otherwise
+// win, and every refresh fail against the new repository.
+func TestNewRootResets(t *testing.T) {
+	a, b := newWorld(t, nil), newWorld(t, nil)
+	a.publish("registry.reg", "registry of A", map[string]int{"version": 1}, tufrepo.DefaultExpiry)
+	b.publish("registry.reg", "registry of B", map[string]int{"version": 1}, tufrepo.DefaultExpiry)
+	dir := t.TempDir()
+	c := a.client(dir)
+	if _, err := c.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c.RootChanged != nil {
+		t.Fatalf("first enrolment reported as a change: %+v", c.RootChanged)
+	}
+	c = b.client(dir)
+	if c.RootChanged == nil || c.RootChanged.Old == c.RootChanged.New {
+		t.Fatalf("the new root is not reported: %+v", c.RootChanged)
+	}
+	if _, err := c.Refresh(context.Background()); err != nil {
+		t.Fatalf("refresh against the newly enrolled repository: %v", err)
+	}
+	if got, _, err := fetch(t, c, "registry.reg"); err != nil || got != "registry of B" {
+		t.Fatalf("got %q %v", got, err)
+	}
+	// The same root again is no change.
+	if c = b.client(dir); c.RootChanged != nil {
+		t.Fatalf("same root reported as a change: %+v", c.RootChanged)
+	}
+}
