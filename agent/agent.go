@@ -126,6 +126,8 @@ type Agent struct {
 	// regSHA256 is the signed hash of the registry in force, for the audit log.
 	regSHA256 string
 	apply     bool // something installed waits for the phone to be idle
+	// retained is when call records were last checked against the policy's retention.
+	retained time.Time
 
 	updates *updates.Updates  // nil when the policy and registry are local files
 	source  *tufclient.Client // nil when not enrolled with a repository

@@ -93,6 +93,10 @@ func (a *Agent) open() error {
 			return err
 		}
 	}
+	if err := a.retain(); err != nil {
+		a.log.Error("call records past retention not scrubbed; tried again within the hour", "event", "agent_error", "err", err)
+	}
+	a.retained = a.clock.Now()
 	return nil
 }
 
@@ -299,7 +303,16 @@ func (a *Agent) between(m interface{ InCall() bool }) {
 		a.apply = true
 	default:
 	}
-	if !a.apply || m.InCall() {
+	if m.InCall() {
+		return
+	}
+	if now := a.clock.Now(); now.Sub(a.retained) >= retainEvery {
+		a.retained = now
+		if err := a.retain(); err != nil {
+			a.log.Error("call records past retention not scrubbed; tried again within the hour", "event", "agent_error", "err", err)
+		}
+	}
+	if !a.apply {
 		return
 	}
 	a.apply = false
@@ -362,6 +375,9 @@ func (a *Agent) registryVersion() uint64 {
 	}
 	return a.registry.Version()
 }
+
+// retainEvery is how often an idle phone scrubs the call records past their retention.
+const retainEvery = time.Hour
 
 // callReserve is the room the spool must have before a recorded call starts: the longest
 // call a caller may make, sealed, with room for segment and manifest overheads.

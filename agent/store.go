@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/wallphone/wallphone/callrecord"
 	"github.com/wallphone/wallphone/internal/atomicfile"
 	"github.com/wallphone/wallphone/pin"
+	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/provisioning"
 	"github.com/wallphone/wallphone/store"
 )
@@ -186,4 +188,51 @@ func (a *Agent) completeCutShort() error {
 			"recorded", r.Recorded)
 	}
 	return nil
+}
+
+// retain drops who called whom from the records that no longer need it: the call ended
+// longer ago than the policy's retention, and its recording is no longer on the phone (the
+// sweep needs the number to destroy a recording the phone holds; copies that left are the
+// back office's vault sweep's). The database is then compacted, so that the dropped numbers
+// do not linger in free pages.
+func (a *Agent) retain() error {
+	keep := policy.DefaultCallRecordRetention
+	if a.policy != nil {
+		keep = a.policy.Retention.CallRecords
+	}
+	spooled, err := a.spool.Calls()
+	if err != nil {
+		return fmt.Errorf("retention: %w", err)
+	}
+	cutoff := a.clock.Now().Add(-keep)
+	var expired []callrecord.Record
+	err = lockedStore{a}.Calls(func(id string, b []byte) error {
+		r, err := callrecord.Parse(b)
+		if err != nil || r.Ended.IsZero() || !r.Ended.Before(cutoff) || (r.Number == "" && r.CallerID == "") {
+			return nil
+		}
+		if _, onPhone := slices.BinarySearch(spooled, id); !onPhone {
+			expired = append(expired, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("retention: %w", err)
+	}
+	for _, r := range expired {
+		r.Number, r.CallerID, r.Expired = "", "", true
+		b, err := r.Encode()
+		if err == nil {
+			err = lockedStore{a}.PutCall(r.CallID, b)
+		}
+		if err != nil {
+			return fmt.Errorf("retention: %s: %w", r.CallID, err)
+		}
+	}
+	if len(expired) == 0 {
+		return nil
+	}
+	a.log.Info("call records past retention: caller IDs and numbers dropped", "event", "records_expired",
+		"calls", len(expired), "retention", keep.String())
+	return a.compactStore()
 }

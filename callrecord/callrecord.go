@@ -49,6 +49,9 @@ type Record struct {
 	// (under DestroyedRegistryVersion); Number is then empty.
 	Destroyed                bool   `json:"destroyed,omitempty"`
 	DestroyedRegistryVersion uint64 `json:"destroyed_registry_version,omitempty"`
+	// Expired says the caller's ID and the number were dropped: the policy's retention ran out
+	// after the call's recording had left the phone.
+	Expired bool `json:"expired,omitempty"`
 }
 
 // EndCutShort is the EndReason of a call the phone stopped in the middle of.

@@ -182,6 +182,22 @@ type Stale struct {
 	RefuseRecordedAfter time.Duration
 }
 
+// Retention is how long the phone keeps who called whom. A call record keeps the caller's ID
+// and the number called (recorded and blocked calls) only while the phone needs them: while the
+// call's recording is still on the phone, and for CallRecords after the call, so that destroy
+// on discovery can still send purge requests for copies already uploaded (the back office's
+// vault sweep covers them after that).
+type Retention struct {
+	CallRecords time.Duration
+}
+
+// DefaultCallRecordRetention is CallRecords when a policy does not set it: short, because what
+// is not kept cannot be taken from a stolen phone.
+const DefaultCallRecordRetention = 30 * 24 * time.Hour
+
+// maxCallRecordRetention bounds it: a year and a day.
+const maxCallRecordRetention = 366 * 24 * time.Hour
+
 // StaleNever is how a policy writes that a stale phone keeps placing recorded calls for ever.
 const StaleNever = "never"
 
@@ -214,6 +230,7 @@ type Policy struct {
 	Limits    Limits
 	Recording Recording
 	Stale     Stale
+	Retention Retention
 
 	callers map[string]Caller
 	ids     []string // callers in file order
@@ -277,6 +294,10 @@ type (
 		FreeNumbers    *[]string      `json:"free_numbers,omitempty"`
 		Recording      *fileRecording `json:"recording"`
 		Stale          *fileStale     `json:"stale,omitempty"`
+		Retention      *fileRetention `json:"retention,omitempty"`
+	}
+	fileRetention struct {
+		CallRecords *string `json:"call_records"`
 	}
 	fileStale struct {
 		RefuseRecordedAfter *string `json:"refuse_recorded_after"`
@@ -416,6 +437,21 @@ func build(f *file) (*Policy, error) {
 		if p.Stale.RefuseRecordedAfter, err = duration(*f.Stale.RefuseRecordedAfter); err != nil {
 			return nil, fieldErr("stale.refuse_recorded_after", err)
 		}
+	}
+
+	p.Retention.CallRecords = DefaultCallRecordRetention
+	if f.Retention != nil {
+		if f.Retention.CallRecords == nil {
+			return nil, fieldErr("retention.call_records", ErrMissing)
+		}
+		d, err := duration(*f.Retention.CallRecords)
+		if err == nil && d > maxCallRecordRetention {
+			err = fmt.Errorf("%w: %s is longer than %s", ErrValue, d, maxCallRecordRetention)
+		}
+		if err != nil {
+			return nil, fieldErr("retention.call_records", err)
+		}
+		p.Retention.CallRecords = d
 	}
 
 	// Lists first, so that callers' allowed numbers can be checked against them.

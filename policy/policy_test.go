@@ -149,6 +149,9 @@ func badPolicies(t testing.TB) []badCase {
 		{"recipient bad checksum", edit(t, func(m map[string]any) {
 			obj(m, "recording")["recipients"] = []any{recipientA, recipientB[:len(recipientB)-1] + "q"}
 		}), "recording.recipients[1]", ErrValue},
+		{"retention not a duration", edit(t, func(m map[string]any) { m["retention"] = map[string]any{"call_records": "a month"} }), "retention.call_records", ErrValue},
+		{"retention too long", edit(t, func(m map[string]any) { m["retention"] = map[string]any{"call_records": "9000h"} }), "retention.call_records", ErrValue},
+		{"retention empty", edit(t, func(m map[string]any) { m["retention"] = map[string]any{} }), "retention.call_records", ErrMissing},
 		{"stale rule missing", edit(t, func(m map[string]any) { delete(m, "stale") }), "stale", ErrMissing},
 		{"stale rule empty", edit(t, func(m map[string]any) { m["stale"] = map[string]any{} }), "stale.refuse_recorded_after", ErrMissing},
 		{"stale rule not a duration", edit(t, func(m map[string]any) { m["stale"] = map[string]any{"refuse_recorded_after": "a week"} }), "stale.refuse_recorded_after", ErrValue},
@@ -363,6 +366,12 @@ func TestOptionalFields(t *testing.T) {
 	}
 	if p.Stale.RefuseRecordedAfter != 72*time.Hour {
 		t.Errorf("stale rule %+v, want 72h", p.Stale)
+	}
+	if p.Retention.CallRecords != DefaultCallRecordRetention {
+		t.Errorf("retention %+v, want the default %s", p.Retention, DefaultCallRecordRetention)
+	}
+	if q, err := Parse([]byte(edit(t, func(m map[string]any) { m["retention"] = map[string]any{"call_records": "2160h"} }))); err != nil || q.Retention.CallRecords != 90*24*time.Hour {
+		t.Errorf("retention 2160h: %+v %v", q.Retention, err)
 	}
 	// Recording past expiry for ever is a choice a facility may make, but only in writing.
 	p, err = Parse([]byte(edit(t, func(m map[string]any) { m["stale"] = map[string]any{"refuse_recorded_after": "never"} })))
