@@ -13,7 +13,8 @@
 //	                                 Ed25519 key pairs for the console
 //	wallphonectl recordings list --spool DIR
 //	                                 the calls in a spool: segments, bytes, manifest
-//	wallphonectl recordings decrypt --identity KEYFILE... (--spool DIR --call ID | --manifest FILE --segments DIR) --out FILE.wav
+//	wallphonectl recordings decrypt --identity KEYFILE... (--device-key FP | --devices FILE | --any-signer)
+//	                                 (--spool DIR --call ID | --manifest FILE --segments DIR) --out FILE.wav
 //	                                 check a call's segments against its manifest and write one WAV
 //	wallphonectl keys tuf|audit      the keys of the TUF repository's roles; the facility's audit key
 //	wallphonectl repo init|publish|timestamp|root|list
@@ -60,9 +61,13 @@ const usage = `usage:
                                    its recipient (age1...) for the policy's recording.recipients
   wallphonectl recordings list --spool DIR
                                    list the calls in a spool: segments, bytes, whether a manifest is there
-  wallphonectl recordings decrypt --identity KEYFILE [--identity KEYFILE...] [--device-key FINGERPRINT] --out FILE.wav [--force]
+  wallphonectl recordings decrypt --identity KEYFILE [--identity KEYFILE...] --out FILE.wav [--force]
+                                   (--device-key FINGERPRINT | --devices FILE | --any-signer)
                                    (--spool DIR --call CALLID | --manifest FILE --segments DIR)
                                    check a call against its manifest and write it as one WAV (0600);
+                                   the manifest must be signed by the phone's enrolled key (--device-key, or
+                                   the device's line in the enrolled devices FILE), or --any-signer says
+                                   that who made the call is not checked (the output says which);
                                    exit status 1 if a segment is missing, altered, or not in a complete manifest;
                                    nothing is written if another key signed it or it is another call,
                                    nor over an existing FILE.wav without --force
