@@ -26,6 +26,8 @@
 //	                                 carry out the phones' signed purge requests in the vault
 //	wallphonectl vault fetch --config FILE --facility ID --device ID --call ID --out DIR
 //	                                 download a call's sealed objects
+//	wallphonectl vault sweep --config FILE --identity KEYFILE... --registry FILE.reg [--dry-run]
+//	                                 destroy the calls in the vault whose number the registry names
 //	wallphonectl demo init DIR       a demo facility for the simulated phone (make run uses it)
 //
 // recordings decrypt exits 0 when every segment checked out and 1 when one is missing,
@@ -84,7 +86,13 @@ const usage = `usage:
                                    signature is not the enrolled device key's is refused (exit status 1)
   wallphonectl vault fetch --config ADMIN-VAULT.json --facility ID --device ID --call ID --out DIR
                                    download a call's sealed objects for recordings decrypt
-                                   (--manifest DIR/manifest.age --segments DIR/segments)` + demoUsage
+                                   (--manifest DIR/manifest.age --segments DIR/segments)
+  wallphonectl vault sweep --config ADMIN-VAULT.json --identity KEYFILE [--identity KEYFILE...] --registry FILE.reg [--dry-run]
+                                   after every registry release: open every call's manifest in the vault,
+                                   and destroy the calls whose number the registry names, with a receipt
+                                   each, as vault purge does; prints call ids and counts, never a number;
+                                   --dry-run lists the calls it would destroy; exit status 1 if a call
+                                   could not be checked (named on standard error)` + demoUsage
 
 func main() {
 	args := os.Args[1:]
@@ -143,7 +151,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	case cmd == "keys" && len(args) >= 2 && (args[1] == "provisioning" || args[1] == "technician"):
 		return keysPair(args[1], args[2:], stdout)
 	case cmd == "vault":
-		return vaultCmd(args[1:], stdout)
+		return vaultCmd(args[1:], stdout, os.Stderr)
 	case cmd == "demo":
 		return demoCmd(args[1:], stdout)
 	}
