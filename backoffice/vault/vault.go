@@ -24,6 +24,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -112,17 +113,21 @@ func isHex(s string) bool {
 }
 
 // Receipt is what the back office leaves at receipts/<facility>/<device>/<call>.json.
+//
+// A receipt of a purge request names the request; one of the vault sweep has none, says
+// FoundBy "vault-sweep", and its registry version is the one that made the number privileged.
 type Receipt struct {
 	Format          string    `json:"format"`
-	Request         string    `json:"request"`
-	RequestSHA256   string    `json:"request_sha256"`
+	Request         string    `json:"request,omitempty"`
+	RequestSHA256   string    `json:"request_sha256,omitempty"`
+	FoundBy         string    `json:"found_by,omitempty"`
 	Facility        string    `json:"facility"`
 	DeviceID        string    `json:"device_id"`
 	DeviceKey       string    `json:"device_key"`
 	CallID          string    `json:"call_id"`
 	Reason          string    `json:"reason"`
 	RegistryVersion uint64    `json:"registry_version"`
-	Requested       time.Time `json:"requested"`
+	Requested       time.Time `json:"requested,omitzero"`
 	Purged          time.Time `json:"purged"`
 	Deleted         []string  `json:"deleted"`
 }
@@ -183,38 +188,51 @@ func (v *Vault) purgeOne(ctx context.Context, key string, enrolled Enrolled, now
 	sum := sha256.Sum256(b)
 	rc := &Receipt{Format: ReceiptFormat, Request: key, RequestSHA256: hex.EncodeToString(sum[:]), Facility: fac,
 		DeviceID: dev, DeviceKey: fp, CallID: call, Reason: req.Reason, RegistryVersion: req.RegistryVersion, Requested: req.Requested}
-	// A request seen before (the phone sent it again after a crash) keeps its first receipt's
-	// list of what was deleted.
-	rkey := uplink.ReceiptKey(fac, dev, call)
+	if err := v.destroy(ctx, rc, key, now); err != nil {
+		return nil, err
+	}
+	return rc, nil
+}
+
+// destroy deletes every object of rc's call and leaves rc as its receipt. last is the
+// object that says the call is to be destroyed (the purge request, or for a sweep the
+// call's own manifest): it is deleted after the receipt is written, so that a run cut short
+// anywhere finds the call again and finishes it. A call destroyed before (a request the
+// phone sent again after a crash, a sweep cut short) keeps its first receipt's list of what
+// was deleted.
+func (v *Vault) destroy(ctx context.Context, rc *Receipt, last string, now func() time.Time) error {
+	rkey := uplink.ReceiptKey(rc.Facility, rc.DeviceID, rc.CallID)
 	if old, err := v.get(ctx, rkey, 1<<20); err == nil {
 		var prev Receipt
 		if json.Unmarshal(old, &prev) == nil {
 			rc.Deleted = prev.Deleted
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+		return err
 	}
-	prefix := uplink.CallPrefix(fac, dev, call)
+	prefix := uplink.CallPrefix(rc.Facility, rc.DeviceID, rc.CallID)
 	var doomed []string
 	for key, err := range v.st.list(ctx, prefix) {
 		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", prefix, err)
+			return fmt.Errorf("list %s: %w", prefix, err)
 		}
-		doomed = append(doomed, key)
+		if key != last {
+			doomed = append(doomed, key)
+		}
 	}
 	for _, key := range doomed {
 		if err := v.st.remove(ctx, key); err != nil {
-			return nil, fmt.Errorf("delete %s: %w", key, err)
+			return fmt.Errorf("delete %s: %w", key, err)
 		}
-		rc.Deleted = append(rc.Deleted, key)
+		rc.Deleted = appendNew(rc.Deleted, key)
 	}
 	// Listed again: a store that answered a delete without deleting is caught here.
-	left, err := v.first(ctx, prefix)
-	if err != nil {
-		return nil, err
+	if err := v.gone(ctx, prefix, last); err != nil {
+		return err
 	}
-	if left != "" {
-		return nil, fmt.Errorf("%s is still in the vault after its deletion", left)
+	lastInCall := strings.HasPrefix(last, prefix)
+	if lastInCall {
+		rc.Deleted = appendNew(rc.Deleted, last)
 	}
 	if rc.Deleted == nil {
 		rc.Deleted = []string{}
@@ -222,28 +240,40 @@ func (v *Vault) purgeOne(ctx context.Context, key string, enrolled Enrolled, now
 	rc.Purged = now().UTC()
 	out, err := json.MarshalIndent(rc, "", "  ")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	out = append(out, '\n')
 	if err := v.st.put(ctx, rkey, out); err != nil {
-		return nil, fmt.Errorf("write receipt %s: %w", rkey, err)
+		return fmt.Errorf("write receipt %s: %w", rkey, err)
 	}
-	// The request goes last: a run cut short is finished by the next.
-	if err := v.st.remove(ctx, key); err != nil {
-		return nil, fmt.Errorf("delete %s after writing its receipt: %w", key, err)
+	if err := v.st.remove(ctx, last); err != nil {
+		return fmt.Errorf("delete %s after writing its receipt: %w", last, err)
 	}
-	return rc, nil
+	if lastInCall {
+		return v.gone(ctx, prefix, "")
+	}
+	return nil
 }
 
-// first is the first key under prefix, or "" if there is none.
-func (v *Vault) first(ctx context.Context, prefix string) (string, error) {
+// appendNew appends key to keys unless it is there.
+func appendNew(keys []string, key string) []string {
+	if slices.Contains(keys, key) {
+		return keys
+	}
+	return append(keys, key)
+}
+
+// gone checks that no object is left under prefix but except.
+func (v *Vault) gone(ctx context.Context, prefix, except string) error {
 	for key, err := range v.st.list(ctx, prefix) {
 		if err != nil {
-			return "", fmt.Errorf("list %s: %w", prefix, err)
+			return fmt.Errorf("list %s: %w", prefix, err)
 		}
-		return key, nil
+		if key != except {
+			return fmt.Errorf("%s is still in the vault after its deletion", key)
+		}
 	}
-	return "", nil
+	return nil
 }
 
 func (v *Vault) get(ctx context.Context, key string, limit int64) ([]byte, error) {

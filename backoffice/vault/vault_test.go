@@ -37,7 +37,9 @@ const (
 // backend is a vault as the tests see it: put writes an object as a phone does, objects
 // reads back everything stored, admin is the back office's vault.json.
 type backend struct {
-	put     func(t *testing.T, key string, b []byte)
+	put func(t *testing.T, key string, b []byte)
+	// phone is the vault as the phone's uplink writes to it.
+	phone   func(t *testing.T) uplink.Vault
 	objects func(t *testing.T) map[string][]byte
 	admin   uplink.Config
 }
@@ -58,6 +60,18 @@ var backends = []struct {
 					t.Fatalf("put %s: %v", key, err)
 				}
 			},
+			phone: func(t *testing.T) uplink.Vault {
+				state, err := uplink.OpenState(filepath.Join(t.TempDir(), "uplink.db"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { state.Close() })
+				v, err := uplink.NewS3(s3test.PhoneConfig(srv.Endpoint()), state, nil, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return v
+			},
 			objects: func(t *testing.T) map[string][]byte { return srv.Objects(t) },
 			admin:   srv.AdminConfig(),
 		}
@@ -72,6 +86,7 @@ var backends = []struct {
 					t.Fatalf("put %s: %v", key, err)
 				}
 			},
+			phone:   func(*testing.T) uplink.Vault { return phone },
 			objects: func(t *testing.T) map[string][]byte { return dirObjects(t, dir) },
 			admin:   uplink.Config{Dir: dir},
 		}

@@ -13,7 +13,8 @@
 //	                                 Ed25519 key pairs for the console
 //	wallphonectl recordings list --spool DIR
 //	                                 the calls in a spool: segments, bytes, manifest
-//	wallphonectl recordings decrypt --identity KEYFILE... (--spool DIR --call ID | --manifest FILE --segments DIR) --out FILE.wav
+//	wallphonectl recordings decrypt --identity KEYFILE... (--device-key FP | --devices FILE | --any-signer)
+//	                                 (--spool DIR --call ID | --manifest FILE --segments DIR) --out FILE.wav
 //	                                 check a call's segments against its manifest and write one WAV
 //	wallphonectl keys tuf|audit      the keys of the TUF repository's roles; the facility's audit key
 //	wallphonectl repo init|publish|timestamp|root|list
@@ -25,6 +26,8 @@
 //	                                 carry out the phones' signed purge requests in the vault
 //	wallphonectl vault fetch --config FILE --facility ID --device ID --call ID --out DIR
 //	                                 download a call's sealed objects
+//	wallphonectl vault sweep --config FILE --identity KEYFILE... --registry FILE.reg [--dry-run]
+//	                                 destroy the calls in the vault whose number the registry names
 //	wallphonectl demo init DIR       a demo facility for the simulated phone (make run uses it)
 //
 // recordings decrypt exits 0 when every segment checked out and 1 when one is missing,
@@ -60,9 +63,13 @@ const usage = `usage:
                                    its recipient (age1...) for the policy's recording.recipients
   wallphonectl recordings list --spool DIR
                                    list the calls in a spool: segments, bytes, whether a manifest is there
-  wallphonectl recordings decrypt --identity KEYFILE [--identity KEYFILE...] [--device-key FINGERPRINT] --out FILE.wav [--force]
+  wallphonectl recordings decrypt --identity KEYFILE [--identity KEYFILE...] --out FILE.wav [--force]
+                                   (--device-key FINGERPRINT | --devices FILE | --any-signer)
                                    (--spool DIR --call CALLID | --manifest FILE --segments DIR)
                                    check a call against its manifest and write it as one WAV (0600);
+                                   the manifest must be signed by the phone's enrolled key (--device-key, or
+                                   the device's line in the enrolled devices FILE), or --any-signer says
+                                   that who made the call is not checked (the output says which);
                                    exit status 1 if a segment is missing, altered, or not in a complete manifest;
                                    nothing is written if another key signed it or it is another call,
                                    nor over an existing FILE.wav without --force
@@ -79,7 +86,13 @@ const usage = `usage:
                                    signature is not the enrolled device key's is refused (exit status 1)
   wallphonectl vault fetch --config ADMIN-VAULT.json --facility ID --device ID --call ID --out DIR
                                    download a call's sealed objects for recordings decrypt
-                                   (--manifest DIR/manifest.age --segments DIR/segments)` + demoUsage
+                                   (--manifest DIR/manifest.age --segments DIR/segments)
+  wallphonectl vault sweep --config ADMIN-VAULT.json --identity KEYFILE [--identity KEYFILE...] --registry FILE.reg [--dry-run]
+                                   after every registry release: open every call's manifest in the vault,
+                                   and destroy the calls whose number the registry names, with a receipt
+                                   each, as vault purge does; prints call ids and counts, never a number;
+                                   --dry-run lists the calls it would destroy; exit status 1 if a call
+                                   could not be checked (named on standard error)` + demoUsage
 
 func main() {
 	args := os.Args[1:]
@@ -138,7 +151,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	case cmd == "keys" && len(args) >= 2 && (args[1] == "provisioning" || args[1] == "technician"):
 		return keysPair(args[1], args[2:], stdout)
 	case cmd == "vault":
-		return vaultCmd(args[1:], stdout)
+		return vaultCmd(args[1:], stdout, os.Stderr)
 	case cmd == "demo":
 		return demoCmd(args[1:], stdout)
 	}

@@ -20,6 +20,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/wallphone/wallphone/audio"
+	"github.com/wallphone/wallphone/backoffice/vault"
 	"github.com/wallphone/wallphone/identity"
 	"github.com/wallphone/wallphone/internal/atomicfile"
 	"github.com/wallphone/wallphone/provisioning"
@@ -184,6 +185,8 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 	segDir := flags.String("segments", "", "the directory of the call's sealed segments")
 	out := flags.String("out", "", "the WAV file to write")
 	deviceKey := flags.String("device-key", "", "the fingerprint of the phone's enrolled device key; the manifest must be signed with it")
+	devices := flags.String("devices", "", "enrolled devices file (DEVICE-ID FINGERPRINT per line); the manifest must be signed with its device's key")
+	anySigner := flags.Bool("any-signer", false, "accept a manifest signed by any key: who made the call is not checked")
 	force := flags.Bool("force", false, "replace --out if it exists")
 	if err := flags.Parse(args); err != nil {
 		return fmt.Errorf("%w: recordings decrypt: %v", errUsage, err)
@@ -199,6 +202,12 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 		return fmt.Errorf("%w: recordings decrypt needs both --manifest FILE and --segments DIR", errUsage)
 	case fromSpool && !spool.ValidCallID(*callID):
 		return fmt.Errorf("%w: %q is not a call id", errUsage, *callID)
+	case countSet(*deviceKey != "", *devices != "", *anySigner) != 1:
+		// The signature alone says only that nobody changed the manifest after it was signed,
+		// not who signed it: anyone holding a recipient key could have made the call. So the
+		// investigator says whose key to expect, or says in so many words that it is not checked.
+		return fmt.Errorf("%w: recordings decrypt needs one of --device-key FINGERPRINT (the key the phone showed at enrolment), "+
+			"--devices FILE (the enrolled devices, as for vault purge) or --any-signer (who made the call is not checked)", errUsage)
 	case *deviceKey != "" && !isFingerprint(*deviceKey):
 		// A typo here must not read as "another phone made this call".
 		return fmt.Errorf("%w: --device-key %q is not a fingerprint: want the 32 hex digits the phone showed at enrolment (device_key in its start-up line)",
@@ -210,6 +219,16 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 		return fmt.Errorf("%s exists; not overwriting it (--force replaces it): %w", *out, fs.ErrExist)
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("--out: %w", err)
+	}
+	var enrolled vault.Enrolled
+	if *devices != "" {
+		b, err := os.ReadFile(*devices)
+		if err != nil {
+			return err
+		}
+		if enrolled, err = vault.ParseEnrolled(b); err != nil {
+			return fmt.Errorf("%s: %w", *devices, err)
+		}
 	}
 	ids, err := readIdentities(keyFiles)
 	if err != nil {
@@ -273,8 +292,21 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 	case *deviceKey != "" && !strings.EqualFold(*deviceKey, signer):
 		return fmt.Errorf("%w: the manifest is signed by key %s, not by the enrolled key %s: this call was not made by that phone; nothing was written",
 			errOrigin, signer, *deviceKey)
+	case enrolled != nil && enrolled[m.DeviceID] == "":
+		return fmt.Errorf("%w: the manifest names device %s, which is not enrolled in %s: nothing was written", errOrigin, m.DeviceID, *devices)
+	case enrolled != nil && enrolled[m.DeviceID] != signer:
+		return fmt.Errorf("%w: the manifest is signed by key %s, but device %s is enrolled in %s with %s: this call was not made by that phone; nothing was written",
+			errOrigin, signer, m.DeviceID, *devices, enrolled[m.DeviceID])
 	case fromSpool && m.CallID != *callID:
 		return fmt.Errorf("%w: the manifest in %s is of call %s, not %s: nothing was written", errOrigin, *manPath, m.CallID, *callID)
+	}
+	switch {
+	case *deviceKey != "":
+		fmt.Fprintln(stdout, "origin: checked: signed by the enrolled key given with --device-key")
+	case enrolled != nil:
+		fmt.Fprintf(stdout, "origin: checked: signed by the key enrolled for device %s in %s\n", m.DeviceID, *devices)
+	default:
+		fmt.Fprintln(stdout, "origin: NOT checked (--any-signer): anyone holding a recipient key could have made this manifest")
 	}
 
 	var rep recording.Report
@@ -305,6 +337,17 @@ func recordingsDecrypt(args []string, stdout io.Writer) error {
 			errNotClean, strings.Join(what, ", "), plural(rep.Listed, "segment"), *out)
 	}
 	return nil
+}
+
+// countSet is how many of the flags are set.
+func countSet(set ...bool) int {
+	n := 0
+	for _, b := range set {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 // isFingerprint says whether s has the form of identity.Fingerprint's (either case).

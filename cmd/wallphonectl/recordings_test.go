@@ -25,6 +25,7 @@ import (
 // K segments: the later segments are on flash, the manifest does not list them and says the
 // call is not complete.
 // With -lose K segment K cannot be kept (the flash is full): the phone ends the call there.
+// -number is the number called (+15125550123 unless given).
 // scriptDeviceKey stands for the phone's key in the scripts.
 var scriptDeviceKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
 
@@ -32,8 +33,9 @@ func mkcall(ts *testscript.TestScript, neg bool, args []string) {
 	fs := flag.NewFlagSet("mkcall", flag.ContinueOnError)
 	stopAfter := fs.Int("stop-after", -1, "")
 	lose := fs.Int("lose", -1, "")
+	number := fs.String("number", "+15125550123", "")
 	if neg || fs.Parse(args) != nil || fs.NArg() < 4 {
-		ts.Fatalf("usage: mkcall [-stop-after K] [-lose K] DIR CALLID NSEG KEYFILE...")
+		ts.Fatalf("usage: mkcall [-stop-after K] [-lose K] [-number E164] DIR CALLID NSEG KEYFILE...")
 	}
 	dir, callID := ts.MkAbs(fs.Arg(0)), fs.Arg(1)
 	nseg, err := strconv.Atoi(fs.Arg(2))
@@ -56,7 +58,7 @@ func mkcall(ts *testscript.TestScript, neg bool, args []string) {
 	rec, err := recording.New(recording.Options{Spool: sp, Recipients: recips, Segment: time.Second, DeviceID: "dev-script", DeviceKey: scriptDeviceKey})
 	ts.Check(err)
 	r, err := rec.Start(recording.CallInfo{CallID: callID, CallerID: "1001",
-		E164: "+15125550123", Decision: "recorded", Reason: "default_recorded",
+		E164: *number, Decision: "recorded", Reason: "default_recorded",
 		Started: time.Date(2026, 1, 2, 9, 0, 0, 0, time.UTC)})
 	ts.Check(err)
 	framesPerSeg := int(time.Second / audio.FrameDuration)

@@ -47,6 +47,7 @@ func TestScripts(t *testing.T) {
 			"capture":   capture,
 			"waitfile":  waitfile,
 			"signpurge": signpurge,
+			"ship":      ship,
 		},
 	})
 }

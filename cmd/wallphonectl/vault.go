@@ -11,15 +11,19 @@ import (
 	"time"
 
 	"github.com/wallphone/wallphone/backoffice/vault"
+	"github.com/wallphone/wallphone/registry"
 	"github.com/wallphone/wallphone/uplink"
 )
 
 // errRefused: some purge request was refused; exit status 1 after the others were done.
 var errRefused = errors.New("some purge requests were refused (left in the vault, nothing of theirs deleted)")
 
-func vaultCmd(args []string, stdout io.Writer) error {
+func vaultCmd(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: vault needs purge or fetch", errUsage)
+		return fmt.Errorf("%w: vault needs purge, fetch or sweep", errUsage)
+	}
+	if args[0] == "sweep" {
+		return vaultSweep(args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet("vault "+args[0], flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -35,15 +39,7 @@ func vaultCmd(args []string, stdout io.Writer) error {
 	if *conf == "" || fs.NArg() != 0 {
 		return fmt.Errorf("%w: vault %s needs --config FILE", errUsage, args[0])
 	}
-	b, err := os.ReadFile(*conf)
-	if err != nil {
-		return err
-	}
-	c, err := uplink.ParseConfig(b)
-	if err != nil {
-		return fmt.Errorf("%s: %w", *conf, err)
-	}
-	v, err := vault.New(c, nil)
+	v, err := openVault(*conf)
 	if err != nil {
 		return err
 	}
@@ -70,7 +66,7 @@ func vaultCmd(args []string, stdout io.Writer) error {
 				} else {
 					failed++
 				}
-				fmt.Fprintf(os.Stderr, "wallphonectl: %s: %v\n", o.Key, o.Err)
+				fmt.Fprintf(stderr, "wallphonectl: %s: %v\n", o.Key, o.Err)
 			default:
 				j, _ := json.Marshal(o.Receipt)
 				fmt.Fprintf(stdout, "%s\n", j)
@@ -96,5 +92,82 @@ func vaultCmd(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%d objects of call %s in %s\n", n, *call, *out)
 		return nil
 	}
-	return fmt.Errorf("%w: vault %s: want purge or fetch", errUsage, args[0])
+	return fmt.Errorf("%w: vault %s: want purge, fetch or sweep", errUsage, args[0])
+}
+
+// openVault opens the vault an admin vault.json names.
+func openVault(conf string) (*vault.Vault, error) {
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		return nil, err
+	}
+	c, err := uplink.ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", conf, err)
+	}
+	return vault.New(c, nil)
+}
+
+// errUnchecked: some calls could not be checked against the registry; exit status 1 after
+// the others were done.
+var errUnchecked = errors.New("some calls could not be checked against the registry (named above); they are left as they are")
+
+// vaultSweep is destroy on discovery for the calls in the vault, run after every registry
+// release. What it prints names calls, never a number: the numbers it finds privileged are
+// exactly the ones that must not be written down.
+func vaultSweep(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("vault sweep", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	conf := fs.String("config", "", "vault.json with the vault's admin credentials")
+	var keyFiles listFlag
+	fs.Var(&keyFiles, "identity", "an age identity file (repeatable)")
+	regFile := fs.String("registry", "", "the registry file to check the numbers against")
+	dryRun := fs.Bool("dry-run", false, "list the calls that would be destroyed; delete nothing")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: vault sweep: %v", errUsage, err)
+	}
+	if *conf == "" || len(keyFiles) == 0 || *regFile == "" || fs.NArg() != 0 {
+		return fmt.Errorf("%w: vault sweep needs --config FILE, --identity KEYFILE and --registry FILE.reg", errUsage)
+	}
+	ids, err := readIdentities(keyFiles)
+	if err != nil {
+		return err
+	}
+	reg, err := registry.Open(*regFile)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	v, err := openVault(*conf)
+	if err != nil {
+		return err
+	}
+	sum, err := v.Sweep(context.Background(), vault.SweepOptions{Identities: ids, Registry: reg, DryRun: *dryRun},
+		func(o vault.SweepOutcome) {
+			switch {
+			case o.Err != nil:
+				fmt.Fprintf(stderr, "wallphonectl: %s: %v\n", o.Call, o.Err)
+			case o.Receipt != nil:
+				fmt.Fprintf(stdout, "destroyed %s: %s deleted, receipt %s\n", o.Call, plural(len(o.Receipt.Deleted), "object"),
+					uplink.ReceiptKey(o.Call.Facility, o.Call.Device, o.Call.ID))
+			case o.Privileged:
+				fmt.Fprintf(stdout, "would destroy %s\n", o.Call)
+			}
+		})
+	if err != nil {
+		return err
+	}
+	dry := ""
+	if *dryRun {
+		dry = " (dry run: nothing deleted)"
+	}
+	fmt.Fprintf(stdout, "registry version %d: %s checked, %d privileged, %s deleted%s, %d unreadable, %s without a manifest\n",
+		reg.Version(), plural(sum.Checked, "call"), sum.Privileged, plural(sum.Deleted, "object"), dry, sum.Unreadable, plural(sum.NoManifest, "call"))
+	switch {
+	case sum.Failed > 0:
+		return fmt.Errorf("%s failed; run again to finish them", plural(sum.Failed, "call"))
+	case sum.Unreadable > 0:
+		return errUnchecked
+	}
+	return nil
 }
