@@ -131,6 +131,8 @@ type Agent struct {
 
 	updates *updates.Updates  // nil when the policy and registry are local files
 	source  *tufclient.Client // nil when not enrolled with a repository
+	// newKey carries an enrolment's new device key from the console to the call loop (1 buffered).
+	newKey chan ed25519.PrivateKey
 	// installed is signalled by the update goroutine after it installed something.
 	installed chan struct{}
 	// uplinkStatus says what the uplink does; set by Run before the console starts.
@@ -155,7 +157,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	log, ring := withRing(cfg.Logger)
-	a := &Agent{cfg: cfg, log: log, ring: ring, clock: cfg.Clock, prompts: cfg.Prompts, installed: make(chan struct{}, 1),
+	a := &Agent{cfg: cfg, log: log, ring: ring, clock: cfg.Clock, prompts: cfg.Prompts, installed: make(chan struct{}, 1), newKey: make(chan ed25519.PrivateKey, 1),
 		lights: lights{Lights: cfg.Lights, log: log}}
 	if err := a.open(); err != nil {
 		return nil, err

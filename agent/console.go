@@ -43,7 +43,7 @@ func (a *Agent) newConsole(stop context.CancelFunc) (*console, error) {
 	srv, err := provisioning.NewServer(provisioning.Config{
 		DeviceID: a.deviceID, Firmware: a.cfg.Firmware, DataDir: a.cfg.DataDir,
 		DeviceKey: a.key.Public().(ed25519.PublicKey), TrustFile: a.cfg.ProvisioningPub,
-		Validators: ConfValidators(), Locks: lockedStore{a}, Audit: a.audit, Phone: agentPhone{a},
+		Validators: ConfValidators(), Locks: lockedStore{a}, Audit: consoleAudit{a}, Phone: agentPhone{a},
 		Reset: func() error {
 			log.Warn("factory reset confirmed on the console: the agent stops and wipes its keys, configuration, state and spool", "event", "console_reset")
 			c.reset.Store(true)
@@ -204,3 +204,25 @@ func (p agentPhone) Selftest(context.Context) ([]provisioning.Check, error) {
 }
 
 func (p agentPhone) Logs(n int) []string { return p.a.ring.last(n) }
+
+// consoleAudit is the audit log as the console uses it: an enrolment's new device key, once
+// the log has recorded the change to it, is handed to the call loop, which puts it in force
+// for everything else it signs at the next idle moment.
+type consoleAudit struct{ a *Agent }
+
+func (c consoleAudit) Append(kind string, fields map[string]string) error {
+	return c.a.audit.Append(kind, fields)
+}
+
+func (c consoleAudit) ChangeKey(next ed25519.PrivateKey) error {
+	if err := c.a.audit.ChangeKey(next); err != nil {
+		return err
+	}
+	// Only the latest key matters: a pending one it replaces was never in force.
+	select {
+	case <-c.a.newKey:
+	default:
+	}
+	c.a.newKey <- next
+	return nil
+}

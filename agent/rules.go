@@ -38,6 +38,9 @@ func (a *Agent) open() error {
 		}
 		a.prompts = p
 	}
+	if err := a.finishKeyChange(); err != nil {
+		return err
+	}
 	key, created, err := identity.LoadOrCreate(filepath.Join(cfg.DataDir, "device.key"))
 	if err != nil {
 		return err
@@ -305,6 +308,16 @@ func (a *Agent) between(m interface{ InCall() bool }) {
 	}
 	if m.InCall() {
 		return
+	}
+	select {
+	case k := <-a.newKey:
+		a.key = k
+		if err := a.newRecorder(); err != nil {
+			a.log.Error("recorder for the new device key", "event", "agent_error", "err", err)
+		}
+		a.log.Info("the device key an enrolment made is in force", "event", "device_key_in_force",
+			"device_key", identity.Fingerprint(k.Public().(ed25519.PublicKey)))
+	default:
 	}
 	if now := a.clock.Now(); now.Sub(a.retained) >= retainEvery {
 		a.retained = now

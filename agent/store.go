@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -235,4 +236,25 @@ func (a *Agent) retain() error {
 	a.log.Info("call records past retention: caller IDs and numbers dropped", "event", "records_expired",
 		"calls", len(expired), "retention", keep.String())
 	return a.compactStore()
+}
+
+// finishKeyChange completes or drops a device key change an enrolment cut short left staged,
+// as the audit log says, before the key is loaded: the log and the key must agree.
+func (a *Agent) finishKeyChange() error {
+	logPath := filepath.Join(a.cfg.DataDir, "audit.log")
+	finished, dropped, err := provisioning.FinishKeyChange(a.cfg.DataDir, func(pub ed25519.PublicKey) (bool, error) {
+		last, err := audit.LastKeyChange(logPath)
+		return last != nil && last.Equal(pub), err
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("device key change left by an enrolment: %w", err)
+	case finished:
+		a.log.Warn("an enrolment cut short had recorded its new device key: it is now in place",
+			"event", "device_key_change_finished")
+	case dropped:
+		a.log.Warn("an enrolment cut short had not recorded its new device key: the phone keeps its key",
+			"event", "device_key_change_dropped")
+	}
+	return nil
 }

@@ -34,11 +34,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/wallphone/wallphone/internal/strictjson"
 	"io"
+	"io/fs"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/wallphone/wallphone/internal/strictjson"
 )
 
 // domain separates the chain's hashes from any other SHA-256 the phone computes.
@@ -346,4 +348,38 @@ func ParseKey(b []byte) ([]byte, error) {
 		return nil, fmt.Errorf("audit key: %d bytes, want at least 32", len(k))
 	}
 	return k, nil
+}
+
+// LastKeyChange returns the key the last key-change entry of the log at path hands over to,
+// or nil if there is none (or no log). It reads the log as a stream and checks nothing else:
+// it tells a start-up whether an enrolment cut short got as far as recording its new key.
+func LastKeyChange(path string) (ed25519.PublicKey, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	defer f.Close()
+	var last ed25519.PublicKey
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
+	for sc.Scan() {
+		// Cheap test first: most entries are decisions.
+		if !bytes.Contains(sc.Bytes(), []byte(KindKeyChange)) {
+			continue
+		}
+		var e Entry
+		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Kind != KindKeyChange {
+			continue
+		}
+		if k, err := hex.DecodeString(e.Fields[FieldNewKey]); err == nil && len(k) == ed25519.PublicKeySize {
+			last = k
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return last, nil
 }

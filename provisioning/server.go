@@ -654,31 +654,67 @@ func (s *Server) enroll(e Enroll) (Enrolled, error) {
 
 // newDeviceKey makes the phone a new device key and hands the audit log over to it: the log
 // records the change, signed by the old key, and signs everything after it with the new one,
-// so that it still verifies as a whole (audit.Verify follows the change). The key file is
-// written first and put back as it was if the log cannot record the change: a device key
-// the log does not know of would break the log at the agent's next start. (A power cut
-// between the two writes still leaves that break; the auditor sees it, at that line.)
+// so that it still verifies as a whole (audit.Verify follows the change). The key is staged
+// (StagedKeyFile), the change recorded, and only then the key put in place: a power cut at
+// any point leaves a log that verifies, and start-up finishes or drops the staged key as the
+// log says (FinishKeyChange).
 func (s *Server) newDeviceKey() (ed25519.PrivateKey, error) {
-	path := filepath.Join(s.cfg.DataDir, "device.key")
-	old, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("read device key: %w", err)
-	}
-	key, err := identity.Create(path)
+	staged := filepath.Join(s.cfg.DataDir, StagedKeyFile)
+	key, err := identity.Create(staged)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.cfg.Audit.ChangeKey(key); err != nil {
-		if old != nil {
-			if rerr := atomicfile.Write(path, old, 0o600); rerr != nil {
-				err = errors.Join(err, fmt.Errorf("put the old device key back: %w", rerr))
-			}
-		} else if rerr := os.Remove(path); rerr != nil {
+		if rerr := os.Remove(staged); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
 		return nil, fmt.Errorf("the audit log cannot record the new device key, so the phone keeps its old one: %w", err)
 	}
+	if err := putKeyInPlace(s.cfg.DataDir); err != nil {
+		// The log has the change: the next start finishes it.
+		return nil, fmt.Errorf("the new device key is recorded but not yet in place (the next start puts it there): %w", err)
+	}
 	return key, nil
+}
+
+// DeviceKeyFile is the device key in the data directory; StagedKeyFile is a new one an
+// enrolment made, until the audit log has recorded the change to it.
+const (
+	DeviceKeyFile = "device.key"
+	StagedKeyFile = "device.key.new"
+)
+
+func putKeyInPlace(dataDir string) error {
+	if err := os.Rename(filepath.Join(dataDir, StagedKeyFile), filepath.Join(dataDir, DeviceKeyFile)); err != nil {
+		return err
+	}
+	return atomicfile.SyncDir(dataDir)
+}
+
+// FinishKeyChange completes what an enrolment cut short left of a device key change: a
+// staged key the audit log hands over to (recorded says so) is put in place; one it does not
+// is dropped, and the phone keeps its key. It reports which, if either, it did.
+func FinishKeyChange(dataDir string, recorded func(ed25519.PublicKey) (bool, error)) (finished, dropped bool, err error) {
+	staged := filepath.Join(dataDir, StagedKeyFile)
+	b, err := os.ReadFile(staged)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	key, err := identity.ParsePrivateKey(b)
+	if err == nil {
+		var ok bool
+		if ok, err = recorded(key.Public().(ed25519.PublicKey)); err != nil {
+			return false, false, err
+		}
+		if ok {
+			return true, false, putKeyInPlace(dataDir)
+		}
+	}
+	// Not recorded, or torn by the cut: never in force anywhere.
+	return false, true, os.Remove(staged)
 }
 
 func (s *Server) reset(ctx context.Context, now time.Time, r Reset, fields map[string]string) (ResetAnswer, error) {
