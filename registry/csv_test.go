@@ -20,9 +20,9 @@ func TestReadCSV(t *testing.T) {
 +1512854*,court,Court direct lines
 +44 20 7946 0000,consulate,UK
 `
-	got, err := ReadCSV(strings.NewReader(in), usPlan)
-	if err != nil {
-		t.Fatal(err)
+	got, notes, err := ReadCSV(strings.NewReader(in), usPlan)
+	if err != nil || len(notes) != 0 {
+		t.Fatal(err, notes)
 	}
 	want := []Item{
 		{Number: "+15125550100", Kind: PublicDefender, Label: "Demo County Public Defender"},
@@ -35,7 +35,7 @@ func TestReadCSV(t *testing.T) {
 		t.Errorf("got %+v\nwant %+v", got, want)
 	}
 	// No header is fine too.
-	if got, err := ReadCSV(strings.NewReader("5125550100,court\n"), usPlan); err != nil || len(got) != 1 {
+	if got, _, err := ReadCSV(strings.NewReader("5125550100,court\n"), usPlan); err != nil || len(got) != 1 {
 		t.Errorf("no header: %v %v", got, err)
 	}
 }
@@ -45,14 +45,14 @@ func TestReadCSVReportsEveryBadRow(t *testing.T) {
 (512) 555-0100,attorney,ok
 5550100,attorney,seven digits
 +15125550100,court,same number as line 2 in another form and kind
-512.555.0100,attorney,plain duplicate
-1-800-FLOWERS,hotline,letters
+512.555.0100,court,duplicate in another form and kind
+1-800-FLOWER,hotline,vanity letters one short
 +1512854*,judge,bad kind
 1512854*,court,prefix without plus
 +15125550177
 "unclosed,court
 `
-	_, err := ReadCSV(strings.NewReader(in), usPlan)
+	_, _, err := ReadCSV(strings.NewReader(in), usPlan)
 	var ce *CSVError
 	if !errors.As(err, &ce) {
 		t.Fatalf("err = %v", err)
@@ -71,8 +71,8 @@ func TestReadCSVReportsEveryBadRow(t *testing.T) {
 	}{
 		{0, dialplan.ErrTooShort, ""},
 		{1, ErrConflict, "court here and attorney on line 2"},
-		{2, ErrDuplicate, "already on line 2"},
-		{3, dialplan.ErrCharacter, ""},
+		{2, ErrConflict, "court here and attorney on line 2"},
+		{3, dialplan.ErrInvalid, "keypad letters"},
 		{4, ErrKind, "judge"},
 		{5, ErrNumber, "prefix"},
 		{6, nil, "1 columns"},
@@ -85,7 +85,7 @@ func TestReadCSVReportsEveryBadRow(t *testing.T) {
 	if !errors.Is(err, ErrConflict) {
 		t.Error("errors.Is does not see the rows")
 	}
-	if _, err := ReadCSV(strings.NewReader(""), dialplan.Plan{Country: "FR"}); !errors.Is(err, dialplan.ErrPlan) {
+	if _, _, err := ReadCSV(strings.NewReader(""), dialplan.Plan{Country: "FR"}); !errors.Is(err, dialplan.ErrPlan) {
 		t.Errorf("bad plan: %v", err)
 	}
 }

@@ -128,17 +128,37 @@ func FuzzApplyDelta(f *testing.F) {
 	})
 }
 
-func FuzzReadCSV(f *testing.F) {
-	for _, s := range []string{
+// csvSeeds are the corpus files whole, and each of their rows alone.
+func csvSeeds(t testing.TB) []string {
+	seeds := []string{
 		"number,kind,label\n(512) 555-0100,attorney,x\n+1512854*,court,y\n",
 		"5125550100,court\n5125550100,attorney\n",
 		"\"a,b\n",
 		"+1*,court\n",
-	} {
+	}
+	for _, name := range []string{"messy.csv", "unreadable.csv"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seeds = append(seeds, string(b))
+		for l := range strings.Lines(string(b)) {
+			seeds = append(seeds, l)
+		}
+	}
+	return seeds
+}
+
+func FuzzReadCSV(f *testing.F) {
+	seeds := csvSeeds(f)
+	if len(seeds) < 50 {
+		f.Fatalf("%d seeds: the corpus files were not read", len(seeds))
+	}
+	for _, s := range seeds {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		items, err := ReadCSV(strings.NewReader(in), usPlan)
+		items, notes, err := ReadCSV(strings.NewReader(in), usPlan)
 		if err != nil {
 			var ce *CSVError
 			if errors.As(err, &ce) && len(ce.Rows) == 0 {
@@ -146,6 +166,7 @@ func FuzzReadCSV(f *testing.F) {
 			}
 			return
 		}
+		checkNothingSilent(t, []byte(in), items, notes)
 		// Whatever ReadCSV accepts, Build accepts.
 		if err := Build(&bytes.Buffer{}, 1, items, nil, nil); err != nil {
 			t.Fatalf("Build refused what ReadCSV accepted: %v", err)

@@ -70,15 +70,20 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-func readCSVFile(path string, plan dialplan.Plan) ([]registry.Item, error) {
+// readCSVFile reads a registry CSV and prints what was read other than as written, one
+// line a note, so that no row changes or disappears unseen.
+func readCSVFile(path string, plan dialplan.Plan, stdout io.Writer) ([]registry.Item, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	items, err := registry.ReadCSV(f, plan)
+	items, notes, err := registry.ReadCSV(f, plan)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, n := range notes {
+		fmt.Fprintf(stdout, "%s: %s\n", path, n)
 	}
 	return items, nil
 }
@@ -103,13 +108,13 @@ func registryBuild(args []string, stdout io.Writer) error {
 	if err := plan.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	items, err := readCSVFile(*csvPath, *plan)
+	items, err := readCSVFile(*csvPath, *plan, stdout)
 	if err != nil {
 		return err
 	}
 	var removed []registry.Item
 	if *removedPath != "" {
-		if removed, err = readCSVFile(*removedPath, *plan); err != nil {
+		if removed, err = readCSVFile(*removedPath, *plan, stdout); err != nil {
 			return err
 		}
 	}
