@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -187,6 +189,68 @@ func TestSweepAfterInstall(t *testing.T) {
 		script.Close()
 		if err := <-done; err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// blockingLog holds the goroutine that logs an armed event until released: a way to catch the
+// update goroutine in the middle of an install.
+type blockingLog struct {
+	slog.Handler
+	armed   *atomic.Bool
+	event   string
+	reached chan struct{}
+	release chan struct{}
+}
+
+func (h blockingLog) Handle(ctx context.Context, r slog.Record) error {
+	if h.armed.Load() {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "event" && a.Value.String() == h.event && h.armed.CompareAndSwap(true, false) {
+				close(h.reached)
+				<-h.release
+			}
+			return true
+		})
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// TestRunWaitsForTheInstall is issue 13, item 9: the update goroutine has an owner who waits
+// for it. Asked to stop while an install is under way, Run does not close the database, the
+// audit log and the registry mapping under it: it returns only once the install is done.
+func TestRunWaitsForTheInstall(t *testing.T) {
+	data, keys := enrolled(t)
+	synctest.Test(t, func(t *testing.T) {
+		var out syncBuffer
+		h := blockingLog{Handler: slog.NewJSONHandler(&out, nil), armed: new(atomic.Bool), event: "registry_installed",
+			reached: make(chan struct{}), release: make(chan struct{})}
+		a, _ := newAgent(t, data, io.Discard, func(c *Config) {
+			c.UpdateInterval = time.Hour
+			c.Logger = slog.New(h)
+			c.Drive = func(ctx context.Context, _ func(time.Time)) error { <-ctx.Done(); return nil }
+		})
+		if err := demo.PublishRegistry(keys, 2, []registry.Item{{Number: "+15125550150", Kind: registry.Consulate}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		h.armed.Store(true)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		<-h.reached // the update goroutine is inside the install
+		cancel()
+		synctest.Wait()
+		select {
+		case <-done:
+			t.Fatal("Run returned while an install was still under way")
+		default:
+		}
+		close(h.release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), `"event":"agent_stopped"`) {
+			t.Fatalf("no agent_stopped:\n%s", out.String())
 		}
 	})
 }
