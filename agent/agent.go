@@ -228,7 +228,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // tick is one frame of the call loop.
 func (a *Agent) tick(now time.Time) {
 	a.machine.Tick(now)
-	a.between(a.machine)
+	a.between(a.machine, now)
 	a.lights.show(a.machine.InCall(), a.machine.Recording())
 }
 

@@ -92,11 +92,11 @@ func TestNewKeyInForceAfterEnrolment(t *testing.T) {
 	if err := (consoleAudit{a}).ChangeKey(next); err != nil {
 		t.Fatal(err)
 	}
-	a.between(idle(false))
+	a.between(idle(false), a.clock.Now())
 	if a.key.Equal(next) {
 		t.Fatal("the key changed under a call in progress")
 	}
-	a.between(idle(true))
+	a.between(idle(true), a.clock.Now())
 	if !a.key.Equal(next) {
 		t.Fatal("the enrolled key is not in force once idle")
 	}

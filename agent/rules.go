@@ -299,8 +299,10 @@ func jitter(d time.Duration) time.Duration {
 
 // between runs in the call loop after each frame: what the update goroutine installed takes
 // effect once the phone is idle, so a call keeps the rules it started with, and a recorded
-// call in progress is in the call records before the destroy-on-discovery sweep runs.
-func (a *Agent) between(m interface{ InCall() bool }) {
+// call in progress is in the call records before the destroy-on-discovery sweep runs. An idle
+// phone also takes an enrolment's new device key here, and scrubs call records past their
+// retention hourly, by the frame's time (now): no clock read on the audio path.
+func (a *Agent) between(m interface{ InCall() bool }, now time.Time) {
 	select {
 	case <-a.installed:
 		a.apply = true
@@ -319,7 +321,7 @@ func (a *Agent) between(m interface{ InCall() bool }) {
 			"device_key", identity.Fingerprint(k.Public().(ed25519.PublicKey)))
 	default:
 	}
-	if now := a.clock.Now(); now.Sub(a.retained) >= retainEvery {
+	if now.Sub(a.retained) >= retainEvery {
 		a.retained = now
 		if err := a.retain(); err != nil {
 			a.log.Error("call records past retention not scrubbed; tried again within the hour", "event", "agent_error", "err", err)

@@ -38,11 +38,11 @@ func TestInstallBetweenCalls(t *testing.T) {
 		t.Fatalf("nothing installed:\n%s", log.String())
 	}
 	a.installed <- struct{}{}
-	a.between(idle(false)) // in a call
+	a.between(idle(false), a.clock.Now()) // in a call
 	if a.registryVersion() != 1 {
 		t.Fatal("the registry changed under a call in progress")
 	}
-	a.between(idle(true))
+	a.between(idle(true), a.clock.Now())
 	if a.registryVersion() != 2 {
 		t.Fatal("the new registry did not take effect once idle")
 	}
@@ -73,7 +73,7 @@ func TestInstallBetweenCalls(t *testing.T) {
 	if !strings.Contains(log.String(), `"event":"update_error"`) || !strings.Contains(log.String(), "removal log does not reach back") {
 		t.Fatalf("refusal not logged:\n%s", log.String())
 	}
-	a.between(idle(true))
+	a.between(idle(true), a.clock.Now())
 	if _, ok := a.registry.Lookup("+15125550100"); !ok || a.registryVersion() != 2 {
 		t.Fatal("the public defender is no longer privileged")
 	}
@@ -104,7 +104,7 @@ func TestLocalPolicyNotReplaced(t *testing.T) {
 		t.Fatalf("nothing installed:\n%s", log.String())
 	}
 	a.installed <- struct{}{}
-	a.between(idle(true))
+	a.between(idle(true), a.clock.Now())
 	if a.policy.Version != 7 || a.registryVersion() != 2 {
 		t.Fatalf("policy %d (want the local 7), registry %d (want 2)", a.policy.Version, a.registryVersion())
 	}
@@ -170,7 +170,7 @@ func TestDecisionFromTheRegistryThatDecided(t *testing.T) {
 		t.Fatalf("nothing installed:\n%s", log.String())
 	}
 	a.installed <- struct{}{}
-	a.between(idle(false)) // off-hook: registry 2 waits
+	a.between(idle(false), a.clock.Now()) // off-hook: registry 2 waits
 	if v2 := a.updates.State().Registry.SHA256; v2 == v1 || a.registryVersion() != 1 {
 		t.Fatalf("registry 2 should be installed, not in force: %s %s, in force %d", v1, v2, a.registryVersion())
 	}
