@@ -22,8 +22,8 @@ import (
 // store is the vault's objects as the back office uses them, in a bucket or a directory
 // with the same keys (uplink.NewDir's layout), as restic keeps a repository in either.
 type store interface {
-	// list yields every key under prefix in lexical order, or an error and stops.
-	list(ctx context.Context, prefix string) iter.Seq2[string, error]
+	// list yields every object under prefix in lexical order of keys, or an error and stops.
+	list(ctx context.Context, prefix string) iter.Seq2[object, error]
 	// open reads an object; a key that is not there wraps fs.ErrNotExist.
 	open(ctx context.Context, key string) (io.ReadCloser, error)
 	// put writes an object whole, replacing what the key held.
@@ -32,23 +32,29 @@ type store interface {
 	remove(ctx context.Context, key string) error
 }
 
+// object is one listed object: its key and size.
+type object struct {
+	key  string
+	size int64
+}
+
 // bucket is an S3-compatible bucket.
 type bucket struct {
 	cl   *minio.Client
 	name string
 }
 
-func (b *bucket) list(ctx context.Context, prefix string) iter.Seq2[string, error] {
-	return func(yield func(string, error) bool) {
+func (b *bucket) list(ctx context.Context, prefix string) iter.Seq2[object, error] {
+	return func(yield func(object, error) bool) {
 		// Cancelled when the caller stops early, so that minio's lister goroutine ends.
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		for o := range b.cl.ListObjects(ctx, b.name, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
 			if o.Err != nil {
-				yield("", o.Err)
+				yield(object{}, o.Err)
 				return
 			}
-			if !yield(o.Key, nil) {
+			if !yield(object{o.Key, o.Size}, nil) {
 				return
 			}
 		}
@@ -91,12 +97,12 @@ type dir struct {
 // refused all the same.
 func (d *dir) file(key string) (string, error) { return uplink.DirFile(d.root, key) }
 
-func (d *dir) list(ctx context.Context, prefix string) iter.Seq2[string, error] {
-	return func(yield func(string, error) bool) {
+func (d *dir) list(ctx context.Context, prefix string) iter.Seq2[object, error] {
+	return func(yield func(object, error) bool) {
 		// A missing vault is an error (a wrong dir in vault.json must not read as empty); a
 		// missing directory inside it only means no keys.
 		if _, err := os.Stat(d.root); err != nil {
-			yield("", fmt.Errorf("vault: %w", err))
+			yield(object{}, fmt.Errorf("vault: %w", err))
 			return
 		}
 		start := filepath.Join(d.root, filepath.FromSlash(path.Dir(prefix+"x")))
@@ -129,13 +135,17 @@ func (d *dir) list(ctx context.Context, prefix string) iter.Seq2[string, error] 
 			if !strings.HasPrefix(key, prefix) {
 				return nil
 			}
-			if !yield(key, nil) {
+			info, err := e.Info()
+			if err != nil {
+				return err
+			}
+			if !yield(object{key, info.Size()}, nil) {
 				return errStop
 			}
 			return nil
 		})
 		if err != nil && !errors.Is(err, errStop) {
-			yield("", err)
+			yield(object{}, err)
 		}
 	}
 }

@@ -106,36 +106,18 @@ func (v *Vault) Sweep(ctx context.Context, o SweepOptions, report func(SweepOutc
 		o.Now = time.Now
 	}
 	// Listed first, then acted on, as for Purge.
-	type found struct{ manifest, other bool }
-	calls := map[Call]*found{}
-	var order []Call
-	for key, err := range v.st.list(ctx, "") {
-		if err != nil {
-			return sum, fmt.Errorf("list the vault: %w", err)
-		}
-		c, name, ok := parseCallKey(key)
-		if !ok {
-			continue // purge requests, receipts, status objects
-		}
-		f := calls[c]
-		if f == nil {
-			f = &found{}
-			calls[c] = f
-			order = append(order, c)
-		}
-		if name == path.Base(uplink.ManifestKey(c.Facility, c.Device, c.ID)) {
-			f.manifest = true
-		} else if name != path.Base(uplink.RecordKey(c.Facility, c.Device, c.ID)) {
-			f.other = true
-		}
+	calls, err := v.List(ctx, "", "")
+	if err != nil {
+		return sum, err
 	}
-	for _, c := range order {
+	for _, l := range calls {
+		c := l.Call
 		if err := ctx.Err(); err != nil {
 			return sum, err
 		}
-		switch f := calls[c]; {
-		case f.manifest:
-		case f.other:
+		switch {
+		case l.Manifest:
+		case l.Segments > 0:
 			sum.NoManifest++
 			report(SweepOutcome{Call: c, Err: &unreadable{"segments but no manifest", recording.ErrFormat}})
 			continue

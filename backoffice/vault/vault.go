@@ -150,7 +150,8 @@ func (v *Vault) Purge(ctx context.Context, enrolled Enrolled, now func() time.Ti
 	// Listed first, then acted on: purging removes objects, and a listing that is read while
 	// its directory changes may skip or repeat one.
 	var keys []string
-	for key, err := range v.st.list(ctx, uplink.PurgePrefix) {
+	for obj, err := range v.st.list(ctx, uplink.PurgePrefix) {
+		key := obj.key
 		if err != nil {
 			return fmt.Errorf("list %s: %w", uplink.PurgePrefix, err)
 		}
@@ -212,7 +213,8 @@ func (v *Vault) destroy(ctx context.Context, rc *Receipt, last string, now func(
 	}
 	prefix := uplink.CallPrefix(rc.Facility, rc.DeviceID, rc.CallID)
 	var doomed []string
-	for key, err := range v.st.list(ctx, prefix) {
+	for obj, err := range v.st.list(ctx, prefix) {
+		key := obj.key
 		if err != nil {
 			return fmt.Errorf("list %s: %w", prefix, err)
 		}
@@ -265,7 +267,8 @@ func appendNew(keys []string, key string) []string {
 
 // gone checks that no object is left under prefix but except.
 func (v *Vault) gone(ctx context.Context, prefix, except string) error {
-	for key, err := range v.st.list(ctx, prefix) {
+	for obj, err := range v.st.list(ctx, prefix) {
+		key := obj.key
 		if err != nil {
 			return fmt.Errorf("list %s: %w", prefix, err)
 		}
@@ -313,7 +316,8 @@ func (v *Vault) Fetch(ctx context.Context, facility, device, callID, dir string)
 	record := path.Base(uplink.RecordKey(facility, device, callID))
 	prefix := uplink.CallPrefix(facility, device, callID)
 	n := 0
-	for key, err := range v.st.list(ctx, prefix) {
+	for obj, err := range v.st.list(ctx, prefix) {
+		key := obj.key
 		if err != nil {
 			return n, fmt.Errorf("list %s: %w", prefix, err)
 		}

@@ -24,6 +24,8 @@
 //	                                 the compact registry of privileged numbers (see usage)
 //	wallphonectl vault purge --config FILE --devices FILE
 //	                                 carry out the phones' signed purge requests in the vault
+//	wallphonectl vault list --config FILE [--facility ID [--device ID]]
+//	                                 the calls in the vault, without opening any
 //	wallphonectl vault fetch --config FILE --facility ID --device ID --call ID --out DIR
 //	                                 download a call's sealed objects
 //	wallphonectl vault sweep --config FILE --identity KEYFILE... --registry FILE.reg [--dry-run]
@@ -84,6 +86,9 @@ const usage = `usage:
                                    carry out the phones' signed purge requests in the vault: delete the
                                    calls named, write a receipt for each (printed); a request whose
                                    signature is not the enrolled device key's is refused (exit status 1)
+  wallphonectl vault list --config ADMIN-VAULT.json [--facility ID [--device ID]]
+                                   the calls in the vault: facility, device, call id, segments and their
+                                   bytes, whether the manifest and the call record are there; needs no key
   wallphonectl vault fetch --config ADMIN-VAULT.json --facility ID --device ID --call ID --out DIR
                                    download a call's sealed objects for recordings decrypt
                                    (--manifest DIR/manifest.age --segments DIR/segments)

@@ -114,7 +114,7 @@ func recordingsList(args []string, stdout io.Writer) error {
 		} else {
 			fmt.Fprintln(stdout, "Where they went is the phone's conf/vault.json (a bucket, or a directory vault; the simulated phone's is DATA-vault).")
 		}
-		fmt.Fprintln(stdout, "To fetch a call from the vault for recordings decrypt: wallphonectl vault fetch --config VAULT.json --facility ID --device ID --call CALLID --out DIR (see wallphonectl vault fetch --help).")
+		fmt.Fprintln(stdout, "To see them: wallphonectl vault list --config VAULT.json; to fetch one for recordings decrypt: wallphonectl vault fetch --config VAULT.json --facility ID --device ID --call CALLID --out DIR.")
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
