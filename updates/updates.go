@@ -73,10 +73,46 @@ type Options struct {
 
 // Installed is one installed item.
 type Installed struct {
-	Version   uint64    `json:"version"`
-	SHA256    string    `json:"sha256"`
-	Length    int64     `json:"length"`
-	Installed time.Time `json:"installed"`
+	Version uint64 `json:"version"`
+	// SHA256 is what the phone computed over the verified bytes it installed: what the file
+	// on flash is checked against, whatever hashes the metadata carried.
+	SHA256 string `json:"sha256"`
+	Length int64  `json:"length"`
+	// Signed are the target's signed hashes (hex, by algorithm), to know it again.
+	Signed    map[string]string `json:"signed,omitempty"`
+	Installed time.Time         `json:"installed"`
+}
+
+// newInstalled records what was installed from t, whose bytes have the SHA-256 sum.
+func newInstalled(v uint64, t tufclient.Target, sum []byte, now time.Time) Installed {
+	signed := map[string]string{}
+	for alg, h := range t.Hashes {
+		signed[alg] = hex.EncodeToString(h)
+	}
+	return Installed{Version: v, SHA256: hex.EncodeToString(sum), Length: t.Length, Signed: signed, Installed: now.UTC()}
+}
+
+// same says whether t is the target installed: the same length, and the same hash for
+// every algorithm both name (at least one). An install recorded before the signed hashes
+// were kept is known by its SHA-256.
+func (inst Installed) same(t tufclient.Target) bool {
+	if t.Length != inst.Length {
+		return false
+	}
+	signed := inst.Signed
+	if len(signed) == 0 {
+		signed = map[string]string{"sha256": inst.SHA256}
+	}
+	n := 0
+	for alg, h := range t.Hashes {
+		if s, ok := signed[alg]; ok {
+			if s != hex.EncodeToString(h) {
+				return false
+			}
+			n++
+		}
+	}
+	return n > 0
 }
 
 // State is what state.json holds.
@@ -277,7 +313,12 @@ func (u *Updates) Check(ctx context.Context, src Source) (Changes, error) {
 	current := false
 	if !u.o.LocalRegistry {
 		var via string
-		current, via, err = u.checkRegistry(ctx, src)
+		var vouched time.Time
+		current, via, vouched, err = u.checkRegistry(ctx, src)
+		if !vouched.IsZero() && vouched.Before(until) {
+			// The registry's own role may expire before the top-level metadata does.
+			until = vouched
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("registry: %w", err))
 		} else {
@@ -336,7 +377,7 @@ func (u *Updates) checkPolicy(ctx context.Context, src Source) (bool, error) {
 		return false, err
 	}
 	st := u.State()
-	if hex.EncodeToString(t.SHA256) == st.Policy.SHA256 && u.Policy() != nil {
+	if st.Policy.same(t) && u.Policy() != nil {
 		return false, nil
 	}
 	if v < st.Policy.Version || (v == st.Policy.Version && u.Policy() != nil) {
@@ -366,7 +407,8 @@ func (u *Updates) checkPolicy(ctx context.Context, src Source) (bool, error) {
 	}
 	u.mu.Lock()
 	u.pol = p
-	u.st.Policy = Installed{Version: v, SHA256: hex.EncodeToString(t.SHA256), Length: t.Length, Installed: u.o.Now().UTC()}
+	sum := sha256.Sum256(buf.Bytes())
+	u.st.Policy = newInstalled(v, t, sum[:], u.o.Now())
 	err = u.writeState()
 	u.mu.Unlock()
 	u.o.Log.Info("facility policy installed", "event", "policy_installed", "version", v, "facility", p.Facility)
@@ -375,11 +417,16 @@ func (u *Updates) checkPolicy(ctx context.Context, src Source) (bool, error) {
 
 // checkRegistry installs the registry the metadata names if it is newer, and reports whether
 // the installed registry is now that one, and how it was fetched.
-func (u *Updates) checkRegistry(ctx context.Context, src Source) (current bool, via string, err error) {
+func (u *Updates) checkRegistry(ctx context.Context, src Source) (current bool, via string, vouched time.Time, err error) {
 	t, err := src.Target(RegistryTarget)
 	if err != nil {
-		return false, "", err
+		return false, "", time.Time{}, err
 	}
+	current, via, err = u.installRegistry(ctx, src, t)
+	return current, via, t.Expires, err
+}
+
+func (u *Updates) installRegistry(ctx context.Context, src Source, t tufclient.Target) (current bool, via string, err error) {
 	v, err := version(t)
 	if err != nil {
 		return false, "", err
@@ -387,7 +434,7 @@ func (u *Updates) checkRegistry(ctx context.Context, src Source) (current bool, 
 	u.mu.Lock()
 	old, st := u.reg, u.st
 	u.mu.Unlock()
-	if old != nil && v == st.Registry.Version && hex.EncodeToString(t.SHA256) == st.Registry.SHA256 {
+	if old != nil && v == st.Registry.Version && st.Registry.same(t) {
 		return true, "", nil
 	}
 	if v < st.Registry.Version || (v == st.Registry.Version && old != nil) {
@@ -397,15 +444,16 @@ func (u *Updates) checkRegistry(ctx context.Context, src Source) (current bool, 
 	tmp := filepath.Join(u.o.Dir, registryFile(v)+".tmp")
 	defer os.Remove(tmp)
 	via = "full"
+	var sum []byte
 	if old != nil {
-		if err := u.viaDelta(ctx, src, old, st.Registry.Version, v, t, tmp); err == nil {
+		if sum, err = u.viaDelta(ctx, src, old, st.Registry.Version, v, t, tmp); err == nil {
 			via = "delta"
 		} else if !errors.Is(err, tufclient.ErrNoTarget) {
 			u.o.Log.Warn("registry delta refused; fetching the whole registry", "event", "registry_delta_refused", "err", err)
 		}
 	}
 	if via == "full" {
-		if err := fetchFile(ctx, src, t, tmp); err != nil {
+		if sum, err = fetchFile(ctx, src, t, tmp); err != nil {
 			return false, "", err
 		}
 	}
@@ -435,7 +483,7 @@ func (u *Updates) checkRegistry(ctx context.Context, src Source) (current bool, 
 	u.mu.Lock()
 	prev := st.Registry.Version
 	u.reg = next
-	u.st.Registry = Installed{Version: v, SHA256: hex.EncodeToString(t.SHA256), Length: t.Length, Installed: u.o.Now().UTC()}
+	u.st.Registry = newInstalled(v, t, sum, u.o.Now())
 	err = u.writeState()
 	u.mu.Unlock()
 	if err != nil {
@@ -452,47 +500,35 @@ func (u *Updates) checkRegistry(ctx context.Context, src Source) (current bool, 
 	return true, via, nil
 }
 
-// viaDelta rebuilds registry v from the installed one and a delta, into tmp, and checks the
-// result against the full registry's signed length and hash.
-func (u *Updates) viaDelta(ctx context.Context, src Source, old *registry.Set, from, v uint64, full tufclient.Target, tmp string) error {
+// viaDelta rebuilds registry v from the installed one and a delta, into tmp, checks the
+// result against the full registry's signed length and hashes, and returns its SHA-256.
+func (u *Updates) viaDelta(ctx context.Context, src Source, old *registry.Set, from, v uint64, full tufclient.Target, tmp string) ([]byte, error) {
 	dt, err := src.Target(DeltaTarget(from, v))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var delta bytes.Buffer
 	if err := src.Fetch(ctx, dt, &delta); err != nil {
-		return err
+		return nil, err
 	}
-	h := sha256.New()
-	var n int64
+	h, check := sha256.New(), full.Verifier()
 	err = atomicfile.WriteFunc(tmp, 0o600, func(w io.Writer) error {
-		cw := &counter{w: io.MultiWriter(w, h)}
-		err := registry.ApplyDelta(cw, old, delta.Bytes())
-		n = cw.n
-		return err
+		return registry.ApplyDelta(io.MultiWriter(w, h, check), old, delta.Bytes())
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if n != full.Length || !bytes.Equal(h.Sum(nil), full.SHA256) {
-		return fmt.Errorf("%w: the registry rebuilt from the delta differs from the signed one", ErrMismatch)
+	if err := check.Verify(); err != nil {
+		return nil, fmt.Errorf("%w: the registry rebuilt from the delta differs from the signed one: %w", ErrMismatch, err)
 	}
-	return nil
+	return h.Sum(nil), nil
 }
 
-func fetchFile(ctx context.Context, src Source, t tufclient.Target, path string) error {
-	return atomicfile.WriteFunc(path, 0o600, func(w io.Writer) error { return src.Fetch(ctx, t, w) })
-}
-
-type counter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *counter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+// fetchFile writes a verified target to path and returns the SHA-256 of what it wrote.
+func fetchFile(ctx context.Context, src Source, t tufclient.Target, path string) ([]byte, error) {
+	h := sha256.New()
+	err := atomicfile.WriteFunc(path, 0o600, func(w io.Writer) error { return src.Fetch(ctx, t, io.MultiWriter(w, h)) })
+	return h.Sum(nil), err
 }
 
 // Describe is a one-line summary for status displays.

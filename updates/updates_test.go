@@ -15,11 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
 	"github.com/wallphone/wallphone/backoffice/tufrepo"
 	"github.com/wallphone/wallphone/pin"
 	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/registry"
 	"github.com/wallphone/wallphone/tufclient"
+	"github.com/wallphone/wallphone/tufclient/tuftest"
 )
 
 // vendor is the back office: a repository, its keys, and what it has published.
@@ -505,5 +508,56 @@ func TestInstalledPolicyCheckedAtStart(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "recipient not pinned") {
 		t.Errorf("the log does not say why:\n%s", log.String())
+	}
+}
+
+// TestDelegatedRegistry: a registry its keepers signed, with only a sha512 hash, is installed
+// and known again at the next check and after a restart; one signed by too few keepers, or
+// by the vendor alone, is refused naming the role, and the installed registry stays in force.
+func TestDelegatedRegistry(t *testing.T) {
+	v := newVendor(t) // builds the registry files; its own repository is not used
+	repo := tuftest.New(t, true)
+	keepers := []tuftest.Key{tuftest.NewKey(t), tuftest.NewKey(t), tuftest.NewKey(t)}
+	repo.Delegate(metadata.TARGETS, "registry", keepers, 2, true, RegistryTarget, "registry-delta/*")
+	repo.Signers["registry"] = keepers[1:]
+	reg := func(ver uint64, items []registry.Item, checked bool) {
+		b, err := os.ReadFile(v.buildChecked(ver, items, nil, checked))
+		if err != nil {
+			t.Fatal(err)
+		}
+		repo.AddTarget("registry", RegistryTarget, b, Custom{Version: ver}, "sha512")
+		repo.Publish()
+	}
+	reg(1, numbers(0, 100), true)
+	p := &phone{t: t, dir: t.TempDir(), root: repo.RootJSON(), url: repo.Srv.URL, now: time.Now()}
+	p.open()
+	// No facility role here: the policy is refused as missing, the registry installed.
+	if ch, err := p.check(); !ch.Registry || !errors.Is(err, tufclient.ErrNoTarget) {
+		t.Fatalf("first check: %+v %v", ch, err)
+	}
+	if ch, _ := p.check(); ch.Registry {
+		t.Fatal("the same registry installed again: not known by its sha512")
+	}
+	p.open()
+	if p.u.RegistryPath() == "" || !p.lookup("+15125550099") {
+		t.Fatal("after a restart the registry installed from a sha512-only target does not verify")
+	}
+	for _, tc := range []struct {
+		name    string
+		signers []tuftest.Key
+		says    string
+	}{
+		{"one keeper", keepers[:1], "delegated role registry (delegated by targets): 1 of 2 required signatures"},
+		{"the vendor alone", []tuftest.Key{repo.Keys[metadata.TARGETS]}, "delegated role registry (delegated by targets): 0 of 2 required signatures"},
+	} {
+		repo.Signers["registry"] = tc.signers
+		reg(2, numbers(0, 72), false)
+		_, err := p.check()
+		if err == nil || !strings.Contains(err.Error(), tc.says) || !strings.Contains(p.u.State().LastError, tc.says) {
+			t.Fatalf("%s: err = %v, last error %q", tc.name, err, p.u.State().LastError)
+		}
+		if st := p.u.State(); st.Registry.Version != 1 || !p.lookup("+15125550099") {
+			t.Fatalf("%s: the installed registry is no longer in force: %+v", tc.name, st.Registry)
+		}
 	}
 }
