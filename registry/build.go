@@ -439,32 +439,54 @@ func CheckRemovals(old, next *Set) error {
 		}
 		return false
 	}
+	walkDropped(old, next, func(v uint64, p string) {
+		name := numberString(v)
+		if p != "" {
+			name = p + "*"
+		}
+		gone.add(name)
+		if !listed(v, p) {
+			missing.add(name)
+		}
+	})
+	if gone.n > 0 && next.logFrom > old.version {
+		return fmt.Errorf("%w: version %d lacks %d entries of version %d (%s), and its removal log starts after version %d",
+			ErrLogTooShort, next.version, gone.n, old.version, gone.names(), next.logFrom)
+	}
+	return missing.err(fmt.Sprintf("version %d has", old.version), fmt.Sprintf("version %d and not in its removal log", next.version))
+}
+
+// Dropped lists the entries of old that next lacks, numbers in E.164 and prefixes with a
+// trailing "*", whether or not next's removal log lists them: what those who sign next are
+// asked to let go of.
+func Dropped(old, next *Set) []string {
+	var out []string
+	walkDropped(old, next, func(v uint64, p string) {
+		if p != "" {
+			out = append(out, p+"*")
+		} else {
+			out = append(out, numberString(v))
+		}
+	})
+	return out
+}
+
+// walkDropped calls f for each exact number (prefix "") and then each prefix (v 0) of old
+// that next lacks, in order.
+func walkDropped(old, next *Set, f func(v uint64, prefix string)) {
 	a, b := old.all(), next.all()
 	bv, _, bok := b.next()
 	for v, _, ok := a.next(); ok; v, _, ok = a.next() {
 		for bok && bv < v {
 			bv, _, bok = b.next()
 		}
-		if bok && bv == v {
-			continue
-		}
-		gone.add(numberString(v))
-		if !listed(v, "") {
-			missing.add(numberString(v))
+		if !bok || bv != v {
+			f(v, "")
 		}
 	}
 	for _, p := range old.prefixes {
-		if next.prefixIndexOf(p.prefix) >= 0 {
-			continue
-		}
-		gone.add(p.prefix + "*")
-		if !listed(0, p.prefix) {
-			missing.add(p.prefix + "*")
+		if next.prefixIndexOf(p.prefix) < 0 {
+			f(0, p.prefix)
 		}
 	}
-	if gone.n > 0 && next.logFrom > old.version {
-		return fmt.Errorf("%w: version %d lacks %d entries of version %d (%s), and its removal log starts after version %d",
-			ErrLogTooShort, next.version, gone.n, old.version, gone.names(), next.logFrom)
-	}
-	return missing.err(fmt.Sprintf("version %d has", old.version), fmt.Sprintf("version %d and not in its removal log", next.version))
 }

@@ -8,7 +8,10 @@
 //
 // A demo facility's directory:
 //
-//	tuf/<role>.pem                    the repository's role keys (root, targets, snapshot, timestamp)
+//	tuf/<role>.pem                    the vendor's role keys (root, targets, snapshot, timestamp)
+//	tuf/keeper-{1,2,3}.pem            the registry's three demo keepers (any two sign)
+//	tuf/policy-<facility>.pem         the facility's key for its policy
+//	tuf/firmware.pem                  the vendor's release key
 //	repo/                             the repository the phones fetch from (metadata/, targets/)
 //	registry-<N>.reg, policy.json     what was published
 //	investigations.key, escrow.key    the recording identities (age); the policy seals to both
@@ -51,7 +54,7 @@ const Facility = policy.DemoFacility
 // Expiry keeps the demo repository valid for as long as anyone plays with it: nothing
 // re-signs its timestamp. A vendor's repository uses tufrepo.DefaultExpiry.
 var Expiry = tufrepo.Expiry{Root: 10 * 365 * 24 * time.Hour, Targets: 5 * 365 * 24 * time.Hour,
-	Snapshot: 5 * 365 * 24 * time.Hour, Timestamp: 5 * 365 * 24 * time.Hour}
+	Snapshot: 5 * 365 * 24 * time.Hour, Timestamp: 5 * 365 * 24 * time.Hour, Delegated: 5 * 365 * 24 * time.Hour}
 
 // EnrolDir is the directory, in a demo facility, of what a technician installs in a phone's
 // conf/ (provisioning.EnrolmentFiles); the simulated phone installs it from there at its
@@ -125,8 +128,9 @@ func enrolment(dir string, recipients []string, log *slog.Logger) error {
 	return nil
 }
 
-// repository makes the demo's keys and repository, and publishes version 1 of the demo
-// registry and of the demo policy.
+// repository makes the demo's keys and repository, delegates as a real deployment does
+// (README, "Who signs what"), and publishes version 1 of the demo registry and of the demo
+// policy.
 func repository(dir string, recipients []string) error {
 	roleKeys, signers, err := roleKeys(dir)
 	if err != nil {
@@ -135,6 +139,23 @@ func repository(dir string, recipients []string) error {
 	repoDir := filepath.Join(dir, "repo")
 	if err := tufrepo.Init(repoDir, roleKeys, signers, Expiry, time.Now()); err != nil {
 		return err
+	}
+	delegated, err := delegatedKeys(dir)
+	if err != nil {
+		return err
+	}
+	for role, s := range delegated {
+		signers[role] = s.signers
+	}
+	for _, d := range delegations(delegated) {
+		r, err := tufrepo.Open(repoDir)
+		if err != nil {
+			return err
+		}
+		r.KeepTopLevelCopies(true)
+		if err := r.Delegate(d, signers, Expiry, time.Now()); err != nil {
+			return err
+		}
 	}
 	auditKey := make([]byte, 32)
 	rand.Read(auditKey)
@@ -161,6 +182,7 @@ func repository(dir string, recipients []string) error {
 	if err != nil {
 		return err
 	}
+	r.KeepTopLevelCopies(true)
 	if err := r.AddTarget(updates.RegistryTarget, regFile, updates.Custom{Version: 1}); err != nil {
 		return err
 	}
@@ -195,6 +217,50 @@ func roleKeys(dir string) (map[string]tufrepo.RoleKeys, tufrepo.Signers, error) 
 		signers[role] = []ed25519.PrivateKey{k}
 	}
 	return rk, signers, nil
+}
+
+// delegatedParty is the keys of one delegated role in the demo: all of them, and those the
+// demo signs with.
+type delegatedParty struct {
+	keys    []ed25519.PublicKey
+	signers []ed25519.PrivateKey
+}
+
+// delegatedKeys makes (or reads) the keys of the demo's delegated roles in dir/tuf: three
+// keepers for the registry, of whom the demo signs with two (the threshold) so that a
+// keeper's absence is the normal case; the facility's key for its policy; the vendor's
+// release key for firmware.
+func delegatedKeys(dir string) (map[string]delegatedParty, error) {
+	files := map[string][]string{
+		tufrepo.RegistryRole:         {"keeper-1", "keeper-2", "keeper-3"},
+		tufrepo.PolicyRole(Facility): {tufrepo.PolicyRole(Facility)},
+		tufrepo.FirmwareRole:         {tufrepo.FirmwareRole},
+	}
+	out := map[string]delegatedParty{}
+	for role, names := range files {
+		var p delegatedParty
+		for i, n := range names {
+			k, err := loadOrCreateRoleKey(filepath.Join(dir, "tuf", n+".pem"))
+			if err != nil {
+				return nil, err
+			}
+			p.keys = append(p.keys, k.Public().(ed25519.PublicKey))
+			if i < 2 {
+				p.signers = append(p.signers, k)
+			}
+		}
+		out[role] = p
+	}
+	return out, nil
+}
+
+// delegations are the demo's delegated roles.
+func delegations(p map[string]delegatedParty) []tufrepo.Delegation {
+	return []tufrepo.Delegation{
+		{Name: tufrepo.RegistryRole, Paths: tufrepo.RegistryPaths(), Keys: p[tufrepo.RegistryRole].keys, Threshold: 2},
+		{Name: tufrepo.PolicyRole(Facility), Paths: tufrepo.PolicyPaths(Facility), Keys: p[tufrepo.PolicyRole(Facility)].keys, Threshold: 1},
+		{Name: tufrepo.FirmwareRole, Paths: tufrepo.FirmwarePaths(), Keys: p[tufrepo.FirmwareRole].keys, Threshold: 1},
+	}
 }
 
 func loadOrCreateRoleKey(path string) (ed25519.PrivateKey, error) {

@@ -16,16 +16,27 @@ import (
 // The vendor's next moves in a demo facility: new versions of the registry and the policy,
 // signed with the demo's keys, for the tests that watch a phone take them up.
 
-// Repo opens a demo facility's repository with the keys that sign it.
+// Repo opens a demo facility's repository with the keys that sign it: the vendor's, two of
+// the three keepers', the facility's and the release key. The phones of this tree read only
+// the top-level targets so far, so the repository keeps top-level copies of the delegated
+// roles' targets (tufrepo.KeepTopLevelCopies) until they walk the delegations.
 func Repo(dir string) (*tufrepo.Repo, tufrepo.Signers, error) {
 	_, signers, err := roleKeys(dir)
 	if err != nil {
 		return nil, nil, err
 	}
+	delegated, err := delegatedKeys(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	for role, p := range delegated {
+		signers[role] = p.signers
+	}
 	r, err := tufrepo.Open(filepath.Join(dir, "repo"))
 	if err != nil {
 		return nil, nil, err
 	}
+	r.KeepTopLevelCopies(true)
 	return r, signers, nil
 }
 

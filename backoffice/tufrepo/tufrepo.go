@@ -6,7 +6,22 @@
 //
 // Layout (consistent snapshots, so a phone reading while a publish is under way never mixes
 // two versions): metadata/N.root.json, metadata/N.targets.json, metadata/N.snapshot.json,
-// metadata/timestamp.json, and targets/<dir>/<sha256>.<name> for every target.
+// metadata/timestamp.json, metadata/N.<role>.json for every delegated role, and
+// targets/<dir>/<sha256>.<name> for every target. Beside them, for the back office only:
+// pending/<role>.json, a role's next metadata waiting for its keys' signatures, and
+// role-expiry.json, how long each delegated role's metadata stays valid once signed.
+//
+// # Who signs what
+//
+// A repository made by Init has one targets role that signs every target. Delegate splits
+// it the way promise 6 wants: the top-level targets role (offline keys) then only delegates,
+// each delegation terminating, and every target is signed by the party that owns it (the
+// registry's keepers with a threshold, each facility its policy, the vendor's release keys
+// the firmware). AddTarget routes a target to the role whose paths cover it; the role's
+// new metadata waits in pending/ until enough of its keys have signed (Sign, often on
+// another machine), and only then do the online snapshot and timestamp keys take it
+// (Commit). Nothing phones would refuse is ever published: a role short of its threshold,
+// or a new delegation whose roles are not yet signed by their new keys, stays pending.
 package tufrepo
 
 import (
@@ -47,12 +62,14 @@ var roles = []string{Root, Targets, Snapshot, Timestamp}
 
 // Expiry is how long each role's metadata stays valid after it is signed. The timestamp's
 // expiry is how long a phone that hears nothing goes on before it counts itself stale.
+// Delegated applies to a delegated role that Delegate was given no expiry of its own for.
 type Expiry struct {
-	Root, Targets, Snapshot, Timestamp time.Duration
+	Root, Targets, Snapshot, Timestamp, Delegated time.Duration
 }
 
 // DefaultExpiry suits a repository whose timestamp is re-signed daily by an online key.
-var DefaultExpiry = Expiry{Root: 365 * 24 * time.Hour, Targets: 90 * 24 * time.Hour, Snapshot: 7 * 24 * time.Hour, Timestamp: 2 * 24 * time.Hour}
+var DefaultExpiry = Expiry{Root: 365 * 24 * time.Hour, Targets: 90 * 24 * time.Hour, Snapshot: 7 * 24 * time.Hour,
+	Timestamp: 2 * 24 * time.Hour, Delegated: 90 * 24 * time.Hour}
 
 // RoleKeys is, per role, the public keys that may sign it and how many signatures it needs.
 type RoleKeys struct {
@@ -72,6 +89,18 @@ var (
 	ErrNotRepo = errors.New("tufrepo: not a repository (no metadata/timestamp.json)")
 	// ErrNoTarget: TargetPath was asked for a target the current targets metadata lacks.
 	ErrNoTarget = errors.New("tufrepo: no such target")
+	// ErrNoDelegation: AddTarget was given a target no delegated role's paths cover, in a
+	// repository whose top-level targets role only delegates.
+	ErrNoDelegation = errors.New("tufrepo: no delegated role covers the target")
+	// ErrRoleName: a delegated role's name is empty, a top-level role's, or could step out
+	// of metadata/ or be cut short in a URL ("/", "..", "?", "#", ...).
+	ErrRoleName = errors.New("tufrepo: bad role name")
+	// ErrNoRole: the repository delegates to no role of that name.
+	ErrNoRole = errors.New("tufrepo: no such delegated role")
+	// ErrNotPending: Sign was asked to sign a role with nothing pending.
+	ErrNotPending = errors.New("tufrepo: nothing pending for the role")
+	// ErrNotRoleKey: a key offered to sign a role is not one of the role's keys.
+	ErrNotRoleKey = errors.New("tufrepo: key is not one of the role's keys")
 )
 
 // Init creates a repository in dir with version 1 of every role and no targets, signed by
@@ -102,6 +131,7 @@ func Init(dir string, keys map[string]RoleKeys, signers Signers, exp Expiry, now
 	}
 	r := &Repo{dir: dir, root: root,
 		targets: metadata.Targets(now.Add(exp.Targets).UTC().Truncate(time.Second))}
+	r.initDelegated()
 	if err := sign(root, Root, root.Signed.Roles[Root], signers[Root]); err != nil {
 		return err
 	}
@@ -126,9 +156,23 @@ func Init(dir string, keys map[string]RoleKeys, signers Signers, exp Expiry, now
 type Repo struct {
 	dir       string
 	root      *metadata.Metadata[metadata.RootType]
-	targets   *metadata.Metadata[metadata.TargetsType]
+	targets   *metadata.Metadata[metadata.TargetsType] // top-level, as published
 	snapshot  *metadata.Metadata[metadata.SnapshotType]
 	timestamp *metadata.Metadata[metadata.TimestampType]
+
+	// nextTop is the top-level targets metadata Delegate signed that is not published
+	// yet (pending/targets.json), or nil.
+	nextTop *metadata.Metadata[metadata.TargetsType]
+	// roles are the delegated roles' metadata as published; next their pending metadata
+	// (pending/<role>.json), dirty those whose content changed in this process, so that
+	// their version, expiry and signatures are renewed at Commit.
+	roles map[string]*metadata.Metadata[metadata.TargetsType]
+	next  map[string]*metadata.Metadata[metadata.TargetsType]
+	dirty map[string]bool
+	// expiry is how long each delegated role's metadata stays valid (role-expiry.json).
+	expiry map[string]time.Duration
+	// mirror: see KeepTopLevelCopies.
+	mirror bool
 }
 
 // Open reads the current metadata of the repository in dir.
@@ -142,6 +186,7 @@ func Open(dir string) (*Repo, error) {
 		return nil, fmt.Errorf("tufrepo: timestamp: %w", err)
 	}
 	r := &Repo{dir: dir, timestamp: ts}
+	r.initDelegated()
 	sv := ts.Signed.Meta["snapshot.json"].Version
 	if r.snapshot, err = metadata.Snapshot().FromFile(filepath.Join(md, fmt.Sprintf("%d.snapshot.json", sv))); err != nil {
 		return nil, fmt.Errorf("tufrepo: snapshot: %w", err)
@@ -156,6 +201,9 @@ func Open(dir string) (*Repo, error) {
 	}
 	if r.root, err = metadata.Root().FromFile(filepath.Join(md, fmt.Sprintf("%d.root.json", rv))); err != nil {
 		return nil, fmt.Errorf("tufrepo: root: %w", err)
+	}
+	if err := r.openDelegated(); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -185,13 +233,31 @@ func (r *Repo) RootJSON() ([]byte, error) { return r.root.ToBytes(true) }
 // TargetsVersion is the version of the targets metadata in force.
 func (r *Repo) TargetsVersion() int64 { return r.targets.Signed.Version }
 
-// Target returns the metadata of one target, or nil.
-func (r *Repo) Target(name string) *metadata.TargetFiles { return r.targets.Signed.Targets[name] }
+// Target returns the published metadata of one target, from the top-level targets or the
+// delegated role whose paths cover it, or nil.
+func (r *Repo) Target(name string) *metadata.TargetFiles {
+	if t := r.targets.Signed.Targets[name]; t != nil {
+		return t
+	}
+	if d := covering(r.targets, name); d != nil && r.roles[d.Name] != nil {
+		return r.roles[d.Name].Signed.Targets[name]
+	}
+	return nil
+}
 
-// TargetNames lists the targets, sorted.
+// TargetNames lists the published targets of every role, sorted.
 func (r *Repo) TargetNames() []string {
-	var out []string
+	seen := map[string]bool{}
 	for n := range r.targets.Signed.Targets {
+		seen[n] = true
+	}
+	for _, m := range r.roles {
+		for n := range m.Signed.Targets {
+			seen[n] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for n := range seen {
 		out = append(out, n)
 	}
 	sort.Strings(out)
@@ -207,6 +273,11 @@ func (r *Repo) TargetPath(name string) (string, error) {
 	if t == nil {
 		return "", fmt.Errorf("%w: %s", ErrNoTarget, name)
 	}
+	return r.targetFile(name, t)
+}
+
+// targetFile is where the bytes of target name, as t describes them, are kept.
+func (r *Repo) targetFile(name string, t *metadata.TargetFiles) (string, error) {
 	sum, ok := t.Hashes["sha256"]
 	if !ok {
 		return "", fmt.Errorf("tufrepo: target %s has no SHA-256", name)
@@ -217,9 +288,20 @@ func (r *Repo) TargetPath(name string) (string, error) {
 
 // AddTarget copies the file at src into the repository as target name, with custom metadata
 // (marshalled to JSON; nil for none). The target is served once Commit signs new metadata.
+// In a repository that delegates, the target goes into the next metadata of the delegated
+// role whose paths cover it, and a target no role covers is refused (ErrNoDelegation): the
+// top-level targets role signs delegations only.
 func (r *Repo) AddTarget(name, src string, custom any) error {
 	if name == "" || path.Clean(name) != name || strings.HasPrefix(name, "/") || strings.HasPrefix(name, "..") {
 		return fmt.Errorf("tufrepo: bad target name %q", name)
+	}
+	into := r.targets.Signed.Targets
+	if r.delegates() {
+		m, err := r.nextFor(name)
+		if err != nil {
+			return err
+		}
+		into = m.Signed.Targets
 	}
 	n, sum, err := r.copyTarget(name, src)
 	if err != nil {
@@ -237,7 +319,7 @@ func (r *Repo) AddTarget(name, src string, custom any) error {
 		raw := json.RawMessage(b)
 		tf.Custom = &raw
 	}
-	r.targets.Signed.Targets[name] = tf
+	into[name] = tf
 	return nil
 }
 
@@ -280,31 +362,56 @@ func (r *Repo) copyTarget(name, src string) (int64, []byte, error) {
 	return n, sum, atomicfile.SyncDir(parent)
 }
 
-// RemoveTarget drops a target from the next targets metadata (its file stays for phones that
-// are mid-download under the previous snapshot).
-func (r *Repo) RemoveTarget(name string) { delete(r.targets.Signed.Targets, name) }
+// RemoveTarget drops a target from the next metadata of the role that holds it (its file
+// stays for phones that are mid-download under the previous snapshot).
+func (r *Repo) RemoveTarget(name string) {
+	if !r.delegates() {
+		delete(r.targets.Signed.Targets, name)
+		return
+	}
+	if m, err := r.nextFor(name); err == nil {
+		delete(m.Signed.Targets, name)
+	}
+}
 
 // Commit signs new versions of targets, snapshot and timestamp and writes them. The timestamp
 // is written last: until it is, phones see the previous version whole.
+//
+// In a repository that delegates, Commit first renews the pending metadata of every role
+// AddTarget changed and signs each pending role with the keys signers holds for it; then
+// it publishes, under new snapshot and timestamp, every pending role whose threshold is met
+// (and the pending top-level targets of Delegate, once each role it delegates to is signed
+// by the keys it names). A role short of its threshold stays pending, and is no error.
 func (r *Repo) Commit(signers Signers, exp Expiry, now time.Time) error {
+	if r.delegates() {
+		return r.commitDelegated(signers, exp, now)
+	}
 	t := r.targets
 	t.Signed.Version++
 	t.Signed.Expires = now.Add(exp.Targets).UTC().Truncate(time.Second)
 	if err := sign(t, Targets, r.root.Signed.Roles[Targets], signers[Targets]); err != nil {
 		return err
 	}
-	md := filepath.Join(r.dir, "metadata")
-	if err := writeMeta(t, filepath.Join(md, fmt.Sprintf("%d.targets.json", t.Signed.Version))); err != nil {
+	if err := writeMeta(t, filepath.Join(r.dir, "metadata", fmt.Sprintf("%d.targets.json", t.Signed.Version))); err != nil {
 		return err
 	}
+	return r.publishSnapshot(map[string]int64{Targets: t.Signed.Version}, signers, exp, now)
+}
+
+// publishSnapshot signs and writes a new snapshot listing the top-level targets and every
+// delegated role at the versions given, then the timestamp.
+func (r *Repo) publishSnapshot(versions map[string]int64, signers Signers, exp Expiry, now time.Time) error {
 	s := r.snapshot
 	s.Signed.Version++
 	s.Signed.Expires = now.Add(exp.Snapshot).UTC().Truncate(time.Second)
-	s.Signed.Meta = map[string]*metadata.MetaFiles{"targets.json": metadata.MetaFile(t.Signed.Version)}
+	s.Signed.Meta = map[string]*metadata.MetaFiles{}
+	for role, v := range versions {
+		s.Signed.Meta[role+".json"] = metadata.MetaFile(v)
+	}
 	if err := sign(s, Snapshot, r.root.Signed.Roles[Snapshot], signers[Snapshot]); err != nil {
 		return err
 	}
-	if err := writeMeta(s, filepath.Join(md, fmt.Sprintf("%d.snapshot.json", s.Signed.Version))); err != nil {
+	if err := writeMeta(s, filepath.Join(r.dir, "metadata", fmt.Sprintf("%d.snapshot.json", s.Signed.Version))); err != nil {
 		return err
 	}
 	return r.stamp(signers, exp, now)

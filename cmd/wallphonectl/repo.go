@@ -45,8 +45,19 @@ const repoUsage = `
                                    re-sign the timestamp: run daily, or phones go stale when it expires
   wallphonectl repo root --repo DIR
                                    print the root metadata a technician installs on a phone (conf/root.json)
+  wallphonectl repo delegate --repo DIR --role NAME --paths P,... --key PUB.pem... --threshold N [--expires DAYS]
+                         --targets-key F... [--snapshot-key F --timestamp-key F]
+                                   delegate the paths to a role (registry, policy-FACILITY, firmware) and its
+                                   keys, or replace its keys (rotation); published once the role's metadata
+                                   is signed by enough of its keys
+  wallphonectl repo sign --repo DIR --role NAME --key KEY.pem...
+                                   show a role's pending metadata (targets, hashes; a registry's entries and
+                                   what it drops) and sign it: each keeper on their own machine
+  wallphonectl repo commit --repo DIR --snapshot-key F --timestamp-key F [--targets-key F]
+                                   publish every pending role whose threshold is met
   wallphonectl repo list --repo DIR
-                                   the targets, their versions and sizes
+                                   the targets, their versions and sizes; every delegated role, its keys,
+                                   threshold, expiry, version, and who has signed what is pending
   wallphonectl audit verify --log FILE [--device-key FILE [--current-key FILE]]
                                    check an audit log's chain (and signatures: --device-key is the key the
                                    log starts with, device.key or its public key; the key changes the log
@@ -101,8 +112,8 @@ func keysTUF(args []string, stdout io.Writer) error {
 		return err
 	}
 	for _, role := range roles {
-		if !validRole(role) {
-			return fmt.Errorf("%w: keys tuf: role %q (want root, targets, snapshot or timestamp)", errUsage, role)
+		if !validKeyRole(role) {
+			return fmt.Errorf("%w: keys tuf: role %q (want root, targets, snapshot, timestamp, registry, firmware or policy-FACILITY)", errUsage, role)
 		}
 		base := filepath.Join(*out, *name+"."+role)
 		if _, err := os.Stat(base + ".pem"); err == nil {
@@ -137,6 +148,16 @@ func validRole(r string) bool {
 	return false
 }
 
+// validKeyRole: keys tuf also makes the delegated roles' keys (a keeper's, a facility's, a
+// release key).
+func validKeyRole(r string) bool {
+	if validRole(r) || r == tufrepo.RegistryRole || r == tufrepo.FirmwareRole {
+		return true
+	}
+	f, ok := strings.CutPrefix(r, "policy-")
+	return ok && f != "" && tufrepo.CheckRoleName(r) == nil
+}
+
 func keysAudit(args []string, stdout io.Writer) error {
 	fs := newFlags("keys audit")
 	out := fs.String("out", "", "")
@@ -168,14 +189,20 @@ type roleFlags struct {
 }
 
 func addRoleFlags(fs *flag.FlagSet, roles ...string) *roleFlags {
+	rf := addKeyFlags(fs, roles...)
+	fs.Var(&rf.expires, "expires", "")
+	fs.Var(&rf.threshold, "threshold", "")
+	return rf
+}
+
+// addKeyFlags adds only the --ROLE-key flags.
+func addKeyFlags(fs *flag.FlagSet, roles ...string) *roleFlags {
 	rf := &roleFlags{keys: map[string]*multi{}}
 	for _, r := range roles {
 		m := &multi{}
 		rf.keys[r] = m
 		fs.Var(m, r+"-key", "")
 	}
-	fs.Var(&rf.expires, "expires", "")
-	fs.Var(&rf.threshold, "threshold", "")
 	return rf
 }
 
@@ -232,7 +259,7 @@ func parseDays(s string) (time.Duration, error) {
 
 func repo(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: repo: want init, publish, timestamp, root or list", errUsage)
+		return fmt.Errorf("%w: repo: want init, publish, delegate, sign, commit, timestamp, root or list", errUsage)
 	}
 	fs := newFlags("repo " + args[0])
 	dir := fs.String("repo", "", "")
@@ -253,6 +280,41 @@ func repo(args []string, stdout io.Writer) error {
 			return err
 		}
 		return repoPublish(*dir, rf, *reg, deltas, policies, stdout)
+	case "delegate":
+		rf := addKeyFlags(fs, tufrepo.Targets, tufrepo.Snapshot, tufrepo.Timestamp)
+		var d delegateFlags
+		fs.StringVar(&d.role, "role", "", "")
+		fs.StringVar(&d.paths, "paths", "", "")
+		fs.Var(&d.keys, "key", "")
+		fs.IntVar(&d.threshold, "threshold", 0, "")
+		fs.StringVar(&d.expires, "expires", "", "")
+		if err := parse(fs, args[1:]); err != nil {
+			return err
+		}
+		return repoDelegate(*dir, rf, d, stdout)
+	case "sign":
+		role := fs.String("role", "", "")
+		var keys multi
+		fs.Var(&keys, "key", "")
+		if err := parse(fs, args[1:]); err != nil {
+			return err
+		}
+		return repoSign(*dir, *role, keys, stdout)
+	case "commit":
+		rf := addKeyFlags(fs, tufrepo.Targets, tufrepo.Snapshot, tufrepo.Timestamp)
+		if err := parse(fs, args[1:]); err != nil {
+			return err
+		}
+		r, s, e, err := openRepo(*dir, rf)
+		if err != nil {
+			return err
+		}
+		before := viewOf(r)
+		if err := r.Commit(s, e, time.Now()); err != nil {
+			return err
+		}
+		reportCommit(*dir, before, r, stdout)
+		return nil
 	case "timestamp":
 		rf := addRoleFlags(fs, tufrepo.Timestamp)
 		if err := parse(fs, args[1:]); err != nil {
@@ -298,9 +360,10 @@ func repo(args []string, stdout io.Writer) error {
 			}
 			fmt.Fprintf(stdout, "%s\t%d bytes\t%s\n", n, t.Length, custom)
 		}
+		listRoles(r, stdout)
 		return nil
 	}
-	return fmt.Errorf("%w: repo %q: want init, publish, timestamp, root or list", errUsage, args[0])
+	return fmt.Errorf("%w: repo %q: want init, publish, delegate, sign, commit, timestamp, root or list", errUsage, args[0])
 }
 
 func openRepo(dir string, rf *roleFlags) (*tufrepo.Repo, tufrepo.Signers, tufrepo.Expiry, error) {
@@ -416,11 +479,17 @@ func repoPublish(dir string, rf *roleFlags, regFile string, deltas, policies []s
 		}
 		msgs = append(msgs, fmt.Sprintf("policy of %s version %d", p.Facility, p.Version))
 	}
+	before := viewOf(r)
 	if err := r.Commit(s, e, time.Now()); err != nil {
 		return err
 	}
 	sort.Strings(msgs)
-	fmt.Fprintf(stdout, "published (targets version %d):\n  %s\n", r.TargetsVersion(), strings.Join(msgs, "\n  "))
+	if before.roles == nil {
+		fmt.Fprintf(stdout, "published (targets version %d):\n  %s\n", r.TargetsVersion(), strings.Join(msgs, "\n  "))
+		return nil
+	}
+	fmt.Fprintf(stdout, "prepared:\n  %s\n", strings.Join(msgs, "\n  "))
+	reportCommit(dir, before, r, stdout)
 	return nil
 }
 
@@ -469,10 +538,14 @@ func addDelta(r *tufrepo.Repo, oldFile string, next *registry.Set, msgs *[]strin
 	if err != nil {
 		return err
 	}
+	fi, err := os.Stat(tmp.Name())
+	if err != nil {
+		return err
+	}
 	if err := r.AddTarget(updates.DeltaTarget(old.Version(), next.Version()), tmp.Name(), updates.Custom{Version: next.Version()}); err != nil {
 		return err
 	}
-	size := r.Target(updates.DeltaTarget(old.Version(), next.Version())).Length
+	size := fi.Size()
 	*msgs = append(*msgs, fmt.Sprintf("delta %d→%d (%d bytes, %.1f%% of the registry)", old.Version(), next.Version(), size, 100*float64(size)/float64(next.Size())))
 	return nil
 }
