@@ -189,7 +189,10 @@ func (a *Agent) openUpdates() error {
 		a.log.Error("no repository to update from: keeping what is installed", "event", "update_error", "err", err)
 		return nil
 	}
-	a.source, err = tufclient.New(tufclient.Options{Dir: filepath.Join(a.cfg.DataDir, "tuf"), Root: root, URL: repo})
+	// Top-level targets only delegates: the registry is the keepers', the policy the
+	// facility's, whatever the vendor's own targets key signs.
+	a.source, err = tufclient.New(tufclient.Options{Dir: filepath.Join(a.cfg.DataDir, "tuf"), Root: root, URL: repo,
+		TopLevelOnlyDelegates: true})
 	if err != nil {
 		a.log.Error("no repository to update from: keeping what is installed", "event", "update_error", "err", err)
 		a.source = nil

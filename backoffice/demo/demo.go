@@ -152,7 +152,6 @@ func repository(dir string, recipients []string) error {
 		if err != nil {
 			return err
 		}
-		r.KeepTopLevelCopies(true)
 		if err := r.Delegate(d, signers, Expiry, time.Now()); err != nil {
 			return err
 		}
@@ -182,7 +181,6 @@ func repository(dir string, recipients []string) error {
 	if err != nil {
 		return err
 	}
-	r.KeepTopLevelCopies(true)
 	if err := r.AddTarget(updates.RegistryTarget, regFile, updates.Custom{Version: 1}); err != nil {
 		return err
 	}

@@ -17,9 +17,7 @@ import (
 // signed with the demo's keys, for the tests that watch a phone take them up.
 
 // Repo opens a demo facility's repository with the keys that sign it: the vendor's, two of
-// the three keepers', the facility's and the release key. The phones of this tree read only
-// the top-level targets so far, so the repository keeps top-level copies of the delegated
-// roles' targets (tufrepo.KeepTopLevelCopies) until they walk the delegations.
+// the three keepers', the facility's and the release key.
 func Repo(dir string) (*tufrepo.Repo, tufrepo.Signers, error) {
 	_, signers, err := roleKeys(dir)
 	if err != nil {
@@ -36,7 +34,6 @@ func Repo(dir string) (*tufrepo.Repo, tufrepo.Signers, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	r.KeepTopLevelCopies(true)
 	return r, signers, nil
 }
 

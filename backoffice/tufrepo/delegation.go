@@ -130,16 +130,6 @@ func (r *Repo) openDelegated() error {
 	return nil
 }
 
-// KeepTopLevelCopies makes Commit also list every delegated role's targets in the top-level
-// targets metadata, signed with the top-level targets key. It is for phones whose client
-// reads only the top-level targets and does not follow delegations yet: for them the
-// vendor's key still vouches for everything, which is exactly what delegation is meant to
-// end, so it is a bridge for the switch-over, never for a repository whose phones all walk
-// the delegations. A client that walks them finds the copy first (the top-level role is
-// searched before any delegation), so turning the copies off is what makes the keepers'
-// threshold bind.
-func (r *Repo) KeepTopLevelCopies(on bool) { r.mirror = on }
-
 // delegates reports whether the top-level targets role, as it will be published next,
 // delegates: then AddTarget routes every target to a delegated role.
 func (r *Repo) delegates() bool {
@@ -474,26 +464,6 @@ func (r *Repo) commitDelegated(signers Signers, exp Expiry, now time.Time) error
 	for role, m := range picks {
 		changed = changed || m != r.roles[role]
 	}
-	if r.mirror {
-		copies := map[string]*metadata.TargetFiles{}
-		for _, m := range picks {
-			for n, tf := range m.Signed.Targets {
-				copies[n] = tf
-			}
-		}
-		if !sameTargets(copies, top.Signed.Targets) {
-			if top == r.targets {
-				top = clone(r.targets)
-				top.Signed.Version++
-			}
-			top.Signed.Targets = copies
-			top.Signed.Expires = now.Add(exp.Targets).UTC().Truncate(time.Second)
-			if err := sign(top, Targets, r.root.Signed.Roles[Targets], signers[Targets]); err != nil {
-				return err
-			}
-			changed = true
-		}
-	}
 	if !changed {
 		return nil
 	}
@@ -564,19 +534,6 @@ func (r *Repo) choose(top *metadata.Metadata[metadata.TargetsType]) (map[string]
 		}
 	}
 	return picks, ok
-}
-
-func sameTargets(a, b map[string]*metadata.TargetFiles) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for n, ta := range a {
-		tb := b[n]
-		if tb == nil || !ta.Equal(*tb) {
-			return false
-		}
-	}
-	return true
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -361,23 +361,6 @@ func TestDelegateMovesTargets(t *testing.T) {
 	}
 }
 
-// The demo's bridge: top-level copies for phones that read only the top-level targets.
-func TestKeepTopLevelCopies(t *testing.T) {
-	w := newWorld(t)
-	r := w.open(t)
-	r.KeepTopLevelCopies(true)
-	r.AddTarget("registry.reg", file(t, "reg v1"), nil)
-	signers := Signers{Targets: w.vendor[Targets], Snapshot: w.online[Snapshot], Timestamp: w.online[Timestamp], RegistryRole: w.keepers[:2]}
-	if err := r.Commit(signers, DefaultExpiry, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	r = w.open(t)
-	top, role := r.targets.Signed.Targets["registry.reg"], r.roles[RegistryRole].Signed.Targets["registry.reg"]
-	if top == nil || role == nil || !top.Equal(*role) {
-		t.Fatalf("top-level copy %+v, role's %+v", top, role)
-	}
-}
-
 // go-tuf's own updater, the phone's library, walks the delegation from a repository served
 // over HTTP and finds registry.reg in the keepers' role; metadata the vendor's key signed
 // for that role is refused.

@@ -171,8 +171,6 @@ type Repo struct {
 	dirty map[string]bool
 	// expiry is how long each delegated role's metadata stays valid (role-expiry.json).
 	expiry map[string]time.Duration
-	// mirror: see KeepTopLevelCopies.
-	mirror bool
 }
 
 // Open reads the current metadata of the repository in dir.

