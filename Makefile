@@ -135,7 +135,7 @@ prompts:
 # pkg-config for the handset's tests (checked by pkg-config, as the headers have no command).
 # The SIP trunk's tests call real SIP peers: SIPp (sip-tester) and baresip; tcpdump captures
 # the RTP the agent sends to SIPp (run as root, as CI does).
-APT_NEEDS := gcc:gcc age:age pkg-config:pkg-config sipp:sip-tester baresip:baresip tcpdump:tcpdump
+APT_NEEDS := gcc:gcc age:age pkg-config:pkg-config sipp:sip-tester baresip:baresip tcpdump:tcpdump /sbin/mke2fs:e2fsprogs /sbin/losetup:mount
 go-deps:
 	@command -v $(GO) >/dev/null || { echo "Go is required (go.mod names the version)"; exit 1; }
 	@$(GO) mod download
