@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -41,6 +42,9 @@ type Client struct {
 // io.Closer and waits for the reader; otherwise the reader ends when rw's Read fails.
 func NewClient(rw io.ReadWriter) *Client {
 	c := &Client{w: rw, frames: make(chan Frame), done: make(chan struct{}), quit: make(chan struct{}), Timeout: DefaultTimeout}
+	// Sequence numbers start anywhere: answers still on the line from an earlier client (a
+	// phone that came up and answered hellos sent while it was down) must not pass for ours.
+	c.seq = uint16(rand.N(1 << 16))
 	c.closer, _ = rw.(io.Closer)
 	go c.read(rw)
 	return c

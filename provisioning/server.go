@@ -533,10 +533,11 @@ func (s *Server) check(now time.Time, a Auth, challenge []byte, at time.Time) (*
 var numberLike = regexp.MustCompile(`\+?\d[\d\s().-]{5,}\d`)
 
 // notNumbers are the shapes of what the agent writes into its log lines that hold digit runs
-// but never a phone number: times (RFC 3339, or a time of day) and call ids (the call's UTC
-// start and random hex). They are kept whole, so that a technician can read when a call was
-// and match it to its recording.
-var notNumbers = regexp.MustCompile(`\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?|\b\d{2}:\d{2}:\d{2}(\.\d+)?\b|\b\d{8}T\d{6}Z-[0-9a-f]{4,}\b`)
+// but never a phone number: times (RFC 3339, or a time of day), call ids (the call's UTC
+// start and random hex), device ids (wp- and 16 hex digits), and key fingerprints and
+// SHA-256 sums (32 or 64 hex digits, more than any phone number has). They are kept whole, so
+// that a technician can read when a call was, match it to its recording and tell the phone.
+var notNumbers = regexp.MustCompile(`\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?|\b\d{2}:\d{2}:\d{2}(\.\d+)?\b|\b\d{8}T\d{6}Z-[0-9a-f]{4,}\b|\bwp-[0-9a-f]{16}\b|\b[0-9a-f]{32}(?:[0-9a-f]{32})?\b`)
 
 // RedactNumbers removes anything number-like from text, except times and call ids: the
 // phone's redaction of free text in its log lines, and the console's last guard behind it.

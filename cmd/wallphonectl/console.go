@@ -106,6 +106,8 @@ type consoleCmd struct {
 	cert  []byte
 	key   ed25519.PrivateKey
 	hello provisioning.Hello
+	// facility is the signed-in certificate's: the one an enrolment puts the phone in.
+	facility string
 }
 
 func consoleMain(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -190,6 +192,7 @@ func (c *consoleCmd) login(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c.facility = ok.Facility
 	fac := h.Facility
 	if fac == "" {
 		fac = "not enrolled"
@@ -336,6 +339,15 @@ func (c *consoleCmd) doEnroll(ctx context.Context, args []string) error {
 		b, err := os.ReadFile(filepath.Join(*dir, e.Name()))
 		if err != nil {
 			return err
+		}
+		if e.Name() == "facility" {
+			// The phone takes its facility from the certificate, never from a file; a
+			// facility's directory (the demo's enrol/) may still name it, and must agree.
+			if f := strings.TrimSpace(string(b)); f != c.facility {
+				return fmt.Errorf("%s names facility %q, but your certificate is for %q: the phone is enrolled in the certificate's facility",
+					filepath.Join(*dir, e.Name()), f, c.facility)
+			}
+			continue
 		}
 		items[e.Name()] = b
 	}

@@ -166,6 +166,13 @@ func TestConsoleEnrolment(t *testing.T) {
 	os.WriteFile(filepath.Join(conf, "recipients.txt"), []byte(id.Recipient().String()+"\n"), 0o600)
 	os.WriteFile(filepath.Join(conf, "sip.json"), []byte(`{"server":"sip.county.example:5060","user":"wp1","password":"`+strings.Repeat("x", 6000)+`"}`), 0o600)
 	os.WriteFile(filepath.Join(conf, "audit.key"), []byte(strings.Repeat("5a", 32)+"\n"), 0o600)
+	// A facility file (the demo's enrol/ has one) that names another facility than the
+	// certificate's is refused before anything is sent; one that agrees is not sent at all.
+	os.WriteFile(filepath.Join(conf, "facility"), []byte("state-prison\n"), 0o600)
+	if out, code := ctl(t, "", cmd("enroll", "--conf", conf)...); code != 1 || !strings.Contains(out, `names facility "state-prison", but your certificate is for "county-jail"`) {
+		t.Fatalf("enroll with another facility's file: %d\n%s", code, out)
+	}
+	os.WriteFile(filepath.Join(conf, "facility"), []byte("county-jail\n"), 0o600)
 	out, code = ctl(t, "", cmd("enroll", "--conf", conf)...)
 	if code != 0 || !strings.Contains(out, "enrolled in:     county-jail") || !strings.Contains(out, "installed:       audit.key, recipients.txt, sip.json") {
 		t.Fatalf("enroll: %d\n%s\n%s", code, out, stderr.String())
