@@ -20,6 +20,11 @@ var (
 	// ErrTooLarge is returned by Set and Save when the variables do not fit the configured size.
 	ErrTooLarge = errors.New("bootenv: environment too large for its size")
 
+	// ErrSlot is returned by MarkTrial for a slot that is not SlotA or SlotB or is the good slot
+	// (a trial of it would leave nothing to fall back to), and by Commit for a slot that is not
+	// SlotA or SlotB.
+	ErrSlot = errors.New("bootenv: wrong slot")
+
 	// ErrUnsupported is returned by Open for a device this package cannot write safely: NAND
 	// flash, a redundant environment on NOR flash (which U-Boot marks with other flags), or a
 	// NOR copy not aligned to erase blocks.
