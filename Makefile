@@ -136,9 +136,9 @@ prompts:
 # The SIP trunk's tests call real SIP peers: SIPp (sip-tester) and baresip; tcpdump captures
 # the RTP the agent sends to SIPp (run as root, as CI does). The bootloader environment is
 # checked against the reference tools on the same files: fw_printenv and fw_setenv
-# (libubootenv-tool), mkenvimage (u-boot-tools).
+# (libubootenv-tool), mkenvimage (u-boot-tools); mkimage (u-boot-tools) packs dist/boot.cmd.
 APT_NEEDS := gcc:gcc age:age pkg-config:pkg-config sipp:sip-tester baresip:baresip tcpdump:tcpdump \
-             fw_printenv:libubootenv-tool mkenvimage:u-boot-tools
+             fw_printenv:libubootenv-tool mkenvimage:u-boot-tools mkimage:u-boot-tools
 go-deps:
 	@command -v $(GO) >/dev/null || { echo "Go is required (go.mod names the version)"; exit 1; }
 	@$(GO) mod download

@@ -49,6 +49,7 @@
 // ten it makes no difference. On trial, each boot adds one to bootcount and saves; when bootcount
 // passes bootlimit, boot_slot returns to good_slot, upgrade_available becomes 0 and failed_slot
 // names the slot that failed. Off trial, nothing is written, so a committed phone does not wear
-// its flash on every boot. [MarkTrial] puts a freshly written slot on trial and [Commit] makes
+// its flash on every boot. The script tells the kernel which slot it booted, as
+// wallphone.slot=a or wallphone.slot=b on the command line. [MarkTrial] puts a freshly written slot on trial and [Commit] makes
 // the running slot the good one; both clear failed_slot.
 package bootenv
