@@ -134,8 +134,14 @@ prompts:
 # any single segment decrypts without wallphone's code, and PortAudio's headers with
 # pkg-config for the handset's tests (checked by pkg-config, as the headers have no command).
 # The SIP trunk's tests call real SIP peers: SIPp (sip-tester) and baresip; tcpdump captures
-# the RTP the agent sends to SIPp (run as root, as CI does).
-APT_NEEDS := gcc:gcc age:age pkg-config:pkg-config sipp:sip-tester baresip:baresip tcpdump:tcpdump /sbin/mke2fs:e2fsprogs /sbin/losetup:mount
+# the RTP the agent sends to SIPp (run as root, as CI does). The bootloader environment is
+# checked against the reference tools on the same files: fw_printenv and fw_setenv
+# (libubootenv-tool), mkenvimage (u-boot-tools); mkimage (u-boot-tools) packs dist/boot.cmd. The firmware
+# slot and block index tests use real block devices and file systems: mke2fs (e2fsprogs) and
+# losetup (mount).
+APT_NEEDS := gcc:gcc age:age pkg-config:pkg-config sipp:sip-tester baresip:baresip tcpdump:tcpdump \
+             fw_printenv:libubootenv-tool mkenvimage:u-boot-tools mkimage:u-boot-tools \
+             /sbin/mke2fs:e2fsprogs /sbin/losetup:mount
 go-deps:
 	@command -v $(GO) >/dev/null || { echo "Go is required (go.mod names the version)"; exit 1; }
 	@$(GO) mod download
