@@ -136,9 +136,9 @@ prompts:
 # The SIP trunk's tests call real SIP peers: SIPp (sip-tester) and baresip; tcpdump captures
 # the RTP the agent sends to SIPp (run as root, as CI does). The bootloader environment is
 # checked against the reference tools on the same files: fw_printenv and fw_setenv
-# (libubootenv-tool), mkenvimage (u-boot-tools); mkimage (u-boot-tools) packs dist/boot.cmd. The firmware
-# slot and block index tests use real block devices and file systems: mke2fs (e2fsprogs) and
-# losetup (mount).
+# (libubootenv-tool), mkenvimage (u-boot-tools); mkimage (u-boot-tools) packs dist/boot.cmd.
+# The firmware slot and block index tests use real block devices and file systems: mke2fs
+# (e2fsprogs) and losetup (mount).
 APT_NEEDS := gcc:gcc age:age pkg-config:pkg-config sipp:sip-tester baresip:baresip tcpdump:tcpdump \
              fw_printenv:libubootenv-tool mkenvimage:u-boot-tools mkimage:u-boot-tools \
              /sbin/mke2fs:e2fsprogs /sbin/losetup:mount
