@@ -177,3 +177,17 @@ func TestStatusReportsTrunk(t *testing.T) {
 		}
 	}
 }
+
+// TestUplinkWithoutRecipients: a phone enrolled without recording recipients keeps its call
+// records, and says why in words, not with an empty error.
+func TestUplinkWithoutRecipients(t *testing.T) {
+	var log syncBuffer
+	vault := t.TempDir()
+	a, _ := newAgent(t, t.TempDir(), &log, func(c *Config) { c.Vault = vault })
+	t.Cleanup(func() { a.Close() })
+	a.newUplink()
+	if !strings.Contains(log.String(), "no recording recipients pinned at enrolment: call records stay on the phone") ||
+		strings.Contains(log.String(), `"err":null`) {
+		t.Fatalf("log:\n%s", log.String())
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/wallphone/wallphone/provisioning"
 	"github.com/wallphone/wallphone/recording/recipients"
 	"github.com/wallphone/wallphone/uplink"
@@ -43,17 +45,19 @@ func (a *Agent) newUplink() *uplinkRun {
 		log.Warn("no vault configured: recordings stay in the spool", "event", "uplink_disabled", "why", what)
 		return nil
 	}
-	// Call records are sealed to the recipients installed at enrolment, or else to those of
-	// the policy in force at start; with neither, they wait on the phone.
+	// Call records are sealed to the recipients installed at enrolment, as recordings are;
+	// with none, they wait on the phone.
 	var calls uplink.Calls = lockedStore{a}
-	keys := a.pinned
-	if len(keys) == 0 && a.policy != nil {
-		keys = a.policy.Recording.Recipients
-	}
-	rcps, err := recipients.ParseList(keys)
-	if err != nil || len(rcps) == 0 {
-		log.Warn("no recording recipients to seal call records to: they stay on the phone", "event", "uplink_no_records", "err", err)
-		calls, rcps = nil, nil
+	var rcps []age.Recipient
+	switch r, err := recipients.ParseList(a.pinned); {
+	case len(a.pinned) == 0:
+		log.Warn("no recording recipients pinned at enrolment: call records stay on the phone", "event", "uplink_no_records")
+		calls = nil
+	case err != nil:
+		log.Warn("recording recipients unusable: call records stay on the phone", "event", "uplink_no_records", "err", err)
+		calls = nil
+	default:
+		rcps = r
 	}
 	policyFacility := ""
 	if a.policy != nil {
