@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -44,6 +45,18 @@ func TestAuditVerify(t *testing.T) {
 	err = run([]string{"audit", "verify", "--log", logFile}, nil, &out)
 	if !errors.Is(err, audit.ErrBroken) || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "the 1 entries before it hold") {
 		t.Fatalf("err = %v", err)
+	}
+	// What a phone shows: the public key in hex (hello), or only its fingerprint, which cannot
+	// check a signature and is refused with the way to the key.
+	os.WriteFile(logFile, b, 0o600)
+	pub := key.Public().(ed25519.PublicKey)
+	out.Reset()
+	if err := run([]string{"audit", "verify", "--log", logFile, "--device-key", hex.EncodeToString(pub)}, nil, &out); err != nil {
+		t.Fatalf("verify with the public key in hex: %v", err)
+	}
+	err = run([]string{"audit", "verify", "--log", logFile, "--device-key", identity.Fingerprint(pub)}, nil, &out)
+	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "console hello") {
+		t.Fatalf("verify with a fingerprint: %v", err)
 	}
 	if err := run([]string{"audit", "verify"}, nil, &out); !errors.Is(err, errUsage) {
 		t.Fatalf("no --log: %v", err)

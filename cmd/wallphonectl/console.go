@@ -239,8 +239,8 @@ func (c *consoleCmd) doHello(ctx context.Context, args []string) error {
 	if fac == "" {
 		fac = "(not enrolled)"
 	}
-	fmt.Fprintf(c.stdout, "device id:       %s\nfirmware:        %s\ndevice key:      %s\nfacility:        %s\n",
-		h.DeviceID, h.Firmware, h.KeyFingerprint, fac)
+	fmt.Fprintf(c.stdout, "device id:       %s\nfirmware:        %s\ndevice key:      %s\npublic key:      %x\nfacility:        %s\n",
+		h.DeviceID, h.Firmware, h.KeyFingerprint, h.DeviceKey, fac)
 	return nil
 }
 

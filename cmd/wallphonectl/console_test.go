@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -153,7 +154,7 @@ func TestConsoleEnrolment(t *testing.T) {
 	cmd := func(args ...string) []string { return append(append([]string{}, login...), args...) }
 
 	out, code := ctl(t, "", append(port, "hello")...)
-	if code != 0 || !strings.Contains(out, "device id:       wp-") || !strings.Contains(out, "(not enrolled)") {
+	if code != 0 || !strings.Contains(out, "device id:       wp-") || !strings.Contains(out, "(not enrolled)") || !regexp.MustCompile(`public key:      [0-9a-f]{64}\n`).MatchString(out) {
 		t.Fatalf("hello: %d\n%s", code, out)
 	}
 	// Nothing without a certificate, and a script can tell why.

@@ -552,9 +552,20 @@ func addDelta(r *tufrepo.Repo, oldFile string, next *registry.Set, msgs *[]strin
 
 // readPublicKey reads an Ed25519 public key, or the public half of a private key file; nil
 // for no file.
+// readPublicKey reads an Ed25519 public key from a key file, or from the 64 hex digits a
+// phone's console hello shows. A fingerprint (32 hex digits) names a key but cannot check its
+// signatures: refused, with where the key is to be had.
 func readPublicKey(file string) (ed25519.PublicKey, error) {
 	if file == "" {
 		return nil, nil
+	}
+	if b, err := hex.DecodeString(file); err == nil {
+		switch len(b) {
+		case ed25519.PublicKeySize:
+			return ed25519.PublicKey(b), nil
+		case 16:
+			return nil, fmt.Errorf("%w: %s is a key's fingerprint, which cannot check signatures: give the public key (64 hex digits, `wallphonectl console hello` shows it) or its file", errUsage, file)
+		}
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
