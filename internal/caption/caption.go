@@ -12,8 +12,10 @@ import (
 	"time"
 )
 
-// callLines are the events whose line shows the call's id.
-var callLines = map[string]bool{"decision": true, "recording_started": true, "call_ended": true}
+// callLines are the events whose line shows the call's id: where a person will want to find
+// the call's recording, its record or its audit entry.
+var callLines = map[string]bool{"decision": true, "recording_started": true, "call_ended": true,
+	"recording_failed": true, "recording_lost": true, "recording_destroyed": true, "call_cut_short": true}
 
 // NewHandler returns a handler that writes to w, at info level and above.
 func NewHandler(w io.Writer) slog.Handler {
@@ -39,10 +41,11 @@ func (h *handler) WithGroup(string) slog.Handler { return h }
 func (h *handler) Handle(_ context.Context, r slog.Record) error {
 	at := r.Time
 	var fields []string
-	var text, to, callID string
+	var text, to, callID, event string
 	add := func(a slog.Attr) bool {
 		switch a.Key {
 		case "event":
+			event = a.Value.String()
 		case "call_id":
 			callID = a.Value.String()
 		case "at":
@@ -85,7 +88,7 @@ func (h *handler) Handle(_ context.Context, r slog.Record) error {
 		fmt.Fprintf(&b, "[earpiece, called party] %q\n", text)
 	default:
 		b.WriteString(r.Message)
-		if callID != "" && callLines[r.Message] {
+		if callID != "" && callLines[event] {
 			// The call's id, where a person will want to find its recording or audit entry.
 			b.WriteString("  call=" + callID)
 		}

@@ -20,12 +20,14 @@ func TestCaptions(t *testing.T) {
 	log.Warn("registry stale", "event", "registry_stale", "at", at, "since", "a day", "registry_version", 3)
 	log.Debug("repository checked", "event", "update_checked")
 	log.Info("call_ended", "event", "call_ended", "at", at, "reason", "caller_hangup")
+	log.Warn("recording destroyed: the number called is privileged", "event", "recording_destroyed", "at", at, "kind", "attorney")
 	log.Info("registry installed", "event", "registry_installed", "fresh_until", at.Add(time.Hour))
 	want := `09:00:05  [earpiece] "Welcome."
 09:00:05  [to called party] "This call is recorded."
 09:00:05  [earpiece, called party] "Hello?"
 09:00:05  WARN registry stale  since="a day"  registry_version=3
 09:00:05  call_ended  call=c1  reason=caller_hangup
+09:00:05  WARN recording destroyed: the number called is privileged  call=c1  kind=attorney
 `
 	// The last line is stamped with the record's own time, which is now.
 	all := out.String()
