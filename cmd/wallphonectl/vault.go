@@ -64,7 +64,7 @@ func vaultCmd(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", *devices, err)
 		}
-		refused, failed := 0, 0
+		refused, failed, done := 0, 0, 0
 		err = v.Purge(ctx, enrolled, time.Now, func(o vault.Outcome) {
 			switch {
 			case o.Err != nil:
@@ -75,10 +75,17 @@ func vaultCmd(args []string, stdout, stderr io.Writer) error {
 				}
 				fmt.Fprintf(stderr, "wallphonectl: %s: %v\n", o.Key, o.Err)
 			default:
+				done++
 				j, _ := json.Marshal(o.Receipt)
 				fmt.Fprintf(stdout, "%s\n", j)
 			}
 		})
+		// The summary is for the person at the terminal; standard output stays receipts only.
+		if n := done + refused + failed; err == nil && n == 0 {
+			fmt.Fprintln(stderr, "vault purge: no purge requests in the vault")
+		} else if err == nil {
+			fmt.Fprintf(stderr, "vault purge: %s: %d carried out, %d refused, %d failed\n", plural(n, "request"), done, refused, failed)
+		}
 		switch {
 		case err != nil:
 			return err
