@@ -57,8 +57,12 @@ func (h *handler) Handle(_ context.Context, r slog.Record) error {
 			fields = append(fields, a.Key+"="+a.Value.String())
 		default:
 			v := a.Value.String()
-			if a.Value.Kind() == slog.KindTime {
+			switch a.Value.Kind() {
+			case slog.KindTime:
 				v = a.Value.Time().UTC().Format(time.RFC3339Nano)
+			case slog.KindDuration:
+				// A person reads 14.58s; the JSON log keeps the nanoseconds.
+				v = a.Value.Duration().Round(10 * time.Millisecond).String()
 			}
 			if strings.ContainsAny(v, " \t\"") {
 				v = fmt.Sprintf("%q", v)

@@ -26,7 +26,7 @@ func TestCaptions(t *testing.T) {
 09:00:05  [to called party] "This call is recorded."
 09:00:05  [earpiece, called party] "Hello?"
 09:00:05  WARN registry stale  since="a day"  registry_version=3
-09:00:05  call_ended  call=c1  reason=caller_hangup
+09:00:05  call_ended  call=c1  reason=caller_hangup  talk=14.58s
 09:00:05  WARN recording destroyed: the number called is privileged  call=c1  kind=attorney
 `
 	// The last line is stamped with the record's own time, which is now.
