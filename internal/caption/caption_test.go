@@ -19,7 +19,7 @@ func TestCaptions(t *testing.T) {
 	log.Info("callee_says", "at", at, "text", "Hello?")
 	log.Warn("registry stale", "event", "registry_stale", "at", at, "since", "a day", "registry_version", 3)
 	log.Debug("repository checked", "event", "update_checked")
-	log.Info("call_ended", "event", "call_ended", "at", at, "reason", "caller_hangup")
+	log.Info("call_ended", "event", "call_ended", "at", at, "reason", "caller_hangup", "talk", 14579997244*time.Nanosecond)
 	log.Warn("recording destroyed: the number called is privileged", "event", "recording_destroyed", "at", at, "kind", "attorney")
 	log.Info("registry installed", "event", "registry_installed", "fresh_until", at.Add(time.Hour))
 	want := `09:00:05  [earpiece] "Welcome."
