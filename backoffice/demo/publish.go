@@ -8,13 +8,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wallphone/wallphone/backoffice/firmware"
 	"github.com/wallphone/wallphone/backoffice/tufrepo"
 	"github.com/wallphone/wallphone/registry"
 	"github.com/wallphone/wallphone/updates"
 )
 
-// The vendor's next moves in a demo facility: new versions of the registry and the policy,
-// signed with the demo's keys, for the tests that watch a phone take them up.
+// The vendor's next moves in a demo facility: new versions of the registry, the policy and
+// the firmware, signed with the demo's keys, for the tests that watch a phone take them up.
 
 // Repo opens a demo facility's repository with the keys that sign it: the vendor's, two of
 // the three keepers', the facility's and the release key.
@@ -109,6 +110,30 @@ func PublishPolicy(dir string, ver int, replace ...string) error {
 		return err
 	}
 	if err := r.AddTarget(updates.PolicyTarget(Facility), file, updates.Custom{Version: uint64(ver)}); err != nil {
+		return err
+	}
+	return r.Commit(signers, Expiry, time.Now())
+}
+
+// Firmware is how a demo firmware release is rolled out; the zero value is a release for
+// every phone, over any version, raising no floor.
+type Firmware struct {
+	MinVersion, Floor uint64
+	Rollout           int // 0: 100
+}
+
+// PublishFirmware publishes the image file as version ver of the firmware for hardware hw,
+// with its block index, signed by the demo's release key.
+func PublishFirmware(dir, hw string, ver uint64, image string, f Firmware) error {
+	if f.Rollout == 0 {
+		f.Rollout = 100
+	}
+	r, signers, err := Repo(dir)
+	if err != nil {
+		return err
+	}
+	if _, err := firmware.Add(r, firmware.Release{Image: image, Hardware: hw, Version: ver,
+		MinVersion: f.MinVersion, Floor: f.Floor, Rollout: f.Rollout}); err != nil {
 		return err
 	}
 	return r.Commit(signers, Expiry, time.Now())

@@ -20,6 +20,7 @@
 //	wallphonectl repo init|publish|timestamp|root|list
 //	                                 the TUF repository that carries the registry and the policies
 //	wallphonectl audit verify|match  check a phone's audit log; match numbers to its keyed hashes
+//	wallphonectl firmware publish    a firmware image and its block index, for the firmware role to sign
 //	wallphonectl registry build|lookup|delta|apply|info
 //	                                 the compact registry of privileged numbers (see usage)
 //	wallphonectl vault purge --config FILE --devices FILE
@@ -97,7 +98,7 @@ const usage = `usage:
                                    and destroy the calls whose number the registry names, with a receipt
                                    each, as vault purge does; prints call ids and counts, never a number;
                                    --dry-run lists the calls it would destroy; exit status 1 if a call
-                                   could not be checked (named on standard error)` + demoUsage
+                                   could not be checked (named on standard error)` + firmwareUsage + demoUsage
 
 func main() {
 	args := os.Args[1:]
@@ -159,6 +160,8 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		return vaultCmd(args[1:], stdout, os.Stderr)
 	case cmd == "demo":
 		return demoCmd(args[1:], stdout)
+	case cmd == "firmware":
+		return firmwareCmd(args[1:], stdout)
 	}
 	return fmt.Errorf("%w: unknown command %q", errUsage, strings.Join(commandWords(args), " "))
 }

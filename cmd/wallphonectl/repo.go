@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
@@ -351,14 +350,7 @@ func repo(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "targets version %d\n", r.TargetsVersion())
 		for _, n := range r.TargetNames() {
 			t := r.Target(n)
-			custom := ""
-			if t.Custom != nil {
-				var b bytes.Buffer
-				if json.Compact(&b, *t.Custom) == nil {
-					custom = b.String()
-				}
-			}
-			fmt.Fprintf(stdout, "%s\t%d bytes\t%s\n", n, t.Length, custom)
+			fmt.Fprintf(stdout, "%s\t%d bytes\t%s\n", n, t.Length, describeTarget(n, t))
 		}
 		listRoles(r, stdout)
 		return nil
