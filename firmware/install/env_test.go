@@ -231,6 +231,13 @@ func (s *served) snapshot(path string) []int {
 	return append([]int(nil), s.blocks[path]...)
 }
 
+// reset forgets what was sent.
+func (s *served) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total, s.blocks = 0, nil
+}
+
 func (s *served) sent() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -237,7 +237,7 @@ func checkIndex(f *os.File, o Options) (*blockindex.Index, error) {
 	if !bytes.Equal(h.Sum(nil), o.IndexSHA256[:]) {
 		return nil, fmt.Errorf("%w: %s's sha256 is %x, the image's metadata names %x", ErrIndex, o.Index.Name, h.Sum(nil), o.IndexSHA256)
 	}
-	idx, err := blockindex.Open(f, n)
+	idx, err := blockindex.Open(&chunkReader{r: f, buf: make([]byte, 0, hashChunk)}, n)
 	if err != nil {
 		return nil, fmt.Errorf("install: %s: %w", o.Index.Name, err)
 	}
@@ -447,6 +447,36 @@ func (in *installer) readBack(ctx context.Context, p Progress) error {
 		return fmt.Errorf("%w: %w", ErrImage, err)
 	}
 	return nil
+}
+
+// hashChunk is how much of the index file chunkReader reads at a time: the hashes of 256
+// blocks, a batch's worth.
+const hashChunk = 8 << 10
+
+// chunkReader reads its file a chunk at a time and serves the Index's 32-byte reads from the
+// chunk: two reads per block (check before the write, verify after) become one system call
+// per chunk. Not safe for concurrent use, as the installer is not.
+type chunkReader struct {
+	r   io.ReaderAt
+	off int64 // where buf starts in r
+	buf []byte
+}
+
+func (c *chunkReader) ReadAt(p []byte, off int64) (int, error) {
+	if off < c.off || off+int64(len(p)) > c.off+int64(len(c.buf)) {
+		if len(p) > cap(c.buf) {
+			return c.r.ReadAt(p, off)
+		}
+		n, err := c.r.ReadAt(c.buf[:cap(c.buf)], off)
+		c.off, c.buf = off, c.buf[:n]
+		if n < len(p) {
+			if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
+			return copy(p, c.buf), err
+		}
+	}
+	return copy(p, c.buf[off-c.off:]), nil
 }
 
 // fill is a writer into a fixed buffer that must be filled exactly.
