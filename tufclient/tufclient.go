@@ -91,6 +91,12 @@ var (
 	ErrDelegationLoop = errors.New("tufclient: delegation loop")
 	// ErrTooManyRoles: finding a name would take more than MaxRoles delegated roles.
 	ErrTooManyRoles = errors.New("tufclient: too many delegated roles for one target")
+	// ErrRange: FetchRange was asked for bytes outside the target's signed length.
+	ErrRange = errors.New("tufclient: range outside the target's signed length")
+	// ErrNoRange: the server did not answer a Range request with that range (206 and a
+	// Content-Range naming it and the signed length): it ignored the header and sent the
+	// whole target (200), or sent another range, or holds a target of another length.
+	ErrNoRange = errors.New("tufclient: server did not serve the range asked for")
 )
 
 // RoleError says which delegated role was refused while a target was looked up, and why; it
@@ -460,17 +466,7 @@ func (c *Client) Fetch(ctx context.Context, t Target, w io.Writer) error {
 	if len(v.h) == 0 {
 		return fmt.Errorf("%w: %s", ErrNoHash, t.Name)
 	}
-	rel := t.Name
-	if c.consistent {
-		// The file is named by one of its hashes (any the metadata lists will do).
-		alg := "sha256"
-		if _, ok := t.Hashes[alg]; !ok {
-			alg = "sha512"
-		}
-		dir, base := path.Split(t.Name)
-		rel = dir + hex.EncodeToString(t.Hashes[alg]) + "." + base
-	}
-	body, err := c.fetcher.open(ctx, c.o.TargetsURL+"/"+escapePath(rel))
+	body, err := c.fetcher.open(ctx, c.targetURL(t))
 	if err != nil {
 		return fmt.Errorf("tufclient: %s: %w", t.Name, err)
 	}
@@ -479,6 +475,59 @@ func (c *Client) Fetch(ctx context.Context, t Target, w io.Writer) error {
 		return fmt.Errorf("tufclient: %s: %w", t.Name, err)
 	}
 	return v.Verify()
+}
+
+// targetURL is where the repository keeps a target: under one of its hashes with consistent
+// snapshots (any the metadata lists will do), so that a publish under way never swaps the
+// bytes under a download; under its name otherwise.
+func (c *Client) targetURL(t Target) string {
+	rel := t.Name
+	if c.consistent {
+		alg := "sha256"
+		if _, ok := t.Hashes[alg]; !ok {
+			alg = "sha512"
+		}
+		dir, base := path.Split(t.Name)
+		rel = dir + hex.EncodeToString(t.Hashes[alg]) + "." + base
+	}
+	return c.o.TargetsURL + "/" + escapePath(rel)
+}
+
+// FetchRange streams bytes [off, off+n) of target t into w: an HTTP Range request, or a read
+// of part of the file for a file:// repository.
+//
+// What it writes is NOT verified by the target's signed hashes, which are of the whole
+// target: a range is only as good as the caller's own check of it against signed data (the
+// firmware installer checks each block against the signed block index before using it). What
+// FetchRange does check: the range lies inside the signed length (else [ErrRange]), the
+// server answered 206 with a Content-Range naming exactly that range of a target of the
+// signed length (else [ErrNoRange]), and exactly n bytes came (else an error wrapping
+// io.ErrUnexpectedEOF, when the connection drops mid-range); the caller must discard what w
+// received on any error.
+//
+// A server that ignores Range and answers 200 with the whole target is refused rather than
+// skipped through: reading past off bytes for every range would download the image once per
+// range. MaxTarget does not apply, since nothing here holds the target: the caller bounds n.
+func (c *Client) FetchRange(ctx context.Context, t Target, off, n int64, w io.Writer) error {
+	if off < 0 || n <= 0 || off > t.Length || n > t.Length-off {
+		return fmt.Errorf("%w: %s: %d bytes at %d, the target is %d", ErrRange, t.Name, n, off, t.Length)
+	}
+	if len(t.Hashes) == 0 {
+		return fmt.Errorf("%w: %s", ErrNoHash, t.Name)
+	}
+	body, err := c.fetcher.openRange(ctx, c.targetURL(t), off, n, t.Length)
+	if err != nil {
+		return fmt.Errorf("tufclient: %s: bytes %d-%d: %w", t.Name, off, off+n-1, err)
+	}
+	defer body.Close()
+	got, err := io.Copy(w, io.LimitReader(body, n))
+	if err == nil && got < n {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return fmt.Errorf("tufclient: %s: bytes %d-%d: %d bytes came: %w", t.Name, off, off+n-1, got, err)
+	}
+	return nil
 }
 
 // escapePath escapes each segment of a target's path for a URL.
@@ -540,6 +589,57 @@ func (f *fetcher) open(ctx context.Context, raw string) (io.ReadCloser, error) {
 	if res.StatusCode != http.StatusOK {
 		res.Body.Close()
 		return nil, &metadata.ErrDownloadHTTP{StatusCode: res.StatusCode, URL: raw}
+	}
+	return res.Body, nil
+}
+
+// openRange opens bytes [off, off+n) of the target of the given signed length at raw.
+func (f *fetcher) openRange(ctx context.Context, raw string, off, n, length int64) (io.ReadCloser, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme == "file" {
+		file, err := os.Open(u.Path)
+		if err != nil {
+			return nil, err
+		}
+		fi, err := file.Stat()
+		if err != nil {
+			file.Close()
+			return nil, err
+		}
+		if fi.Size() != length {
+			file.Close()
+			return nil, fmt.Errorf("%w: the file is %d bytes, the signed length %d", ErrMismatch, fi.Size(), length)
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{io.NewSectionReader(file, off, n), file}, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
+	if err != nil {
+		return nil, err
+	}
+	want := fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, length)
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+n-1))
+	// Compressed, the range would be of other bytes.
+	req.Header.Set("Accept-Encoding", "identity")
+	res, err := f.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case res.StatusCode == http.StatusOK:
+		res.Body.Close()
+		return nil, fmt.Errorf("%w: the server ignored the Range header and began sending the whole target (200)", ErrNoRange)
+	case res.StatusCode != http.StatusPartialContent:
+		res.Body.Close()
+		return nil, &metadata.ErrDownloadHTTP{StatusCode: res.StatusCode, URL: raw}
+	case res.Header.Get("Content-Range") != want:
+		res.Body.Close()
+		return nil, fmt.Errorf("%w: Content-Range %q, want %q", ErrNoRange, res.Header.Get("Content-Range"), want)
 	}
 	return res.Body, nil
 }

@@ -7,15 +7,19 @@
 package tuftest
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path"
 	"slices"
 	"sync"
@@ -69,10 +73,13 @@ type Repo struct {
 
 	snapshot, timestamp int64
 	content             map[[2]string][]byte // role, target name -> bytes
+	onDisk              map[[2]string]string // role, target name -> file holding its bytes
 
-	mu       sync.Mutex
-	files    map[string][]byte // URL path -> what is served
-	requests []string
+	mu        sync.Mutex
+	files     map[string][]byte // URL path -> what is served
+	disk      map[string]string // URL path -> file whose bytes are served (large targets)
+	requests  []string
+	intercept func(w http.ResponseWriter, req *http.Request, serve http.Handler)
 }
 
 // New makes a repository with empty top-level targets and serves it.
@@ -80,7 +87,7 @@ func New(t testing.TB, consistent bool) *Repo {
 	t.Helper()
 	r := &Repo{t: t, Consistent: consistent, Keys: map[string]Key{}, Roles: map[string]*metadata.Metadata[metadata.TargetsType]{},
 		Signers: map[string][]Key{}, Expires: time.Now().Add(24 * time.Hour).UTC().Truncate(time.Second),
-		content: map[[2]string][]byte{}, files: map[string][]byte{}}
+		content: map[[2]string][]byte{}, onDisk: map[[2]string]string{}, files: map[string][]byte{}, disk: map[string]string{}}
 	r.Root = metadata.Root(time.Now().AddDate(1, 0, 0).UTC().Truncate(time.Second))
 	r.Root.Signed.ConsistentSnapshot = consistent
 	for _, role := range []string{metadata.ROOT, metadata.TARGETS, metadata.SNAPSHOT, metadata.TIMESTAMP} {
@@ -97,16 +104,48 @@ func New(t testing.TB, consistent bool) *Repo {
 	r.Srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
 		r.requests = append(r.requests, req.URL.EscapedPath())
-		b, ok := r.files[req.URL.EscapedPath()]
+		intercept := r.intercept
 		r.mu.Unlock()
-		if !ok {
-			http.NotFound(w, req)
+		if intercept != nil {
+			intercept(w, req, http.HandlerFunc(r.serve))
 			return
 		}
-		w.Write(b)
+		r.serve(w, req)
 	}))
 	t.Cleanup(r.Srv.Close)
 	return r
+}
+
+// serve answers as a static file server does, Range requests included (206 with a
+// Content-Range), which firmware downloads rely on.
+func (r *Repo) serve(w http.ResponseWriter, req *http.Request) {
+	r.mu.Lock()
+	b, ok := r.files[req.URL.EscapedPath()]
+	file, onDisk := r.disk[req.URL.EscapedPath()]
+	r.mu.Unlock()
+	switch {
+	case ok:
+		http.ServeContent(w, req, "", time.Time{}, bytes.NewReader(b))
+	case onDisk:
+		f, err := os.Open(file)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer f.Close()
+		http.ServeContent(w, req, "", time.Time{}, f)
+	default:
+		http.NotFound(w, req)
+	}
+}
+
+// Intercept puts f in front of the server for the requests that follow: f may answer itself
+// (a server that ignores Range, drops the connection, counts bytes) or call serve. Nil
+// removes it.
+func (r *Repo) Intercept(f func(w http.ResponseWriter, req *http.Request, serve http.Handler)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.intercept = f
 }
 
 // RootJSON is the root a phone is enrolled with.
@@ -162,6 +201,29 @@ func (r *Repo) AddTarget(role, name string, data []byte, custom any, algs ...str
 	}
 	r.Roles[role].Signed.Targets[name] = tf
 	r.content[[2]string{role, name}] = data
+	delete(r.onDisk, [2]string{role, name})
+	return tf
+}
+
+// AddTargetFile lists the file at path as a target of role, hashed with SHA-256 as it is
+// read, and serves it from the file: an image too large to hold in a test's memory.
+func (r *Repo) AddTargetFile(role, name, path string, custom any) *metadata.TargetFiles {
+	r.t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	tf := r.AddTarget(role, name, nil, custom)
+	tf.Length = n
+	tf.Hashes = metadata.Hashes{"sha256": h.Sum(nil)}
+	delete(r.content, [2]string{role, name})
+	r.onDisk[[2]string{role, name}] = path
 	return tf
 }
 
@@ -174,6 +236,7 @@ func (r *Repo) Publish() {
 	snap := metadata.Snapshot(r.Expires)
 	snap.Signed.Version = r.snapshot
 	files := map[string][]byte{}
+	disk := map[string]string{}
 	for name, md := range r.Roles {
 		md.Signed.Version++
 		md.Signed.Expires = r.Expires
@@ -182,6 +245,10 @@ func (r *Repo) Publish() {
 		snap.Signed.Meta[name+".json"] = metadata.MetaFile(md.Signed.Version)
 		for tname, tf := range md.Signed.Targets {
 			for _, p := range r.targetPaths(tname, tf) {
+				if file, ok := r.onDisk[[2]string{name, tname}]; ok {
+					disk[p] = file
+					continue
+				}
 				files[p] = r.content[[2]string{name, tname}]
 			}
 		}
@@ -195,6 +262,11 @@ func (r *Repo) Publish() {
 	defer r.mu.Unlock()
 	for p, b := range files {
 		r.files[p] = b
+		delete(r.disk, p)
+	}
+	for p, file := range disk {
+		r.disk[p] = file
+		delete(r.files, p)
 	}
 }
 
