@@ -64,6 +64,9 @@ type config struct {
 	vault           string
 	sipFile         string
 	version         bool
+	// slots boots the simulated phone from its two firmware slots (<data>/slots), as a board's
+	// bootloader does.
+	slots bool
 }
 
 const agentUsage = `usage: wallphoned [flags]
@@ -95,6 +98,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.IntVar(&c.consoleBaud, "console-baud", 115200, "console serial speed")
 	fs.StringVar(&c.provisioningPub, "provisioning-pub", "", "`file` of facility provisioning keys the console trusts (default: /etc/wallphone/provisioning.pub; for the sim board provisioning.pub in the demo facility)")
 	fs.StringVar(&c.vault, "vault", "", "where recordings go: a local `directory` acting as the vault, or none (default: <data>/conf/vault.json; for the sim board without one, the data directory's name + \"-vault\")")
+	fs.BoolVar(&c.slots, "slots", false, "sim board: boot from the two firmware slots in <data>/slots as a board's bootloader does (this build is flashed into the good slot when it is newer)")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 	if err := parse(fs, args, "wallphoned", stdout, agentUsage); err != nil {
 		return c, err
@@ -121,6 +125,8 @@ func (c *config) check() error {
 		return fmt.Errorf("--earpiece is for the simulated phone only: a real phone never writes call audio")
 	} else if real && (c.policy != "" || c.registry != "") {
 		return fmt.Errorf("--policy and --registry are for the simulated phone only: a real phone uses only what its repository signed")
+	} else if real && c.slots {
+		return fmt.Errorf("--slots is for the simulated phone only: a real board's bootloader picks the slot")
 	}
 	if c.updateInterval < time.Minute {
 		return fmt.Errorf("--update-interval %s: want at least 1m", c.updateInterval)

@@ -19,6 +19,17 @@ import (
 // the simulated called party (or the facility's SIP server with --trunk sip).
 func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.logMode, stdout)
+	if cfg.slots {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("firmware slots: %w", err)
+		}
+		slot, err := simBoot(cfg.dataDir, self, log, execImage)
+		if err != nil {
+			return err
+		}
+		log.Info("running from a firmware slot", "event", "firmware_running", "slot", slot)
+	}
 	if err := enrolDemo(cfg, log); err != nil {
 		return err
 	}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wallphone/wallphone/firmware/bootenv"
+)
+
+// TestSimBoot runs the real wallphoned with --slots, as make run does: its first start flashes
+// it into slot a and boots from there; an update on trial in slot b is booted and counted;
+// when it never commits, the bootloader's logic falls back to slot a after the limit (three
+// trial boots), as dist/boot.cmd does on a board.
+func TestSimBoot(t *testing.T) {
+	bin := buildAgent(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	initDemo(t, data+"-keys")
+	boot := func() []map[string]any {
+		t.Helper()
+		cmd := exec.Command(bin, "--board", "sim", "--slots", "--clock", "virtual", "--log", "json", "--data", data, "--vault", "none")
+		cmd.Env = append(os.Environ(), "HOME="+dir)
+		cmd.Stdin = strings.NewReader("quit\n")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("wallphoned: %v\n%s%s", err, out, stderr.String())
+		}
+		var evs []map[string]any
+		sc := bufio.NewScanner(bytes.NewReader(out))
+		for sc.Scan() {
+			var e map[string]any
+			if json.Unmarshal(sc.Bytes(), &e) == nil && strings.HasPrefix(e["event"].(string), "firmware_") {
+				evs = append(evs, e)
+			}
+		}
+		return evs
+	}
+	want := func(evs []map[string]any, event string, fields map[string]any) {
+		t.Helper()
+		for _, e := range evs {
+			if e["event"] != event {
+				continue
+			}
+			for k, v := range fields {
+				if e[k] != v {
+					t.Fatalf("%s: %s = %v, want %v (events %v)", event, k, e[k], v, evs)
+				}
+			}
+			return
+		}
+		t.Fatalf("no %s in %v", event, evs)
+	}
+
+	evs := boot()
+	want(evs, "firmware_flashed", map[string]any{"slot": "a"})
+	want(evs, "firmware_boot", map[string]any{"slot": "a", "trial": false})
+	want(evs, "firmware_running", map[string]any{"slot": "a"})
+	img, _ := os.ReadFile(slotImage(data, "a"))
+	self, _ := os.ReadFile(bin)
+	if !bytes.Equal(img, self) {
+		t.Fatal("slot a does not hold the build that started")
+	}
+	if evs := boot(); len(evs) != 2 {
+		t.Fatalf("a second start flashed again or booted otherwise: %v", evs)
+	}
+
+	// An update lands in slot b, marked to be tried.
+	if err := os.WriteFile(slotImage(data, "b"), self, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	env, err := bootenv.Open(simEnv(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bootenv.MarkTrial(env, "b"); err != nil {
+		t.Fatal(err)
+	}
+	for n := 1.0; n <= 3; n++ {
+		evs := boot()
+		want(evs, "firmware_boot", map[string]any{"slot": "b", "trial": true, "count": n})
+		want(evs, "firmware_running", map[string]any{"slot": "b"})
+	}
+	// Never committed: the fourth boot falls back.
+	evs = boot()
+	want(evs, "firmware_boot", map[string]any{"slot": "a", "fell_back_from": "b"})
+	want(evs, "firmware_running", map[string]any{"slot": "a"})
+	if evs := boot(); len(evs) != 2 {
+		t.Fatalf("after the fallback: %v", evs)
+	}
+}
