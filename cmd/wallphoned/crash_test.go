@@ -17,7 +17,6 @@ import (
 
 	"github.com/wallphone/wallphone/backoffice/demo"
 	"github.com/wallphone/wallphone/recording"
-	"github.com/wallphone/wallphone/registry"
 	"github.com/wallphone/wallphone/spool"
 	"github.com/wallphone/wallphone/store"
 )
@@ -209,20 +208,7 @@ func TestDestroyCallCutShort(t *testing.T) {
 	if !sealed {
 		t.Fatal("no segment sealed before the kill")
 	}
-	sp, err := spool.Open(spool.Options{Dir: filepath.Join(data, "spool"), MaxBytes: 1 << 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	calls, _ := sp.Calls()
-	sp.Close()
-	if len(calls) != 1 {
-		t.Fatalf("spooled calls %v", calls)
-	}
-	callID := calls[0]
-
-	if err := demo.PublishRegistry(data+"-keys", 2, []registry.Item{{Number: "+15125550123", Kind: registry.Attorney, Label: "new attorney"}}, nil); err != nil {
-		t.Fatal(err)
-	}
+	callID := attorneyLater(t, data)
 	out := runAgent(t, data, "quit\n")
 	for _, want := range []string{
 		`"event":"call_cut_short","call_id":"` + callID + `"`,
@@ -232,7 +218,7 @@ func TestDestroyCallCutShort(t *testing.T) {
 			t.Errorf("no %s in the log:\n%s", want, out)
 		}
 	}
-	sp, err = spool.Open(spool.Options{Dir: filepath.Join(data, "spool"), MaxBytes: 1 << 30})
+	sp, err := spool.Open(spool.Options{Dir: filepath.Join(data, "spool"), MaxBytes: 1 << 30})
 	if err != nil {
 		t.Fatal(err)
 	}

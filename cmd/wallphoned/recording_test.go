@@ -221,21 +221,7 @@ func TestDestroyOnDiscovery(t *testing.T) {
 	if !strings.Contains(out, `"msg":"recording_started"`) {
 		t.Fatal("not recorded")
 	}
-	sp, err := spool.Open(spool.Options{Dir: filepath.Join(data, "spool"), MaxBytes: 1 << 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	calls, _ := sp.Calls()
-	sp.Close()
-	if len(calls) != 1 {
-		t.Fatalf("spooled calls %v", calls)
-	}
-	callID := calls[0]
-
-	// The repository's registry now says the number is an attorney's.
-	if err := demo.PublishRegistry(data+"-keys", 2, []registry.Item{{Number: "+15125550123", Kind: registry.Attorney, Label: "new attorney"}}, nil); err != nil {
-		t.Fatal(err)
-	}
+	callID := attorneyLater(t, data)
 	out = runAgent(t, data, "quit\n")
 	if !strings.Contains(out, `"msg":"registry installed","event":"registry_installed","version":2,"previous":1,"entries":5`) ||
 		!strings.Contains(out, `"via":"delta"`) {
@@ -244,7 +230,7 @@ func TestDestroyOnDiscovery(t *testing.T) {
 	if !strings.Contains(out, `"msg":"recording destroyed: the number called is privileged","event":"recording_destroyed","call_id":"`+callID+`","kind":"attorney","registry_version":2`) {
 		t.Fatalf("no recording_destroyed event:\n%s", out)
 	}
-	sp, err = spool.Open(spool.Options{Dir: filepath.Join(data, "spool"), MaxBytes: 1 << 30})
+	sp, err := spool.Open(spool.Options{Dir: filepath.Join(data, "spool"), MaxBytes: 1 << 30})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,4 +295,23 @@ func TestFullFlashRefusesBeforeTheNotice(t *testing.T) {
 			t.Errorf("%s on a call that could not be recorded:\n%s", never, out)
 		}
 	}
+}
+
+// attorneyLater returns the one call in data's spool, and publishes in the demo repository a
+// registry that makes the number it called (the demo's recorded number) an attorney's.
+func attorneyLater(t *testing.T, data string) string {
+	t.Helper()
+	sp, err := spool.Open(spool.Options{Dir: filepath.Join(data, "spool"), MaxBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls, _ := sp.Calls()
+	sp.Close()
+	if len(calls) != 1 {
+		t.Fatalf("spooled calls %v", calls)
+	}
+	if err := demo.PublishRegistry(data+"-keys", 2, []registry.Item{{Number: "+15125550123", Kind: registry.Attorney, Label: "new attorney"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return calls[0]
 }
