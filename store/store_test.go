@@ -618,3 +618,38 @@ func TestOpenUnreadablePath(t *testing.T) {
 		})
 	}
 }
+
+// The firmware's state and an install's progress survive a reopen, and nil removes progress.
+func TestFirmwareState(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := store.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := db.Firmware(); err != nil || b != nil {
+		t.Fatalf("new database: %q %v", b, err)
+	}
+	if err := db.SetFirmware([]byte(`{"committed":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetFirmwareProgress([]byte(`{"next_block":7}`)); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if db, err = store.Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if b, _ := db.Firmware(); string(b) != `{"committed":2}` {
+		t.Fatalf("firmware %q", b)
+	}
+	if b, _ := db.FirmwareProgress(); string(b) != `{"next_block":7}` {
+		t.Fatalf("progress %q", b)
+	}
+	if err := db.SetFirmwareProgress(nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := db.FirmwareProgress(); b != nil {
+		t.Fatalf("progress after removal %q", b)
+	}
+}
