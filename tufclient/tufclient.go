@@ -355,7 +355,7 @@ func (c *Client) Target(name string) (Target, error) {
 		return Target{}, errors.New("tufclient: no successful refresh yet")
 	}
 	tf, err := c.up.GetTargetInfo(name)
-	w := c.replay(name)
+	w := replay(c.up.GetTrustedMetadataSet().Targets, name)
 	switch {
 	case err != nil && w.stopped:
 		return Target{}, &RoleError{Target: name, Role: w.pending, Delegator: w.parent, Err: err}
@@ -368,7 +368,13 @@ func (c *Client) Target(name string) (Target, error) {
 	case w.signer == "":
 		// go-tuf found what our replay of its walk did not: the two disagree on the order.
 		return Target{}, fmt.Errorf("tufclient: %s: found by go-tuf in no role the phone can name", name)
-	case c.o.TopLevelOnlyDelegates && w.signer == metadata.TARGETS:
+	}
+	return c.describe(name, tf, w)
+}
+
+// describe is the Target for name, which tf describes and the walk w found in w.signer.
+func (c *Client) describe(name string, tf *metadata.TargetFiles, w walk) (Target, error) {
+	if c.o.TopLevelOnlyDelegates && w.signer == metadata.TARGETS {
 		return Target{}, fmt.Errorf("tufclient: %s is signed by the top-level targets role, %w", name, ErrTopLevelTarget)
 	}
 	t := Target{Name: name, Length: tf.Length, Hashes: map[string][]byte{}, Role: w.signer, Expires: w.expires}
@@ -391,7 +397,7 @@ func (c *Client) Target(name string) (Target, error) {
 	return t, nil
 }
 
-// walk is go-tuf's lookup of one target replayed over the roles it has loaded: which role
+// walk is go-tuf's lookup of one target replayed over the roles loaded: which role
 // lists the target, or, when go-tuf stopped, which role it was loading (the first the walk
 // reaches that is not loaded: go-tuf keeps every role that verified).
 type walk struct {
@@ -404,12 +410,11 @@ type walk struct {
 	left    bool     // roles were left when MaxRoles were consulted
 }
 
-func (c *Client) replay(name string) walk {
+func replay(loaded map[string]*metadata.Metadata[metadata.TargetsType], name string) walk {
 	type visit struct {
 		role string
 		path []string // delegators, top-level first
 	}
-	loaded := c.up.GetTrustedMetadataSet().Targets
 	var w walk
 	stack := []visit{{role: metadata.TARGETS}}
 	visited := map[string]bool{}
