@@ -102,7 +102,7 @@ var (
 // RoleError says which delegated role was refused while a target was looked up, and why; it
 // wraps go-tuf's error (errors.Is with metadata.ErrUnsignedMetadata, ErrExpiredMetadata...).
 type RoleError struct {
-	Target    string
+	Target    string // the name looked up; for Targets, the prefix and "*"
 	Role      string
 	Delegator string
 	Err       error
@@ -144,6 +144,8 @@ type Client struct {
 	// consistent is the trusted root's consistent_snapshot: targets are then fetched under
 	// their hash, so a publish under way never swaps one under a download.
 	consistent bool
+	// maxRoleLength bounds a delegated role's metadata when the snapshot gives no length.
+	maxRoleLength int64
 	// Damaged lists the cached metadata files the last Refresh found damaged and dropped.
 	Damaged []string
 	// RootChanged is set by New when the enrolled root is not the one the cache in Dir grew
@@ -282,7 +284,7 @@ func (c *Client) trustedRoot() []byte {
 // Refresh brings the trusted metadata up to date and returns until when it is fresh: the
 // earliest expiry of the root, timestamp, snapshot and targets it now trusts. On error the
 // previous trusted metadata stays in Dir, untouched by whatever was refused. Delegated roles
-// are fetched when a target needs them (Target).
+// are fetched when a target needs them (Target, Targets).
 func (c *Client) Refresh(ctx context.Context) (time.Time, error) {
 	c.dropDamaged()
 	cfg, err := config.New(c.o.MetadataURL, c.trustedRoot())
@@ -313,6 +315,7 @@ func (c *Client) Refresh(ctx context.Context) (time.Time, error) {
 	// says the repository keeps consistent snapshots.
 	c.consistent = t.Root.Signed.ConsistentSnapshot
 	c.fetcher.consistent = c.consistent
+	c.maxRoleLength = cfg.TargetsMaxLength
 	until := t.Root.Signed.Expires
 	for _, e := range []time.Time{t.Timestamp.Signed.Expires, t.Snapshot.Signed.Expires, t.Targets[metadata.TARGETS].Signed.Expires} {
 		if e.Before(until) {
