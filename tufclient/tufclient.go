@@ -102,7 +102,7 @@ var (
 // RoleError says which delegated role was refused while a target was looked up, and why; it
 // wraps go-tuf's error (errors.Is with metadata.ErrUnsignedMetadata, ErrExpiredMetadata...).
 type RoleError struct {
-	Target    string
+	Target    string // the name looked up; for Targets, the prefix and "*"
 	Role      string
 	Delegator string
 	Err       error
@@ -144,6 +144,8 @@ type Client struct {
 	// consistent is the trusted root's consistent_snapshot: targets are then fetched under
 	// their hash, so a publish under way never swaps one under a download.
 	consistent bool
+	// maxRoleLength bounds a delegated role's metadata when the snapshot gives no length.
+	maxRoleLength int64
 	// Damaged lists the cached metadata files the last Refresh found damaged and dropped.
 	Damaged []string
 	// RootChanged is set by New when the enrolled root is not the one the cache in Dir grew
@@ -282,7 +284,7 @@ func (c *Client) trustedRoot() []byte {
 // Refresh brings the trusted metadata up to date and returns until when it is fresh: the
 // earliest expiry of the root, timestamp, snapshot and targets it now trusts. On error the
 // previous trusted metadata stays in Dir, untouched by whatever was refused. Delegated roles
-// are fetched when a target needs them (Target).
+// are fetched when a target needs them (Target, Targets).
 func (c *Client) Refresh(ctx context.Context) (time.Time, error) {
 	c.dropDamaged()
 	cfg, err := config.New(c.o.MetadataURL, c.trustedRoot())
@@ -313,6 +315,7 @@ func (c *Client) Refresh(ctx context.Context) (time.Time, error) {
 	// says the repository keeps consistent snapshots.
 	c.consistent = t.Root.Signed.ConsistentSnapshot
 	c.fetcher.consistent = c.consistent
+	c.maxRoleLength = cfg.TargetsMaxLength
 	until := t.Root.Signed.Expires
 	for _, e := range []time.Time{t.Timestamp.Signed.Expires, t.Snapshot.Signed.Expires, t.Targets[metadata.TARGETS].Signed.Expires} {
 		if e.Before(until) {
@@ -355,7 +358,7 @@ func (c *Client) Target(name string) (Target, error) {
 		return Target{}, errors.New("tufclient: no successful refresh yet")
 	}
 	tf, err := c.up.GetTargetInfo(name)
-	w := c.replay(name)
+	w := replay(c.up.GetTrustedMetadataSet().Targets, name)
 	switch {
 	case err != nil && w.stopped:
 		return Target{}, &RoleError{Target: name, Role: w.pending, Delegator: w.parent, Err: err}
@@ -368,7 +371,13 @@ func (c *Client) Target(name string) (Target, error) {
 	case w.signer == "":
 		// go-tuf found what our replay of its walk did not: the two disagree on the order.
 		return Target{}, fmt.Errorf("tufclient: %s: found by go-tuf in no role the phone can name", name)
-	case c.o.TopLevelOnlyDelegates && w.signer == metadata.TARGETS:
+	}
+	return c.describe(name, tf, w)
+}
+
+// describe is the Target for name, which tf describes and the walk w found in w.signer.
+func (c *Client) describe(name string, tf *metadata.TargetFiles, w walk) (Target, error) {
+	if c.o.TopLevelOnlyDelegates && w.signer == metadata.TARGETS {
 		return Target{}, fmt.Errorf("tufclient: %s is signed by the top-level targets role, %w", name, ErrTopLevelTarget)
 	}
 	t := Target{Name: name, Length: tf.Length, Hashes: map[string][]byte{}, Role: w.signer, Expires: w.expires}
@@ -391,7 +400,7 @@ func (c *Client) Target(name string) (Target, error) {
 	return t, nil
 }
 
-// walk is go-tuf's lookup of one target replayed over the roles it has loaded: which role
+// walk is go-tuf's lookup of one target replayed over the roles loaded: which role
 // lists the target, or, when go-tuf stopped, which role it was loading (the first the walk
 // reaches that is not loaded: go-tuf keeps every role that verified).
 type walk struct {
@@ -404,12 +413,11 @@ type walk struct {
 	left    bool     // roles were left when MaxRoles were consulted
 }
 
-func (c *Client) replay(name string) walk {
+func replay(loaded map[string]*metadata.Metadata[metadata.TargetsType], name string) walk {
 	type visit struct {
 		role string
 		path []string // delegators, top-level first
 	}
-	loaded := c.up.GetTrustedMetadataSet().Targets
 	var w walk
 	stack := []visit{{role: metadata.TARGETS}}
 	visited := map[string]bool{}
