@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wallphone/wallphone/audio"
@@ -63,6 +64,9 @@ type Config struct {
 	// Lights are the phone's lights, if it has them.
 	Lights Lights
 
+	// Slots are the phone's firmware slots and bootloader environment; nil: the phone does not
+	// update its firmware. After an update, Run returns ErrReboot once the phone is idle.
+	Slots *Slots
 	// LocalPolicy and LocalRegistry are files used instead of the repository's (the simulated
 	// phone's tests and bench work only; LocalRegistry "none" is no registry at all).
 	LocalPolicy, LocalRegistry string
@@ -129,6 +133,16 @@ type Agent struct {
 	// retained is when call records were last checked against the policy's retention.
 	retained time.Time
 
+	// fw is the firmware's state (the update goroutine's own after open); nil without Slots.
+	fw *firmware
+	// rebootWanted is set when new firmware waits to be booted: the call loop stops the agent
+	// at its next idle moment.
+	rebootWanted atomic.Bool
+	// rebooting is set by the call loop when it stopped the agent for that reboot.
+	rebooting bool
+	// stopRun ends Run (set by Run, used by the call loop).
+	stopRun context.CancelFunc
+
 	updates *updates.Updates  // nil when the policy and registry are local files
 	source  *tufclient.Client // nil when not enrolled with a repository
 	// newKey carries an enrolment's new device key from the console to the call loop (1 buffered).
@@ -194,6 +208,7 @@ func (a *Agent) Logger() *slog.Logger { return a.log }
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	a.stopRun = cancel
 	con, err := a.newConsole(cancel)
 	if err != nil {
 		a.Close()
@@ -210,6 +225,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { con.run(bg) })
 	if a.cfg.UpdateInterval > 0 && a.source != nil {
 		wg.Go(func() { a.runUpdates(bg, a.cfg.UpdateInterval) })
+	} else if a.fw != nil && a.source != nil {
+		// No schedule (the virtual clock): the firmware takes its one step after the check at
+		// start, as the schedule would after each check.
+		wg.Go(func() { a.firmwareStep(bg, a.updates.State().LastError == "") })
 	}
 
 	runErr := a.cfg.Drive(ctx, a.tick)
@@ -222,6 +241,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	runErr = errors.Join(runErr, con.afterClose())
 	a.log.Info("agent stopped", "event", "agent_stopped")
+	if a.rebooting && runErr == nil {
+		return ErrReboot
+	}
 	return runErr
 }
 

@@ -65,6 +65,10 @@ func (a *Agent) open() error {
 		a.Close()
 		return err
 	}
+	if err := a.openFirmware(); err != nil {
+		a.Close()
+		return err
+	}
 	max, reserve := int64(defaultSpoolBytes), int64(0)
 	if a.policy != nil {
 		max, reserve = a.policy.Recording.SpoolMaxBytes, callReserve(a.policy)
@@ -273,6 +277,7 @@ func (a *Agent) runUpdates(ctx context.Context, interval time.Duration) {
 			default:
 			}
 		}
+		a.firmwareStep(ctx, a.updates.State().LastError == "")
 		if a.updates.State().LastError != "" {
 			failures++
 			wait = jitter(retryWait(failures, interval))
@@ -312,6 +317,13 @@ func (a *Agent) between(m interface{ InCall() bool }, now time.Time) {
 	default:
 	}
 	if m.InCall() {
+		return
+	}
+	if a.rebootWanted.Load() && !a.rebooting && a.stopRun != nil {
+		// Never during a call: the phone is idle, and new firmware waits.
+		a.log.Warn("rebooting into new firmware", "event", "firmware_reboot")
+		a.rebooting = true
+		a.stopRun()
 		return
 	}
 	select {

@@ -258,3 +258,27 @@ func (a *Agent) finishKeyChange() error {
 	}
 	return nil
 }
+
+func (s lockedStore) firmware() ([]byte, error) {
+	db, done := s.db()
+	defer done()
+	return db.Firmware()
+}
+
+func (s lockedStore) setFirmware(b []byte) error {
+	db, done := s.db()
+	defer done()
+	return db.SetFirmware(b)
+}
+
+func (s lockedStore) firmwareProgress() ([]byte, error) {
+	db, done := s.db()
+	defer done()
+	return db.FirmwareProgress()
+}
+
+func (s lockedStore) setFirmwareProgress(b []byte) error {
+	db, done := s.db()
+	defer done()
+	return db.SetFirmwareProgress(b)
+}

@@ -28,6 +28,13 @@ const (
 	bootedSlotEnv = "WALLPHONE_SLOT"
 )
 
+// simHardware is the simulated phone's name in firmware releases (firmware/sim_<version>.img),
+// and simSlotCapacity the size of each of its slots.
+const (
+	simHardware     = "sim"
+	simSlotCapacity = 64 << 20
+)
+
 // slotImage is the path of a slot's image.
 func slotImage(data, slot string) string {
 	return filepath.Join(data, slotsDir, slot+".img")
@@ -78,7 +85,8 @@ func simBoot(data, self string, log *slog.Logger, exec func(path string, env []s
 	if err != nil {
 		return "", fmt.Errorf("firmware slots: %w", err)
 	}
-	if trial, _ := env.Get("upgrade_available"); trial != "1" {
+	fromSlot := filepath.Dir(self) == filepath.Join(mustAbs(data), slotsDir)
+	if trial, _ := env.Get("upgrade_available"); trial != "1" && !fromSlot {
 		good, _ := env.Get("good_slot")
 		if good != bootenv.SlotA && good != bootenv.SlotB {
 			good = bootenv.SlotA

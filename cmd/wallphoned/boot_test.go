@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/wallphone/wallphone/backoffice/demo"
 	"github.com/wallphone/wallphone/firmware/bootenv"
 )
 
@@ -94,5 +96,93 @@ func TestSimBoot(t *testing.T) {
 	want(evs, "firmware_running", map[string]any{"slot": "a"})
 	if evs := boot(); len(evs) != 2 {
 		t.Fatalf("after the fallback: %v", evs)
+	}
+}
+
+// TestFirmwareUpdate is an update of the simulated phone end to end, with the real binaries:
+// version 2, a different build, is published in the demo repository; the phone finds it at
+// its check, installs it into slot b (verified block by block), reboots into it once idle,
+// boots it on trial, finds itself healthy and commits; slot b then holds version 2's build.
+func TestFirmwareUpdate(t *testing.T) {
+	bin1 := buildAgent(t)
+	bin2 := filepath.Join(t.TempDir(), "wallphoned-2")
+	if out, err := exec.Command("go", "build", "-trimpath", "-o", bin2, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	initDemo(t, data+"-keys")
+	start := func() (*exec.Cmd, io.WriteCloser, *bufio.Scanner) {
+		t.Helper()
+		cmd := exec.Command(bin1, "--board", "sim", "--slots", "--clock", "virtual", "--log", "json", "--data", data, "--vault", "none")
+		cmd.Env = append(os.Environ(), "HOME="+dir)
+		in, _ := cmd.StdinPipe()
+		out, _ := cmd.StdoutPipe()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd, in, bufio.NewScanner(out)
+	}
+	// The factory image, enrolled, with its rules.
+	cmd, in, sc := start()
+	io.WriteString(in, "quit\n")
+	for sc.Scan() {
+	}
+	cmd.Wait()
+
+	if err := demo.PublishFirmware(data+"-keys", "sim", 2, bin2, demo.Firmware{}); err != nil {
+		t.Fatal(err)
+	}
+	cmd, in, sc = start()
+	var seen []string
+	await := func(event string) map[string]any {
+		t.Helper()
+		for sc.Scan() {
+			var e map[string]any
+			if json.Unmarshal(sc.Bytes(), &e) != nil {
+				continue
+			}
+			ev, _ := e["event"].(string)
+			if strings.HasPrefix(ev, "firmware_") {
+				seen = append(seen, ev)
+			}
+			if ev == event {
+				return e
+			}
+			if ev == "firmware_error" || ev == "firmware_failed" {
+				t.Fatalf("%s: %v (events %v)", ev, e, seen)
+			}
+		}
+		t.Fatalf("no %s; firmware events %v", event, seen)
+		return nil
+	}
+	await("firmware_ready")
+	io.WriteString(in, "wait 1s\n") // a frame of an idle phone: the reboot
+	await("firmware_reboot")
+	if e := await("firmware_boot"); e["slot"] != "b" || e["trial"] != true {
+		t.Fatalf("boot %v", e)
+	}
+	await("firmware_trial")
+	if e := await("firmware_committed"); e["version"] != 2.0 || e["slot"] != "b" {
+		t.Fatalf("commit %v", e)
+	}
+	t.Logf("firmware events: %v", seen)
+	io.WriteString(in, "quit\n")
+	for sc.Scan() {
+	}
+	cmd.Wait()
+	img, _ := os.ReadFile(slotImage(data, "b"))
+	want, _ := os.ReadFile(bin2)
+	if !bytes.HasPrefix(img, want) {
+		t.Fatal("slot b does not hold version 2's build")
+	}
+	env, err := bootenv.Open(simEnv(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if good, _ := env.Get("good_slot"); good != "b" {
+		t.Fatalf("good slot %q after the commit", good)
 	}
 }

@@ -67,6 +67,8 @@ type config struct {
 	// slots boots the simulated phone from its two firmware slots (<data>/slots), as a board's
 	// bootloader does.
 	slots bool
+	// runningSlot is the slot the simulated phone booted from (with slots).
+	runningSlot string
 }
 
 const agentUsage = `usage: wallphoned [flags]

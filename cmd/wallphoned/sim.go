@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,6 +30,7 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 			return err
 		}
 		log.Info("running from a firmware slot", "event", "firmware_running", "slot", slot)
+		cfg.runningSlot = slot
 	}
 	if err := enrolDemo(cfg, log); err != nil {
 		return err
@@ -77,5 +79,16 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 	if cfg.clock == "virtual" {
 		clock = driver
 	}
-	return runPhone(ctx, cfg, log, board.Device(), prompts, func() trunk.Trunk { return callee }, clock, drive, agent.Lights{})
+	err = runPhone(ctx, cfg, log, board.Device(), prompts, func() trunk.Trunk { return callee }, clock, drive, agent.Lights{})
+	if errors.Is(err, agent.ErrReboot) && cfg.slots {
+		// The simulated board reboots: its bootloader picks the slot again.
+		os.Unsetenv(bootedSlotEnv)
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		_, err = simBoot(cfg.dataDir, self, log, execImage)
+		return err
+	}
+	return err
 }

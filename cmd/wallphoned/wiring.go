@@ -47,6 +47,10 @@ func runPhone(ctx context.Context, cfg config, log *slog.Logger, board device.Bo
 	if simulated {
 		ac.DefaultVault = filepath.Clean(mustAbs(cfg.dataDir)) + "-vault"
 	}
+	if cfg.runningSlot != "" {
+		ac.Slots = &agent.Slots{Hardware: simHardware, Running: cfg.runningSlot, Env: simEnv(cfg.dataDir),
+			Image: func(s string) string { return slotImage(cfg.dataDir, s) }, Capacity: simSlotCapacity}
+	}
 	a, err := agent.New(ac)
 	if err != nil {
 		return err

@@ -1,0 +1,297 @@
+package agent
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/wallphone/wallphone/firmware/bootenv"
+	"github.com/wallphone/wallphone/firmware/install"
+	"github.com/wallphone/wallphone/firmware/release"
+	"github.com/wallphone/wallphone/firmware/slot"
+	"github.com/wallphone/wallphone/tufclient"
+)
+
+// Slots are the phone's firmware: its two slots and the bootloader environment that chooses
+// between them. A phone without them does not update its firmware.
+type Slots struct {
+	// Hardware names the board as releases do (firmware/<hardware>_<version>.img).
+	Hardware string
+	// Running is the slot this process runs from: bootenv.SlotA or SlotB.
+	Running string
+	// Env is where the bootloader's environment is.
+	Env bootenv.Config
+	// Image is the file that holds a slot (the simulated phone's slots are files), and
+	// Capacity the size of the inactive slot's file.
+	Image    func(slot string) string
+	Capacity int64
+}
+
+// ErrReboot is what Run returns after an update was installed and the phone, idle, stopped
+// to boot it: whoever started the agent reboots the board (or, on the simulated phone, boots
+// the slots again).
+var ErrReboot = errors.New("agent: rebooting into new firmware")
+
+// trialDeadline is how long new firmware on trial has to prove itself healthy (policy and
+// registry in force, the repository reached) before the phone reboots, which counts against
+// the bootloader's limit and, past it, falls back to the good slot.
+const trialDeadline = 10 * time.Minute
+
+// firmwareState is what the phone keeps of its firmware, in the state database.
+type firmwareState struct {
+	// Committed is the version of the committed firmware (0: the factory's, never updated),
+	// in slot CommittedSlot, an image of CommittedLength bytes.
+	Committed       uint64 `json:"committed"`
+	CommittedSlot   string `json:"committed_slot,omitempty"`
+	CommittedLength int64  `json:"committed_length,omitempty"`
+	// Floor is the highest anti-rollback floor seen in signed metadata.
+	Floor uint64 `json:"floor"`
+	// Failed are versions that did not commit here: never installed again by the phone
+	// itself, only if a newer release says so.
+	Failed []uint64 `json:"failed,omitempty"`
+	// Pending is an update installed and marked to be tried, not yet committed.
+	Pending *pendingFirmware `json:"pending,omitempty"`
+}
+
+type pendingFirmware struct {
+	Version uint64 `json:"version"`
+	Slot    string `json:"slot"`
+	Length  int64  `json:"length"`
+}
+
+// firmware is the update goroutine's own: nothing else touches it, but for reboot, which the
+// call loop reads.
+type firmware struct {
+	slots   *Slots
+	st      firmwareState
+	trial   bool      // this process runs the pending firmware, on trial
+	started time.Time // when this process started: the trial's deadline counts from here
+}
+
+func (a *Agent) loadFirmware() (firmwareState, error) {
+	var st firmwareState
+	b, err := lockedStore{a}.firmware()
+	if err != nil || b == nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return firmwareState{}, fmt.Errorf("firmware state: %w", err)
+	}
+	return st, nil
+}
+
+func (a *Agent) saveFirmware(st firmwareState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return lockedStore{a}.setFirmware(b)
+}
+
+// openFirmware reads the firmware's state at start and settles what the last boot decided:
+// the pending firmware is on trial here, or the bootloader fell back from it (a failure,
+// recorded and reported), or it waits for the reboot that was cut short.
+func (a *Agent) openFirmware() error {
+	s := a.cfg.Slots
+	if s == nil {
+		return nil
+	}
+	st, err := a.loadFirmware()
+	if err != nil {
+		return err
+	}
+	env, err := bootenv.Open(s.Env)
+	if err != nil {
+		return fmt.Errorf("firmware: %w", err)
+	}
+	fw := &firmware{slots: s, st: st, started: a.clock.Now()}
+	a.fw = fw
+	if st.CommittedSlot == "" {
+		st.CommittedSlot = s.Running
+		if fi, err := os.Stat(s.Image(s.Running)); err == nil {
+			st.CommittedLength = fi.Size()
+		}
+	}
+	trial, _ := env.Get("upgrade_available")
+	boot, _ := env.Get("boot_slot")
+	switch p := st.Pending; {
+	case p == nil:
+	case p.Slot == s.Running && trial == "1":
+		fw.trial = true
+		a.log.Info("new firmware on trial: it commits once the phone is healthy", "event", "firmware_trial",
+			"version", p.Version, "slot", p.Slot)
+	case trial == "1" && boot == p.Slot:
+		// Installed and marked, and the phone stopped before it rebooted: reboot when idle.
+		a.rebootWanted.Store(true)
+	default:
+		// The bootloader gave up on it: boots without a commit, past the limit.
+		st.Failed = append(st.Failed, p.Version)
+		st.Pending = nil
+		a.log.Error("new firmware did not commit and the phone fell back: it will not be installed again by itself",
+			"event", "firmware_failed", "version", p.Version, "slot", p.Slot, "running", s.Running)
+		if err := a.audit.Append("firmware_failed", map[string]string{"version": fmt.Sprint(p.Version), "slot": p.Slot}); err != nil {
+			a.log.Error("audit log: firmware failure not recorded", "event", "audit_error", "err", err)
+		}
+	}
+	fw.st = st
+	a.log.Info("firmware", "event", "firmware_state", "committed", st.Committed, "slot", s.Running, "floor", st.Floor)
+	return a.saveFirmware(st)
+}
+
+// firmwareStep runs after each repository check, on the update goroutine: firmware on trial
+// commits once the phone is healthy (the check succeeded with a policy and a registry in
+// force) or asks for a reboot past its deadline; otherwise a newer release is looked for,
+// installed into the inactive slot and marked to be tried, and the phone reboots into it
+// once idle.
+func (a *Agent) firmwareStep(ctx context.Context, checked bool) {
+	fw := a.fw
+	if fw == nil || a.rebootWanted.Load() {
+		return
+	}
+	if fw.trial {
+		r := a.rules(a.clock.Now())
+		healthy := checked && r.policyVersion > 0 && r.registryVersion > 0
+		switch {
+		case healthy:
+			a.commitFirmware()
+		case a.clock.Now().Sub(fw.started) > trialDeadline:
+			a.log.Error("new firmware not healthy in time: rebooting, which the bootloader counts", "event", "firmware_unhealthy")
+			a.rebootWanted.Store(true)
+		}
+		return
+	}
+	if !checked || fw.st.Pending != nil {
+		return
+	}
+	if err := a.installFirmware(ctx); err != nil {
+		a.log.Error("firmware update not installed; the running firmware stays", "event", "firmware_error", "err", err)
+	}
+}
+
+func (a *Agent) commitFirmware() {
+	fw := a.fw
+	env, err := bootenv.Open(fw.slots.Env)
+	if err == nil {
+		err = bootenv.Commit(env, fw.slots.Running)
+	}
+	if err != nil {
+		a.log.Error("new firmware healthy but not committed; trying again at the next check", "event", "firmware_error", "err", err)
+		return
+	}
+	p := fw.st.Pending
+	fw.st.Committed, fw.st.CommittedSlot, fw.st.CommittedLength, fw.st.Pending = p.Version, p.Slot, p.Length, nil
+	fw.trial = false
+	if err := a.saveFirmware(fw.st); err != nil {
+		a.log.Error("firmware state not saved", "event", "firmware_error", "err", err)
+	}
+	a.log.Info("new firmware healthy and committed", "event", "firmware_committed", "version", p.Version, "slot", p.Slot)
+	if err := a.audit.Append("firmware_committed", map[string]string{"version": fmt.Sprint(p.Version), "slot": p.Slot}); err != nil {
+		a.log.Error("audit log: firmware commit not recorded", "event", "audit_error", "err", err)
+	}
+}
+
+// installFirmware looks for a release for this phone and installs it.
+func (a *Agent) installFirmware(ctx context.Context) error {
+	fw, s := a.fw, a.fw.slots
+	targets, err := a.source.Targets(release.Prefix)
+	if err != nil {
+		return err
+	}
+	var list []release.Target
+	byName := map[string]tufclient.Target{}
+	for _, t := range targets {
+		byName[t.Name] = t
+		if _, _, err := release.ParseImageTarget(t.Name); err == nil {
+			list = append(list, release.Target{Name: t.Name, Custom: t.Custom})
+		}
+	}
+	choice := release.Pick(release.Phone{DeviceID: a.deviceID, Hardware: s.Hardware, Committed: fw.st.Committed,
+		Floor: fw.st.Floor, Failed: fw.st.Failed}, list)
+	if choice.Floor > fw.st.Floor {
+		fw.st.Floor = choice.Floor
+		if err := a.saveFirmware(fw.st); err != nil {
+			return err
+		}
+	}
+	if choice.Target == "" {
+		return nil
+	}
+	rel := choice.Release
+	image, index := byName[choice.Target], byName[rel.Index]
+	if index.Name == "" {
+		return fmt.Errorf("%s: its block index %s is not a signed target", choice.Target, rel.Index)
+	}
+	var idxSum [32]byte
+	b, err := hex.DecodeString(rel.IndexSHA256)
+	if err != nil || len(b) != len(idxSum) {
+		return fmt.Errorf("%s: index_sha256 %q", choice.Target, rel.IndexSHA256)
+	}
+	copy(idxSum[:], b)
+	inactive := bootenv.SlotB
+	if s.Running == bootenv.SlotB {
+		inactive = bootenv.SlotA
+	}
+	a.log.Info("installing new firmware into the inactive slot", "event", "firmware_installing",
+		"version", rel.Version, "slot", inactive, "bytes", image.Length)
+	sl, err := slot.CreateFile(s.Image(inactive), max(s.Capacity, image.Length), 4096)
+	if err != nil {
+		return err
+	}
+	defer sl.Close()
+	running, err := os.Open(s.Image(s.Running))
+	if err != nil {
+		return err
+	}
+	defer running.Close()
+	res, err := install.Install(ctx, install.Options{
+		Fetcher: a.source, Image: image, Index: index, IndexSHA256: idxSum, Slot: sl,
+		Running: running, RunningLen: fw.st.CommittedLength,
+		Progress: firmwareProgress{a}, Dir: filepath.Join(a.cfg.DataDir, "firmware"), Log: a.log,
+	})
+	if err != nil {
+		return err
+	}
+	env, err := bootenv.Open(s.Env)
+	if err == nil {
+		err = bootenv.MarkTrial(env, inactive)
+	}
+	if err != nil {
+		return fmt.Errorf("mark slot %s to be tried: %w", inactive, err)
+	}
+	fw.st.Pending = &pendingFirmware{Version: rel.Version, Slot: inactive, Length: res.Length}
+	if err := a.saveFirmware(fw.st); err != nil {
+		return err
+	}
+	a.log.Info("new firmware installed and verified: the phone reboots into it when idle", "event", "firmware_ready",
+		"version", rel.Version, "slot", inactive, "fetched", res.Fetched, "copied", res.Copied)
+	a.rebootWanted.Store(true)
+	return nil
+}
+
+// firmwareProgress keeps an install's progress in the state database.
+type firmwareProgress struct{ a *Agent }
+
+func (p firmwareProgress) Load() (install.Progress, error) {
+	var pr install.Progress
+	b, err := lockedStore(p).firmwareProgress()
+	if err != nil || b == nil {
+		return pr, err
+	}
+	if err := pr.UnmarshalBinary(b); err != nil {
+		return install.Progress{}, fmt.Errorf("%w: %w", install.ErrProgress, err)
+	}
+	return pr, nil
+}
+
+func (p firmwareProgress) Save(pr install.Progress) error {
+	b, err := pr.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	return lockedStore(p).setFirmwareProgress(b)
+}
