@@ -219,6 +219,13 @@ func (a *Agent) installFirmware(ctx context.Context) error {
 		}
 	}
 	if choice.Target == "" {
+		attrs := []any{"event", "firmware_current", "committed", fw.st.Committed}
+		for _, s := range choice.Skipped {
+			if errors.Is(s.Err, release.ErrFailed) {
+				attrs = append(attrs, "not_retried", s.Target)
+			}
+		}
+		a.log.Info("no firmware to install", attrs...)
 		return nil
 	}
 	rel := choice.Release

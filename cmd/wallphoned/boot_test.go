@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wallphone/wallphone/backoffice/demo"
 	"github.com/wallphone/wallphone/firmware/bootenv"
@@ -184,5 +186,88 @@ func TestFirmwareUpdate(t *testing.T) {
 	}
 	if good, _ := env.Get("good_slot"); good != "b" {
 		t.Fatalf("good slot %q after the commit", good)
+	}
+}
+
+// TestFirmwareRollback: a version that never comes up (its image exits at once) is booted on
+// trial three times, then the bootloader falls back to the good slot; the phone there records
+// the version as failed and does not install it again.
+func TestFirmwareRollback(t *testing.T) {
+	bin := buildAgent(t)
+	broken := filepath.Join(t.TempDir(), "broken")
+	if err := os.WriteFile(broken, []byte("#!/bin/sh\nexit 3\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	initDemo(t, data+"-keys")
+	run := func(input string) (string, error) {
+		t.Helper()
+		cmd := exec.Command(bin, "--board", "sim", "--slots", "--clock", "virtual", "--log", "json", "--data", data, "--vault", "none")
+		cmd.Env = append(os.Environ(), "HOME="+dir)
+		cmd.Stdin = strings.NewReader(input)
+		out, err := cmd.Output()
+		return string(out), err
+	}
+	if _, err := run("quit\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := demo.PublishFirmware(data+"-keys", "sim", 2, broken, demo.Firmware{}); err != nil {
+		t.Fatal(err)
+	}
+	// Installed, then the reboot into it once a frame passes: the broken image runs and exits.
+	cmd := exec.Command(bin, "--board", "sim", "--slots", "--clock", "virtual", "--log", "json", "--data", data, "--vault", "none")
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	in, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && !strings.Contains(sc.Text(), `"event":"firmware_ready"`) {
+	}
+	io.WriteString(in, "wait 1s\n")
+	for sc.Scan() {
+	}
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+		t.Fatalf("first boot of the broken version: %v", err)
+	}
+	for n := 2; n <= 3; n++ {
+		if _, err := run("quit\n"); !errors.As(err, &exit) || exit.ExitCode() != 3 {
+			t.Fatalf("trial boot %d: %v", n, err)
+		}
+	}
+	cmd = exec.Command(bin, "--board", "sim", "--slots", "--clock", "virtual", "--log", "json", "--data", data, "--vault", "none")
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	in, _ = cmd.StdinPipe()
+	stdout, _ = cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// A phone that never says it is current would wait for its input for ever.
+	guard := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
+	defer guard.Stop()
+	var lines strings.Builder
+	sc = bufio.NewScanner(stdout)
+	for sc.Scan() {
+		lines.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), `"event":"firmware_current"`) {
+			io.WriteString(in, "quit\n")
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("after the fallback: %v\n%s", err, lines.String())
+	}
+	out := lines.String()
+	for _, want := range []string{`"event":"firmware_current","committed":0,"not_retried":"firmware/sim_2.img"`,`"event":"firmware_boot","slot":"a","trial":false,"count":4,"fell_back_from":"b"`,
+		`"event":"firmware_failed","version":2,"slot":"b","running":"a"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, `"event":"firmware_installing"`) {
+		t.Errorf("the failed version was installed again:\n%s", out)
 	}
 }
