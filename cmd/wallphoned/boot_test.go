@@ -261,7 +261,7 @@ func TestFirmwareRollback(t *testing.T) {
 		t.Fatalf("after the fallback: %v\n%s", err, lines.String())
 	}
 	out := lines.String()
-	for _, want := range []string{`"event":"firmware_current","committed":0,"not_retried":"firmware/sim_2.img"`,`"event":"firmware_boot","slot":"a","trial":false,"count":4,"fell_back_from":"b"`,
+	for _, want := range []string{`"event":"firmware_current","committed":0,"not_retried":"firmware/sim_2.img"`, `"event":"firmware_boot","slot":"a","trial":false,"count":4,"fell_back_from":"b"`,
 		`"event":"firmware_failed","version":2,"slot":"b","running":"a"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %s:\n%s", want, out)
