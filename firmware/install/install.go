@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/wallphone/wallphone/firmware/blockindex"
 	"github.com/wallphone/wallphone/internal/atomicfile"
@@ -30,12 +31,15 @@ var (
 	// ErrSlotTooSmall: the image is larger than the inactive slot; nothing was written.
 	ErrSlotTooSmall = errors.New("install: image larger than the slot")
 	// ErrBlock: a fetched block does not match the index (the server's image is not the
-	// signed one); nothing of its batch was written. It comes joined with
+	// signed one); neither it nor anything after it was written. It comes joined with
 	// blockindex.ErrMismatch.
 	ErrBlock = errors.New("install: fetched block does not match the signed index")
 	// ErrImage: the image read back from the slot is not the signed image. The progress
 	// record is reset, so the next Install writes the slot anew.
 	ErrImage = errors.New("install: image in the slot does not match the signed image")
+	// ErrReadBack: a block read back from the slot after it was written and synced is not
+	// what was written: the medium did not keep it. The progress record stays before it.
+	ErrReadBack = errors.New("install: block read back from the slot differs from the signed index")
 	// ErrProgress: a progress record is damaged (returned by ProgressStore.Load; Install
 	// then starts over).
 	ErrProgress = errors.New("install: progress record damaged")
@@ -55,10 +59,12 @@ type Slot interface {
 	Begin(imageLen int64) error
 	// WriteBlock writes a whole block (or the image's last) at a block offset.
 	WriteBlock(off int64, p []byte) error
-	// Sync puts what was written on the medium, so that a read-back reads the medium.
+	// Sync puts what was written on the medium and drops it from the page cache, so that
+	// a read-back reads the medium.
 	Sync() error
-	// VerifyBlock reads n bytes at off back and checks their SHA-256.
-	VerifyBlock(off int64, n int, want [sha256.Size]byte) error
+	// DropCache drops a range from the page cache, so that the next read of it reads the
+	// medium (for blocks an earlier process wrote).
+	DropCache(off, n int64)
 	ReadAt(p []byte, off int64) (int, error)
 	// End syncs and closes the image to writes.
 	End() error
@@ -67,8 +73,9 @@ type Slot interface {
 	BlockSize() int
 }
 
-// DefaultBatchSize is how much of the image is fetched, written and recorded at a time: what
-// a resumed install may fetch twice, and the bulk of the memory an install holds.
+// DefaultBatchSize is how much of the image is fetched, written, synced and read back at a
+// time. An install holds two batches (one filling while the other is written): the bulk of
+// its memory.
 const DefaultBatchSize = 1 << 20
 
 // Options say what to install where.
@@ -93,8 +100,8 @@ type Options struct {
 	BatchSize int64
 	// Log receives a line per stage; nil discards.
 	Log *slog.Logger
-	// OnBatch, if set, is called after each batch is recorded, with the bytes of the image
-	// done and in all (for a progress bar and the status).
+	// OnBatch, if set, is called after each batch is written, synced and read back, with the
+	// bytes of the image done and in all (for a progress bar and the status).
 	OnBatch func(done, total int64)
 }
 
@@ -162,7 +169,9 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	case err != nil:
 		return res, fmt.Errorf("install: %w", err)
 	}
+	resuming := true
 	if p.Image != want.Image || p.Index != want.Index || p.Length != want.Length || p.Next > idx.Blocks() {
+		resuming = false
 		if p != (Progress{}) {
 			log.Info("firmware install: progress of another release dropped", "image", o.Image.Name)
 		}
@@ -174,7 +183,7 @@ func Install(ctx context.Context, o Options) (Result, error) {
 		p = want
 	}
 	in := &installer{o: o, idx: idx, res: &res, log: log}
-	if err := in.run(ctx, p, want); err != nil {
+	if err := in.run(ctx, p, want, resuming); err != nil {
 		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 			// Cancelled while a request was under way: the request's own error (a dropped
 			// connection) is the symptom, the cancellation the cause.
@@ -187,13 +196,13 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	return res, nil
 }
 
-func (in *installer) run(ctx context.Context, p, want Progress) error {
+func (in *installer) run(ctx context.Context, p, want Progress, resuming bool) error {
 	o, idx, res, log := in.o, in.idx, in.res, in.log
 	if p.Next > 0 {
 		res.Resumed = min(p.Next*int64(idx.BlockSize()), o.Image.Length)
 		log.Info("firmware install: resuming", "image", o.Image.Name, "done", res.Resumed, "length", o.Image.Length)
 	}
-	if err := in.write(ctx, p); err != nil {
+	if err := in.write(ctx, p, resuming); err != nil {
 		return err
 	}
 	return in.readBack(ctx, want)
@@ -267,11 +276,12 @@ func fetchIndex(ctx context.Context, o Options, path string) error {
 
 // installer is one Install under way.
 type installer struct {
-	o   Options
-	idx *blockindex.Index
-	res *Result
-	log *slog.Logger
-	buf []byte // one batch
+	o           Options
+	idx         *blockindex.Index
+	res         *Result
+	log         *slog.Logger
+	batchBlocks int64
+	buf         []byte // one batch: the scan's and the final read-back's
 }
 
 // source is where a block of the new image comes from: a running-slot offset, or -1 to fetch.
@@ -279,141 +289,308 @@ type source = int64
 
 const fetch source = -1
 
-// write makes blocks [p.Next, Blocks) in batches and records each batch once verified.
-func (in *installer) write(ctx context.Context, p Progress) error {
+// saveEvery is how many batches go by between progress records. More often buys nothing: a
+// resumed install checks the blocks in the slot past the record against the index (local
+// reads), so a record behind costs a re-read, not a fetch; and each record costs two fsyncs.
+const saveEvery = 16
+
+// batch is a batch of blocks on its way into the slot: filled by the fetching goroutine,
+// written, synced and read back by Install's.
+type batch struct {
+	b0   int64 // first block
+	n    int   // blocks
+	good int   // blocks [b0, b0+good) are filled and match the index
+	buf  []byte
+	src  []source
+	hash [][sha256.Size]byte // the index's hashes of the good blocks
+	// What filling it did, for Result.
+	copied, fetched, mismatches int64
+}
+
+// block is block b0+k of the batch.
+func (bt *batch) block(idx *blockindex.Index, k int) []byte {
+	start, _ := idx.Block(bt.b0)
+	off, n := idx.Block(bt.b0 + int64(k))
+	return bt.buf[off-start : off-start+n]
+}
+
+// write makes the blocks past p.Next: it finds those a cut-short run left in the slot, then
+// fills batches in one goroutine while this one writes, syncs and reads back the batch
+// before, and records progress every saveEvery batches and when it stops.
+func (in *installer) write(ctx context.Context, p Progress, resuming bool) error {
 	idx := in.idx
 	bs := int64(idx.BlockSize())
-	batch := max(in.o.BatchSize, 0)
-	if batch == 0 {
-		batch = DefaultBatchSize
+	batchBytes := max(in.o.BatchSize, 0)
+	if batchBytes == 0 {
+		batchBytes = DefaultBatchSize
 	}
-	batchBlocks := max(batch/bs, 1)
-	in.buf = make([]byte, batchBlocks*bs)
+	in.batchBlocks = max(batchBytes/bs, 1)
+	in.buf = make([]byte, in.batchBlocks*bs)
+	if resuming && p.Next < idx.Blocks() {
+		next, err := in.scan(ctx, p.Next)
+		if err != nil {
+			return err
+		}
+		if next > p.Next {
+			in.log.Info("firmware install: blocks past the record found in the slot", "image", in.o.Image.Name, "from", p.Next, "to", next)
+			in.res.Resumed = min(next*bs, idx.Len())
+		}
+		p.Next = next
+	}
 	if p.Next >= idx.Blocks() {
-		return nil
+		return in.save(p)
 	}
 	runningLen := in.o.RunningLen
 	if in.o.Running == nil {
 		runningLen = 0
 	}
-	plan, err := blockindex.Plan(in.o.Running, runningLen, idx, batchBlocks*bs)
+	plan, err := blockindex.Plan(in.o.Running, runningLen, idx, in.batchBlocks*bs)
 	if err != nil {
 		return fmt.Errorf("install: plan: %w", err)
 	}
 	in.log.Info("firmware install: planned", "image", in.o.Image.Name, "copy", plan.CopyBytes, "fetch", plan.FetchBytes)
-	src := make([]source, batchBlocks)
-	var ci, fi int // cursors into plan.Copies and plan.Fetches, both in image order
-	for b0 := p.Next; b0 < idx.Blocks(); b0 += batchBlocks {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("install: %w", err)
+
+	// Two batches in all: one filling while the other is written. The first in buf.
+	free := make(chan *batch, 2)
+	for _, b := range [][]byte{in.buf, make([]byte, len(in.buf))} {
+		free <- &batch{buf: b, src: make([]source, in.batchBlocks), hash: make([][sha256.Size]byte, in.batchBlocks)}
+	}
+	full := make(chan *batch)
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var fillErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(full)
+		fillErr = in.fillAll(fctx, p.Next, plan, free, full)
+	})
+	var writeErr error
+	saved, since := p.Next, 0
+	for bt := range full {
+		if writeErr != nil {
+			continue // draining, so that the filler ends
 		}
-		b1 := min(b0+batchBlocks, idx.Blocks())
+		if writeErr = in.store(bt); writeErr != nil {
+			stop()
+			continue
+		}
+		in.res.Copied += bt.copied
+		in.res.Fetched += bt.fetched
+		in.res.CopyMismatches += bt.mismatches
+		p.Next = bt.b0 + int64(bt.good)
+		if since++; since >= saveEvery && p.Next < idx.Blocks() {
+			if writeErr = in.save(p); writeErr != nil {
+				stop()
+				continue
+			}
+			saved, since = p.Next, 0
+		}
+		if in.o.OnBatch != nil && bt.good > 0 {
+			in.o.OnBatch(min(p.Next*bs, idx.Len()), idx.Len())
+		}
+		free <- bt
+	}
+	wg.Wait()
+	// Whatever stopped the run, what was written and verified is recorded, so that the
+	// next run need not even check it again.
+	if p.Next > saved {
+		if err := in.save(p); err != nil {
+			return errors.Join(writeErr, fillErr, err)
+		}
+	}
+	if writeErr != nil {
+		return writeErr
+	}
+	return fillErr
+}
+
+func (in *installer) save(p Progress) error {
+	if err := in.o.Progress.Save(p); err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
+	return nil
+}
+
+// scan returns the first block from `from` on that the slot does not hold as the index has
+// it. A run cut short (killed, powered off) leaves blocks written past its last record, all
+// of them checked against the index before they were written; all but the one being written
+// when it stopped are whole, or missing when they never reached the medium. Each is checked
+// again here, read from the medium, before it counts as done: nothing in the slot is trusted
+// for being there.
+func (in *installer) scan(ctx context.Context, from int64) (int64, error) {
+	idx := in.idx
+	start, _ := idx.Block(from)
+	// An earlier process's writes may still be in the page cache: onto the medium first,
+	// then read from there.
+	if err := in.o.Slot.Sync(); err != nil {
+		return from, fmt.Errorf("install: %w", err)
+	}
+	in.o.Slot.DropCache(start, idx.Len()-start)
+	for b0 := from; b0 < idx.Blocks(); b0 += in.batchBlocks {
+		if err := ctx.Err(); err != nil {
+			return from, fmt.Errorf("install: %w", err)
+		}
+		b1 := min(b0+in.batchBlocks, idx.Blocks())
+		off, _ := idx.Block(b0)
+		lastOff, lastLen := idx.Block(b1 - 1)
+		buf := in.buf[:lastOff+lastLen-off]
+		n, err := in.o.Slot.ReadAt(buf, off)
+		if n < len(buf) && err != nil && !errors.Is(err, io.EOF) {
+			return from, fmt.Errorf("install: check the slot at %d: %w", off+int64(n), err)
+		}
+		for b := b0; b < b1; b++ {
+			boff, bn := idx.Block(b)
+			if boff+bn > off+int64(n) || idx.Check(b, buf[boff-off:boff-off+bn]) != nil {
+				return b, nil
+			}
+		}
+	}
+	return idx.Blocks(), nil
+}
+
+// fillAll fills batches from block `from` on, in order, and hands each to full, a batch cut
+// short by an error too (with the blocks that came whole and match), then returns the error.
+func (in *installer) fillAll(ctx context.Context, from int64, plan *blockindex.Delta, free <-chan *batch, full chan<- *batch) error {
+	idx := in.idx
+	bs := int64(idx.BlockSize())
+	var ci int // cursor into plan.Copies, in image order
+	for b0 := from; b0 < idx.Blocks(); b0 += in.batchBlocks {
+		var bt *batch
+		select {
+		case bt = <-free:
+		case <-ctx.Done():
+			return fmt.Errorf("install: %w", ctx.Err())
+		}
+		b1 := min(b0+in.batchBlocks, idx.Blocks())
+		bt.b0, bt.n, bt.good = b0, int(b1-b0), 0
+		bt.copied, bt.fetched, bt.mismatches = 0, 0, 0
 		for b := b0; b < b1; b++ {
 			off := b * bs
 			for ci < len(plan.Copies) && plan.Copies[ci].To+plan.Copies[ci].Len <= off {
 				ci++
 			}
-			for fi < len(plan.Fetches) && plan.Fetches[fi].Off+plan.Fetches[fi].Len <= off {
-				fi++
-			}
-			src[b-b0] = fetch
+			bt.src[b-b0] = fetch
 			if ci < len(plan.Copies) && plan.Copies[ci].To <= off {
-				src[b-b0] = plan.Copies[ci].From + off - plan.Copies[ci].To
+				bt.src[b-b0] = plan.Copies[ci].From + off - plan.Copies[ci].To
 			}
 		}
-		if err := in.batch(ctx, b0, b1, src[:b1-b0]); err != nil {
+		err := in.fill(ctx, bt)
+		// Even cut short: what came whole and matches is written, not fetched again.
+		full <- bt
+		if err != nil {
 			return err
-		}
-		next := p
-		next.Next = b1
-		if err := in.o.Progress.Save(next); err != nil {
-			return fmt.Errorf("install: %w", err)
-		}
-		if in.o.OnBatch != nil {
-			in.o.OnBatch(min(b1*bs, idx.Len()), idx.Len())
 		}
 	}
 	return nil
 }
 
-// batch fills the buffer with blocks [b0, b1), checks each against the index, and only then
-// writes, syncs and reads them back.
-func (in *installer) batch(ctx context.Context, b0, b1 int64, src []source) error {
+// fill fills a batch and checks each block against the index: copies from the running slot
+// first (one read per run contiguous there; a block that does not match is fetched
+// instead), then fetches (one Range request per run of blocks to fetch). It sets bt.good to
+// the blocks from the start that are filled and match, all of them unless it fails.
+func (in *installer) fill(ctx context.Context, bt *batch) error {
 	idx := in.idx
 	bs := int64(idx.BlockSize())
-	start, _ := idx.Block(b0)
-	lastOff, lastLen := idx.Block(b1 - 1)
-	buf := in.buf[:lastOff+lastLen-start]
-	block := func(b int64) []byte {
-		off, n := idx.Block(b)
-		return buf[off-start : off-start+n]
-	}
-	// Copies, one read per run contiguous in the running slot.
+	src := bt.src[:bt.n]
+	start, _ := idx.Block(bt.b0)
 	for i := 0; i < len(src); {
 		j := i + 1
 		if src[i] != fetch {
 			for j < len(src) && src[j] == src[j-1]+bs {
 				j++
 			}
-			b := b0 + int64(i)
-			off, _ := idx.Block(b)
-			endOff, endLen := idx.Block(b0 + int64(j) - 1)
-			if _, err := in.o.Running.ReadAt(buf[off-start:endOff+endLen-start], src[i]); err != nil {
+			off, _ := idx.Block(bt.b0 + int64(i))
+			endOff, endLen := idx.Block(bt.b0 + int64(j) - 1)
+			if _, err := in.o.Running.ReadAt(bt.buf[off-start:endOff+endLen-start], src[i]); err != nil {
 				in.log.Warn("firmware install: running slot unreadable, fetching instead", "offset", src[i], "err", err)
 			}
 			for k := i; k < j; k++ {
-				if idx.Check(b0+int64(k), block(b0+int64(k))) != nil {
+				if idx.Check(bt.b0+int64(k), bt.block(idx, k)) != nil {
 					src[k] = fetch
-					in.res.CopyMismatches++
+					bt.mismatches++
 				} else {
-					in.res.Copied += int64(len(block(b0 + int64(k))))
+					bt.copied += int64(len(bt.block(idx, k)))
 				}
 			}
 		}
 		i = j
 	}
-	// Fetches, one Range request per run of blocks to fetch.
-	for i := 0; i < len(src); {
+	var err error
+	good := len(src)
+	for i := 0; i < len(src) && err == nil; {
 		j := i + 1
-		if src[i] == fetch {
-			for j < len(src) && src[j] == fetch {
-				j++
+		if src[i] != fetch {
+			i = j
+			continue
+		}
+		for j < len(src) && src[j] == fetch {
+			j++
+		}
+		off, _ := idx.Block(bt.b0 + int64(i))
+		endOff, endLen := idx.Block(bt.b0 + int64(j) - 1)
+		w := &fill{p: bt.buf[off-start : endOff+endLen-start]}
+		if err = in.o.Fetcher.FetchRange(ctx, in.o.Image, off, int64(len(w.p)), w); err != nil {
+			err = fmt.Errorf("install: fetch: %w", err)
+			good = i
+		}
+		bt.fetched += int64(w.n)
+		for k := i; k < j; k++ {
+			boff, bn := idx.Block(bt.b0 + int64(k))
+			if boff+bn > off+int64(w.n) {
+				break // cut short here; err is set
 			}
-			off, _ := idx.Block(b0 + int64(i))
-			endOff, endLen := idx.Block(b0 + int64(j) - 1)
-			dst := buf[off-start : endOff+endLen-start]
-			w := &fill{p: dst}
-			err := in.o.Fetcher.FetchRange(ctx, in.o.Image, off, int64(len(dst)), w)
-			in.res.Fetched += int64(w.n)
+			if cerr := idx.Check(bt.b0+int64(k), bt.block(idx, k)); cerr != nil {
+				good, err = k, fmt.Errorf("%w: %s: %w", ErrBlock, in.o.Image.Name, cerr)
+				break
+			}
 			if err != nil {
-				return fmt.Errorf("install: fetch: %w", err)
-			}
-			for k := i; k < j; k++ {
-				if err := idx.Check(b0+int64(k), block(b0+int64(k))); err != nil {
-					return fmt.Errorf("%w: %s: %w", ErrBlock, in.o.Image.Name, err)
-				}
+				good = k + 1
 			}
 		}
 		i = j
 	}
-	// Every block of the batch now matches the index.
-	for b := b0; b < b1; b++ {
-		off, _ := idx.Block(b)
-		if err := in.o.Slot.WriteBlock(off, block(b)); err != nil {
+	for k := range good {
+		h, herr := idx.Hash(bt.b0 + int64(k))
+		if herr != nil {
+			bt.good = k
+			return errors.Join(err, fmt.Errorf("install: %w", herr))
+		}
+		bt.hash[k] = h
+	}
+	bt.good = good
+	return err
+}
+
+// store writes the batch's good blocks, every one of them checked against the index, syncs
+// the slot (which drops them from the page cache) and reads them back from the medium in one
+// read to check them again.
+func (in *installer) store(bt *batch) error {
+	if bt.good == 0 {
+		return nil
+	}
+	idx := in.idx
+	for k := range bt.good {
+		off, _ := idx.Block(bt.b0 + int64(k))
+		if err := in.o.Slot.WriteBlock(off, bt.block(idx, k)); err != nil {
 			return fmt.Errorf("install: %w", err)
 		}
 	}
 	if err := in.o.Slot.Sync(); err != nil {
 		return fmt.Errorf("install: %w", err)
 	}
-	for b := b0; b < b1; b++ {
-		off, n := idx.Block(b)
-		h, err := idx.Hash(b)
-		if err != nil {
-			return fmt.Errorf("install: %w", err)
+	start, _ := idx.Block(bt.b0)
+	endOff, endLen := idx.Block(bt.b0 + int64(bt.good) - 1)
+	buf := bt.buf[:endOff+endLen-start]
+	if n, err := in.o.Slot.ReadAt(buf, start); n < len(buf) {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
 		}
-		if err := in.o.Slot.VerifyBlock(off, int(n), h); err != nil {
-			return fmt.Errorf("install: %w", err)
+		return fmt.Errorf("install: read back the slot at %d: %w", start+int64(n), err)
+	}
+	for k := range bt.good {
+		if sha256.Sum256(bt.block(idx, k)) != bt.hash[k] {
+			off, _ := idx.Block(bt.b0 + int64(k))
+			return fmt.Errorf("%w: block %d (offset %d)", ErrReadBack, bt.b0+int64(k), off)
 		}
 	}
 	return nil
@@ -454,8 +631,9 @@ func (in *installer) readBack(ctx context.Context, p Progress) error {
 const hashChunk = 8 << 10
 
 // chunkReader reads its file a chunk at a time and serves the Index's 32-byte reads from the
-// chunk: two reads per block (check before the write, verify after) become one system call
-// per chunk. Not safe for concurrent use, as the installer is not.
+// chunk: two reads per block (the check, then the hash kept for the read-back) become one
+// system call per chunk. Not safe for concurrent use: only the goroutine that fills batches
+// reads hashes while they are filled.
 type chunkReader struct {
 	r   io.ReaderAt
 	off int64 // where buf starts in r
@@ -491,4 +669,25 @@ func (w *fill) Write(b []byte) (int, error) {
 	}
 	w.n += copy(w.p[w.n:], b)
 	return len(b), nil
+}
+
+// ReadFrom reads straight into the buffer, so that io.Copy neither copies every byte
+// through a buffer of its own nor allocates one per range.
+func (w *fill) ReadFrom(r io.Reader) (int64, error) {
+	start := w.n
+	for w.n < len(w.p) {
+		n, err := r.Read(w.p[w.n:])
+		w.n += n
+		if err == io.EOF {
+			return int64(w.n - start), nil
+		}
+		if err != nil {
+			return int64(w.n - start), err
+		}
+	}
+	var more [1]byte
+	if n, _ := io.ReadFull(r, more[:]); n > 0 {
+		return int64(w.n - start), io.ErrShortWrite
+	}
+	return int64(w.n - start), nil
 }

@@ -10,6 +10,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -116,7 +119,9 @@ func (c *changing) ReadAt(p []byte, off int64) (int, error) {
 
 // TestResumeAfterCancel: an install cancelled at a random moment (while a range streams, or
 // between writes into the slot) and run again, over and over, ends with the image in the
-// slot, and no resumed run fetches again more than one batch of what earlier runs fetched.
+// slot, and no resumed run fetches again more than one block of what earlier runs fetched.
+// What was fetched is counted as FetchRange hands it to the installer: bytes still in
+// flight on the connection when the context is cancelled never reach it.
 func TestResumeAfterCancel(t *testing.T) {
 	runs := 60
 	if testing.Short() {
@@ -130,30 +135,28 @@ func TestResumeAfterCancel(t *testing.T) {
 		old := randomBytes(3, imageLen)
 		copy(old[200*bs:], img[200*bs:]) // the tail is reused, the head fetched
 		p := newPhone(t, run%2 == 0, img, 2<<20)
+		got := &received{}
 		for attempt := 0; ; attempt++ {
 			if attempt > 100 {
 				t.Fatalf("run %d: no end after %d attempts", run, attempt)
 			}
-			before := p.served.snapshot(p.imagePath())
+			before := got.snapshot()
 			ctx, cancel := context.WithCancel(context.Background())
 			o, s := p.options(old)
 			cut := rng.Int64N(imageLen)
 			if rng.IntN(2) == 0 {
-				// Cancel once the server has sent cut more bytes of the image.
-				start := p.served.sent()
-				p.served.setFault(func(w http.ResponseWriter, req *http.Request) http.ResponseWriter {
-					return &cancelAfter{ResponseWriter: w, left: start + cut - p.served.sent(), cancel: cancel}
-				})
+				// Cancel once cut more bytes of the image have come.
+				o.Fetcher = got.fetcher(o.Fetcher, cut, cancel)
 			} else {
-				p.served.setFault(nil)
+				o.Fetcher = got.fetcher(o.Fetcher, -1, nil)
 				o.Slot = &cancelSlot{Slot: s, left: int(cut / bs), cancel: cancel}
 			}
 			_, err := install.Install(ctx, o)
 			cancel()
-			refetch := refetched(before, p.served.snapshot(p.imagePath()))
+			refetch := refetched(before, got.snapshot())
 			maxRefetch = max(maxRefetch, refetch)
-			if refetch > batch {
-				t.Fatalf("run %d attempt %d: fetched %d bytes again, more than a batch (%d)", run, attempt, refetch, batch)
+			if refetch > bs {
+				t.Fatalf("run %d attempt %d: fetched %d bytes again, more than a block (%d)", run, attempt, refetch, bs)
 			}
 			if err == nil {
 				break
@@ -166,11 +169,78 @@ func TestResumeAfterCancel(t *testing.T) {
 		}
 		p.checkSlot()
 	}
-	t.Logf("%d runs, %d resumes: the most one resume fetched again was %d bytes (a batch is %d)", runs, resumes, maxRefetch, batch)
+	t.Logf("%d runs, %d resumes: the most one resume fetched again was %d bytes (a block is %d)", runs, resumes, maxRefetch, bs)
+}
+
+// received counts the bytes of the image FetchRange handed to the installer, block by block.
+type received struct {
+	mu     sync.Mutex
+	blocks []int
+}
+
+// fetcher wraps f to count into r; with cut >= 0, it calls cancel once cut more bytes have
+// come, and hands over no more.
+func (r *received) fetcher(f install.Fetcher, cut int64, cancel context.CancelFunc) install.Fetcher {
+	return &countingFetcher{Fetcher: f, r: r, left: cut, cancel: cancel}
+}
+
+func (r *received) snapshot() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]int(nil), r.blocks...)
+}
+
+func (r *received) add(off int64, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := off; i < off+int64(n); {
+		b := int(i / bs)
+		for len(r.blocks) <= b {
+			r.blocks = append(r.blocks, 0)
+		}
+		k := min(off+int64(n)-i, int64(b+1)*bs-i)
+		r.blocks[b] += int(k)
+		i += k
+	}
+}
+
+type countingFetcher struct {
+	install.Fetcher
+	r      *received
+	left   int64 // bytes to hand over before cancelling; < 0: no cut
+	cancel context.CancelFunc
+}
+
+func (f *countingFetcher) FetchRange(ctx context.Context, t tufclient.Target, off, n int64, w io.Writer) error {
+	return f.Fetcher.FetchRange(ctx, t, off, n, &handOver{f: f, off: off, w: w})
+}
+
+type handOver struct {
+	f   *countingFetcher
+	off int64
+	w   io.Writer
+}
+
+func (c *handOver) Write(p []byte) (int, error) {
+	var cut error
+	if c.f.left >= 0 && int64(len(p)) >= c.f.left {
+		p, cut = p[:c.f.left], context.Canceled
+		c.f.cancel()
+	}
+	if c.f.left >= 0 {
+		c.f.left -= int64(len(p))
+	}
+	n, err := c.w.Write(p)
+	c.f.r.add(c.off, n)
+	c.off += int64(n)
+	if err == nil {
+		err = cut
+	}
+	return n, err
 }
 
 // refetched is how many bytes of blocks that were sent before (some bytes at least) were
-// sent again, from two snapshots of served.
+// sent again, from two snapshots of served or received.
 func refetched(before, after []int) int64 {
 	var n int64
 	for b := range min(len(before), len(after)) {
@@ -217,6 +287,35 @@ func (s *cancelSlot) WriteBlock(off int64, p []byte) error {
 	}
 	s.left--
 	return s.Slot.WriteBlock(off, p)
+}
+
+// TestCancelLeavesNoGoroutine: an install cancelled while a range streams returns only once
+// the goroutine filling batches has ended, with an error wrapping context.Canceled, and
+// nothing but the image's blocks in the slot.
+func TestCancelLeavesNoGoroutine(t *testing.T) {
+	p := newPhone(t, true, randomBytes(11, imageLen), 2<<20)
+	for _, cut := range []int64{3*bs + 17, 40 * bs, 1} {
+		ctx, cancel := context.WithCancel(context.Background())
+		o, _ := p.options(nil)
+		o.Fetcher = (&received{}).fetcher(o.Fetcher, cut, cancel)
+		_, err := install.Install(ctx, o)
+		cancel()
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cut at %d: err = %v", cut, err)
+		}
+		checkNoInstallGoroutine(t)
+		p.checkNothingPast()
+	}
+}
+
+// checkNoInstallGoroutine says no goroutine runs the installer's code: Install waited for
+// the one it started.
+func checkNoInstallGoroutine(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	if st := string(buf[:runtime.Stack(buf, true)]); strings.Contains(st, "firmware/install.(*installer)") {
+		t.Fatalf("a goroutine of the install outlived it:\n%s", st)
+	}
 }
 
 // TestNewReleaseStartsOver: an install cut short, then a newer release published: its
@@ -397,7 +496,7 @@ func (w *flipWriter) Write(p []byte) (int, error) {
 // TestServerDrops: the server drops the connection in the middle of the install's first
 // request (the index), then of its second (the first range), and so on: each run fails with
 // the dropped connection, and the next goes on from where it was, fetching again at most
-// one batch.
+// one block: the one the connection dropped in.
 func TestServerDrops(t *testing.T) {
 	img := randomBytes(8, imageLen)
 	p := newPhone(t, true, img, 2<<20)
@@ -407,13 +506,14 @@ func TestServerDrops(t *testing.T) {
 			if n++; n-1 != drop {
 				return w
 			}
-			return &cancelAfter{ResponseWriter: w, left: 1000, cancel: func() {}}
+			// Some way into the range: blocks of it come whole before the drop.
+			return &cancelAfter{ResponseWriter: w, left: int64(1000 + drop%4*5*bs), cancel: func() {}}
 		})
 		before := p.served.snapshot(p.imagePath())
 		o, _ := p.options(nil)
 		_, err := install.Install(context.Background(), o)
-		if refetch := refetched(before, p.served.snapshot(p.imagePath())); refetch > batch {
-			t.Fatalf("drop %d: %d bytes fetched again, more than a batch", drop, refetch)
+		if refetch := refetched(before, p.served.snapshot(p.imagePath())); refetch > bs {
+			t.Fatalf("drop %d: %d bytes fetched again, more than a block", drop, refetch)
 		}
 		if err == nil {
 			p.checkSlot()
@@ -450,6 +550,7 @@ func TestSlotWriteFails(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	t.Logf("refused: %v", err)
+	checkNoInstallGoroutine(t)
 	if pr := p.progress(); pr.Next*bs > be.Off {
 		t.Fatalf("progress %d blocks, past the failed block at %d", pr.Next, be.Off)
 	}
@@ -469,11 +570,21 @@ func TestReadBackMismatch(t *testing.T) {
 	}
 }
 
-type badReadBack struct{ install.Slot }
+// badReadBack reads back its first byte wrong once the image is ended: what the per-batch
+// check saw was right.
+type badReadBack struct {
+	install.Slot
+	ended bool
+}
+
+func (s *badReadBack) End() error {
+	s.ended = true
+	return s.Slot.End()
+}
 
 func (s *badReadBack) ReadAt(p []byte, off int64) (int, error) {
 	n, err := s.Slot.ReadAt(p, off)
-	if off == 0 && n > 0 {
+	if s.ended && off == 0 && n > 0 {
 		p[0] ^= 1
 	}
 	return n, err

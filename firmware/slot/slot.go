@@ -297,6 +297,13 @@ func (s *Slot) Sync() error {
 	return nil
 }
 
+// DropCache drops the page cache for n bytes at off, so that the next read of them reads
+// the medium: for checking what an earlier process wrote, after a Sync has put it there.
+// Advice only, as in Sync.
+func (s *Slot) DropCache(off, n int64) {
+	_ = unix.Fadvise(int(s.f.Fd()), off, n, unix.FADV_DONTNEED)
+}
+
 // ReadAt reads from the slot as [io.ReaderAt] does, anywhere up to its capacity (io.EOF
 // beyond).
 func (s *Slot) ReadAt(p []byte, off int64) (int, error) {

@@ -27,6 +27,7 @@ type installer interface {
 	ReadAt(p []byte, off int64) (int, error)
 	VerifyBlock(off int64, n int, want [sha256.Size]byte) error
 	Sync() error
+	DropCache(off, n int64)
 	End() error
 	Close() error
 }
@@ -66,6 +67,12 @@ func writeImage(t *testing.T, s *slot.Slot, img []byte) {
 	}
 	if err := s.End(); err != nil {
 		t.Fatal(err)
+	}
+	// As a resumed install checks what an earlier process wrote: from the medium.
+	s.DropCache(0, int64(len(img)))
+	got := make([]byte, len(img))
+	if _, err := s.ReadAt(got, 0); err != nil || !bytes.Equal(got, img) {
+		t.Fatalf("read after DropCache: %v, equal %v", err, bytes.Equal(got, img))
 	}
 }
 
