@@ -274,9 +274,9 @@ func (a *Agent) installFirmware(ctx context.Context) error {
 	if err := a.saveFirmware(fw.st); err != nil {
 		return err
 	}
+	a.rebootWanted.Store(true)
 	a.log.Info("new firmware installed and verified: the phone reboots into it when idle", "event", "firmware_ready",
 		"version", rel.Version, "slot", inactive, "fetched", res.Fetched, "copied", res.Copied)
-	a.rebootWanted.Store(true)
 	return nil
 }
 
