@@ -138,6 +138,8 @@ type Agent struct {
 	// rebootWanted is set when new firmware waits to be booted: the call loop stops the agent
 	// at its next idle moment.
 	rebootWanted atomic.Bool
+	// fwStatus is what the console's status says of the firmware, set by whoever changes it.
+	fwStatus atomic.Pointer[string]
 	// rebooting is set by the call loop when it stopped the agent for that reboot.
 	rebooting bool
 	// stopRun ends Run (set by Run, used by the call loop).

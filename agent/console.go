@@ -149,6 +149,9 @@ func (p agentPhone) Status(context.Context) (provisioning.Status, error) {
 	if ts, ok := a.cfg.Trunk.(trunkStatus); ok {
 		st.SIP = ts.Status()
 	}
+	if s := a.fwStatus.Load(); s != nil {
+		st.Firmware = *s
+	}
 	var calls []provisioning.CallSummary
 	err := lockedStore{a}.Calls(func(_ string, b []byte) error {
 		r, err := callrecord.Parse(b)

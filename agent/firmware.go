@@ -140,6 +140,10 @@ func (a *Agent) openFirmware() error {
 	}
 	fw.st = st
 	a.log.Info("firmware", "event", "firmware_state", "committed", st.Committed, "slot", s.Running, "floor", st.Floor)
+	a.setFirmwareStatus("%s", fw.summary())
+	if n := len(st.Failed); n > 0 {
+		a.setFirmwareStatus("%s; version %d failed here and is not retried", fw.summary(), st.Failed[n-1])
+	}
 	return a.saveFirmware(st)
 }
 
@@ -189,6 +193,7 @@ func (a *Agent) commitFirmware() {
 	if err := a.saveFirmware(fw.st); err != nil {
 		a.log.Error("firmware state not saved", "event", "firmware_error", "err", err)
 	}
+	a.setFirmwareStatus("%s", fw.summary())
 	a.log.Info("new firmware healthy and committed", "event", "firmware_committed", "version", p.Version, "slot", p.Slot)
 	if err := a.audit.Append("firmware_committed", map[string]string{"version": fmt.Sprint(p.Version), "slot": p.Slot}); err != nil {
 		a.log.Error("audit log: firmware commit not recorded", "event", "audit_error", "err", err)
@@ -245,6 +250,7 @@ func (a *Agent) installFirmware(ctx context.Context) error {
 	}
 	a.log.Info("installing new firmware into the inactive slot", "event", "firmware_installing",
 		"version", rel.Version, "slot", inactive, "bytes", image.Length)
+	a.setFirmwareStatus("%s; installing version %d into slot %s", fw.summary(), rel.Version, inactive)
 	sl, err := slot.CreateFile(s.Image(inactive), max(s.Capacity, image.Length), 4096)
 	if err != nil {
 		return err
@@ -259,6 +265,9 @@ func (a *Agent) installFirmware(ctx context.Context) error {
 		Fetcher: a.source, Image: image, Index: index, IndexSHA256: idxSum, Slot: sl,
 		Running: running, RunningLen: fw.st.CommittedLength,
 		Progress: firmwareProgress{a}, Dir: filepath.Join(a.cfg.DataDir, "firmware"), Log: a.log,
+		OnBatch: func(done, total int64) {
+			a.setFirmwareStatus("%s; installing version %d into slot %s: %d%%", fw.summary(), rel.Version, inactive, done*100/max(total, 1))
+		},
 	})
 	if err != nil {
 		return err
@@ -274,6 +283,7 @@ func (a *Agent) installFirmware(ctx context.Context) error {
 	if err := a.saveFirmware(fw.st); err != nil {
 		return err
 	}
+	a.setFirmwareStatus("%s; version %d installed in slot %s: reboots into it when idle", fw.summary(), rel.Version, inactive)
 	a.rebootWanted.Store(true)
 	a.log.Info("new firmware installed and verified: the phone reboots into it when idle", "event", "firmware_ready",
 		"version", rel.Version, "slot", inactive, "fetched", res.Fetched, "copied", res.Copied)
@@ -301,4 +311,22 @@ func (p firmwareProgress) Save(pr install.Progress) error {
 		return err
 	}
 	return lockedStore(p).setFirmwareProgress(b)
+}
+
+// setFirmwareStatus is what the console's status says of the firmware from now on.
+func (a *Agent) setFirmwareStatus(format string, args ...any) {
+	s := fmt.Sprintf(format, args...)
+	a.fwStatus.Store(&s)
+}
+
+// summary says what is committed and where this process runs.
+func (fw *firmware) summary() string {
+	v := "the factory's"
+	if fw.st.Committed > 0 {
+		v = fmt.Sprintf("version %d", fw.st.Committed)
+	}
+	if fw.trial && fw.st.Pending != nil {
+		return fmt.Sprintf("version %d on trial in slot %s (commits once healthy); %s committed", fw.st.Pending.Version, fw.slots.Running, v)
+	}
+	return fmt.Sprintf("%s, committed, running in slot %s", v, fw.slots.Running)
 }

@@ -89,6 +89,7 @@ type Status struct {
 	SpoolBytes      int64         `json:"spool_bytes"`
 	Uplink          string        `json:"uplink"` // what the uplink does: where it uploads, or why it does not
 	SIP             string        `json:"sip,omitempty"`
+	Firmware        string        `json:"firmware,omitempty"` // the firmware's state: committed, on trial, installing, failed
 	Calls           []CallSummary `json:"calls,omitempty"`
 }
 

@@ -268,6 +268,9 @@ func (c *consoleCmd) doStatus(ctx context.Context, args []string) error {
 	if s.SIP != "" {
 		fmt.Fprintf(w, "sip:             %s\n", s.SIP)
 	}
+	if s.Firmware != "" {
+		fmt.Fprintf(w, "firmware:        %s\n", s.Firmware)
+	}
 	fmt.Fprintf(w, "last calls:      %d\n", len(s.Calls))
 	for _, cl := range s.Calls {
 		rec := "not recorded"
