@@ -174,3 +174,11 @@ func (r registryState) RegistryState() (uint64, time.Time) {
 	rs := r.a.rules(r.a.clock.Now())
 	return rs.registryVersion, rs.freshUntil
 }
+
+// FirmwareState is what the status object says of the firmware: the console's line.
+func (r registryState) FirmwareState() string {
+	if s := r.a.fwStatus.Load(); s != nil {
+		return *s
+	}
+	return ""
+}

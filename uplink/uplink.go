@@ -60,6 +60,7 @@ type Calls interface {
 
 // Registry says which registry the phone decides with: its version, and until when it is
 // valid (zero: unknown). The status object reports both.
+// The value may also say what firmware runs (FirmwareState() string) for the status object.
 type Registry interface {
 	RegistryState() (version uint64, expires time.Time)
 }
@@ -423,6 +424,9 @@ type Status struct {
 	LastUpload       time.Time `json:"last_upload,omitzero"`
 	LastError        string    `json:"last_error,omitempty"`
 	LastErrorTime    time.Time `json:"last_error_time,omitzero"`
+	// Firmware says what firmware runs, and of an update, what came of it (as the console's
+	// status says it); empty from a phone that does not update its firmware.
+	Firmware string `json:"firmware,omitempty"`
 }
 
 // StatusFormat names the status layout.
@@ -445,6 +449,9 @@ func (u *Uplink) Status() (Status, error) {
 	if u.o.Registry != nil {
 		s.RegistryVersion, s.RegistryExpires = u.o.Registry.RegistryState()
 		s.RegistryStale = !s.RegistryExpires.IsZero() && now.After(s.RegistryExpires)
+	}
+	if f, ok := u.o.Registry.(interface{ FirmwareState() string }); ok {
+		s.Firmware = f.FirmwareState()
 	}
 	u.mu.Lock()
 	s.Uploaded, s.LastUpload, s.LastError, s.LastErrorTime = u.sent, u.lastSent.UTC(), u.lastErr, u.errAt.UTC()
