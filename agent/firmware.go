@@ -109,9 +109,10 @@ func (a *Agent) openFirmware() error {
 	if err != nil {
 		return fmt.Errorf("firmware: %w", err)
 	}
-	fw := &firmware{slots: s, st: st, started: a.clock.Now()}
+	fw := &firmware{slots: s, started: a.clock.Now()}
 	a.fw = fw
-	if st.CommittedSlot == "" {
+	changed := st.CommittedSlot == ""
+	if changed {
 		st.CommittedSlot = s.Running
 		if fi, err := os.Stat(s.Image(s.Running)); err == nil {
 			st.CommittedLength = fi.Size()
@@ -131,7 +132,7 @@ func (a *Agent) openFirmware() error {
 	default:
 		// The bootloader gave up on it: boots without a commit, past the limit.
 		st.Failed = append(st.Failed, p.Version)
-		st.Pending = nil
+		st.Pending, changed = nil, true
 		a.log.Error("new firmware did not commit and the phone fell back: it will not be installed again by itself",
 			"event", "firmware_failed", "version", p.Version, "slot", p.Slot, "running", s.Running)
 		if err := a.audit.Append("firmware_failed", map[string]string{"version": fmt.Sprint(p.Version), "slot": p.Slot}); err != nil {
@@ -143,6 +144,9 @@ func (a *Agent) openFirmware() error {
 	a.setFirmwareStatus("%s", fw.summary())
 	if n := len(st.Failed); n > 0 {
 		a.setFirmwareStatus("%s; version %d failed here and is not retried", fw.summary(), st.Failed[n-1])
+	}
+	if !changed {
+		return nil // nothing to write at an ordinary start
 	}
 	return a.saveFirmware(st)
 }

@@ -218,15 +218,5 @@ func TestDestroyCallCutShort(t *testing.T) {
 			t.Errorf("no %s in the log:\n%s", want, out)
 		}
 	}
-	sp, err := spool.Open(spool.Options{Dir: filepath.Join(data, "spool"), MaxBytes: 1 << 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
-	if u := sp.Usage(); u.Segments != 0 || u.Manifests != 0 || u.Purges != 1 {
-		t.Fatalf("spool after the sweep: %+v", u)
-	}
-	if _, err := sp.ReadPurge(callID); err != nil {
-		t.Fatal(err)
-	}
+	destroyed(t, data, callID)
 }

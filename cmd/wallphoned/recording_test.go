@@ -230,23 +230,7 @@ func TestDestroyOnDiscovery(t *testing.T) {
 	if !strings.Contains(out, `"msg":"recording destroyed: the number called is privileged","event":"recording_destroyed","call_id":"`+callID+`","kind":"attorney","registry_version":2`) {
 		t.Fatalf("no recording_destroyed event:\n%s", out)
 	}
-	sp, err := spool.Open(spool.Options{Dir: filepath.Join(data, "spool"), MaxBytes: 1 << 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
-	if u := sp.Usage(); u.Segments != 0 || u.Manifests != 0 || u.Purges != 1 {
-		t.Fatalf("spool after the sweep: %+v", u)
-	}
-	segs, _ := filepath.Glob(filepath.Join(data, "spool", "segments", "*", "*"))
-	mans, _ := filepath.Glob(filepath.Join(data, "spool", "manifests", "*"))
-	if len(segs)+len(mans) != 0 {
-		t.Fatalf("files left: %v %v", segs, mans)
-	}
-	req, err := sp.ReadPurge(callID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	req := destroyed(t, data, callID)
 	if !bytes.Contains(req, []byte("request")) {
 		t.Fatalf("purge request %s", req)
 	}
@@ -314,4 +298,28 @@ func attorneyLater(t *testing.T, data string) string {
 		t.Fatal(err)
 	}
 	return calls[0]
+}
+
+// destroyed checks that data's spool holds nothing of callID but its purge request, which it
+// returns.
+func destroyed(t *testing.T, data, callID string) []byte {
+	t.Helper()
+	sp, err := spool.Open(spool.Options{Dir: filepath.Join(data, "spool"), MaxBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	if u := sp.Usage(); u.Segments != 0 || u.Manifests != 0 || u.Purges != 1 {
+		t.Fatalf("spool after the sweep: %+v", u)
+	}
+	segs, _ := filepath.Glob(filepath.Join(data, "spool", "segments", "*", "*"))
+	mans, _ := filepath.Glob(filepath.Join(data, "spool", "manifests", "*"))
+	if len(segs)+len(mans) != 0 {
+		t.Fatalf("files left: %v %v", segs, mans)
+	}
+	req, err := sp.ReadPurge(callID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }
