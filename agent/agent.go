@@ -138,6 +138,9 @@ type Agent struct {
 	// rebootWanted is set when new firmware waits to be booted: the call loop stops the agent
 	// at its next idle moment.
 	rebootWanted atomic.Bool
+	// rebootUrgent is set with rebootWanted when firmware on trial is unhealthy: the reboot
+	// does not wait for the policy's reboot window.
+	rebootUrgent atomic.Bool
 	// fwStatus is what the console's status says of the firmware, set by whoever changes it.
 	fwStatus atomic.Pointer[string]
 	// rebooting is set by the call loop when it stopped the agent for that reboot.

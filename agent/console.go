@@ -174,7 +174,12 @@ func (p agentPhone) Status(context.Context) (provisioning.Status, error) {
 // Selftest checks what can be checked with nobody at the handset; the full test with keys,
 // hook and audio is wallphoned selftest, run at the phone.
 func (p agentPhone) Selftest(context.Context) ([]provisioning.Check, error) {
-	a := p.a
+	return p.a.unattendedChecks(), nil
+}
+
+// unattendedChecks are the checks that need nobody at the handset: the console's selftest,
+// and what new firmware on trial must pass before it commits.
+func (a *Agent) unattendedChecks() []provisioning.Check {
 	var checks []provisioning.Check
 	add := func(name string, err error, ok string) {
 		c := provisioning.Check{Name: name, OK: err == nil, Detail: ok}
@@ -184,10 +189,11 @@ func (p agentPhone) Selftest(context.Context) ([]provisioning.Check, error) {
 		checks = append(checks, c)
 	}
 	add("board", nil, fmt.Sprintf("%s: keypad, hook switch and handset open", a.cfg.Devices.Name))
-	tmp := filepath.Join(a.cfg.DataDir, ".selftest")
-	err := atomicfile.Write(tmp, []byte("ok"), 0o600)
+	// A file of its own: the console and the firmware's health check may run it at once.
+	f, err := os.CreateTemp(a.cfg.DataDir, ".selftest-*")
 	if err == nil {
-		err = os.Remove(tmp)
+		_, err = f.Write([]byte("ok"))
+		err = errors.Join(err, f.Sync(), f.Close(), os.Remove(f.Name()))
 	}
 	add("data directory writable", err, a.cfg.DataDir)
 	_, err = lockedStore{a}.DeviceID()
@@ -203,7 +209,7 @@ func (p agentPhone) Selftest(context.Context) ([]provisioning.Check, error) {
 		regErr = errors.New("no verified registry: only free numbers connect")
 	}
 	add("registry", regErr, fmt.Sprintf("version %d, %s", rules.registryVersion, rules.freshness))
-	return checks, nil
+	return checks
 }
 
 func (p agentPhone) Logs(n int) []string { return p.a.ring.last(n) }

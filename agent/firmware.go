@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/wallphone/wallphone/firmware/bootenv"
@@ -41,6 +42,10 @@ var ErrReboot = errors.New("agent: rebooting into new firmware")
 // registry in force, the repository reached) before the phone reboots, which counts against
 // the bootloader's limit and, past it, falls back to the good slot.
 const trialDeadline = 10 * time.Minute
+
+// trialCheck is how often firmware on trial checks the repository and its health until it
+// commits or its deadline passes.
+const trialCheck = time.Minute
 
 // firmwareState is what the phone keeps of its firmware, in the state database.
 type firmwareState struct {
@@ -162,14 +167,19 @@ func (a *Agent) firmwareStep(ctx context.Context, checked bool) {
 		return
 	}
 	if fw.trial {
-		r := a.rules(a.clock.Now())
-		healthy := checked && r.policyVersion > 0 && r.registryVersion > 0
+		failing := a.health(checked)
 		switch {
-		case healthy:
+		case len(failing) == 0:
 			a.commitFirmware()
 		case a.clock.Now().Sub(fw.started) > trialDeadline:
-			a.log.Error("new firmware not healthy in time: rebooting, which the bootloader counts", "event", "firmware_unhealthy")
+			a.log.Error("new firmware not healthy in time: rebooting, which the bootloader counts", "event", "firmware_unhealthy",
+				"failing", strings.Join(failing, "; "))
+			a.setFirmwareStatus("%s; not healthy in time (%s): reboots, and the bootloader falls back past its limit", fw.summary(), strings.Join(failing, "; "))
+			a.rebootUrgent.Store(true)
 			a.rebootWanted.Store(true)
+		default:
+			a.log.Warn("new firmware on trial not yet healthy", "event", "firmware_trial", "failing", strings.Join(failing, "; "))
+			a.setFirmwareStatus("%s; not yet healthy: %s", fw.summary(), strings.Join(failing, "; "))
 		}
 		return
 	}
@@ -179,6 +189,22 @@ func (a *Agent) firmwareStep(ctx context.Context, checked bool) {
 	if err := a.installFirmware(ctx); err != nil {
 		a.log.Error("firmware update not installed; the running firmware stays", "event", "firmware_error", "err", err)
 	}
+}
+
+// health is the check firmware on trial must pass to commit: the repository reached (the check
+// that just ran succeeded) and every unattended self-test check passing, the policy and the
+// registry in force among them. It returns what fails, each with why.
+func (a *Agent) health(checked bool) []string {
+	var failing []string
+	if !checked {
+		failing = append(failing, "repository: not reached")
+	}
+	for _, c := range a.unattendedChecks() {
+		if !c.OK {
+			failing = append(failing, c.Name+": "+c.Detail)
+		}
+	}
+	return failing
 }
 
 func (a *Agent) commitFirmware() {
@@ -333,4 +359,15 @@ func (fw *firmware) summary() string {
 		return fmt.Sprintf("version %d on trial in slot %s (commits once healthy); %s committed", fw.st.Pending.Version, fw.slots.Running, v)
 	}
 	return fmt.Sprintf("%s, committed, running in slot %s", v, fw.slots.Running)
+}
+
+// mayReboot says whether the idle phone may reboot for its firmware now: inside the policy's
+// reboot window, or at once when firmware on trial is unhealthy (the way back to the good slot
+// goes through the bootloader's count, and waiting would keep a broken phone in service).
+// Called by the call loop, which owns the policy.
+func (a *Agent) mayReboot(now time.Time) bool {
+	if a.rebootUrgent.Load() || a.policy == nil {
+		return true
+	}
+	return a.policy.RebootWindow.Contains(now)
 }

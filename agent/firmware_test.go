@@ -4,9 +4,14 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/wallphone/wallphone/firmware/bootenv"
+	"github.com/wallphone/wallphone/internal/tmpfs"
+	"github.com/wallphone/wallphone/policy"
 )
 
 // TestFirmwareStatus: the console's status says what firmware runs and where, and what
@@ -79,4 +84,146 @@ func factorySlots(t *testing.T) *Slots {
 	image := func(s string) string { return filepath.Join(dir, s+".img") }
 	os.WriteFile(image("a"), []byte("factory build"), 0o700)
 	return &Slots{Hardware: "sim", Running: "a", Env: cfg, Image: image, Capacity: 1 << 20}
+}
+
+// stoppedClock is a clock a test sets; nothing waits on it.
+type stoppedClock struct {
+	mu sync.Mutex // guards t
+	t  time.Time
+}
+
+func (c *stoppedClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *stoppedClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+func (c *stoppedClock) After(time.Duration) <-chan time.Time { return nil }
+
+// Installed firmware reboots the idle phone only inside the policy's reboot window; firmware
+// on trial that is not healthy does not wait for it.
+func TestRebootWaitsForWindow(t *testing.T) {
+	data, _ := enrolled(t)
+	clock := &stoppedClock{t: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+	var log syncBuffer
+	a, _ := newAgent(t, data, &log, func(c *Config) { c.Slots = factorySlots(t); c.Clock = clock })
+	t.Cleanup(func() { a.Close() })
+	p := *a.policy
+	p.RebootWindow = policy.RebootWindow{From: 2 * 60, To: 5 * 60, Zone: time.UTC}
+	a.policy = &p
+	var stopped int
+	a.stopRun = func() { stopped++ }
+	a.rebootWanted.Store(true)
+
+	for _, tc := range []struct {
+		at     string
+		idle   bool
+		urgent bool
+		reboot bool
+	}{
+		{"12:00", true, false, false},
+		{"01:59", true, false, false},
+		{"02:00", false, false, false}, // in a call: never
+		{"05:00", true, false, false},
+		{"12:00", true, true, true}, // on trial and unhealthy: at once
+		{"02:00", true, false, true},
+	} {
+		a.rebooting, stopped = false, 0
+		a.rebootUrgent.Store(tc.urgent)
+		at, _ := time.Parse("15:04", tc.at)
+		now := time.Date(2026, 12, 3, at.Hour(), at.Minute(), 0, 0, time.UTC)
+		a.between(idle(tc.idle), now)
+		if got := stopped == 1 && a.rebooting; got != tc.reboot {
+			t.Errorf("%s idle=%v urgent=%v: rebooted %v, want %v", tc.at, tc.idle, tc.urgent, got, tc.reboot)
+		}
+	}
+}
+
+// New firmware on trial commits only when the repository was reached and every unattended
+// check passes; past its deadline it asks for a reboot at once, which the bootloader counts.
+func TestTrialCommitsOnlyWhenHealthy(t *testing.T) {
+	enrolledData, _ := enrolled(t)
+	data := filepath.Join(tmpfs.Mount(t, 64<<20), "data")
+	if err := os.CopyFS(data, os.DirFS(enrolledData)); err != nil {
+		t.Fatal(err)
+	}
+	clock := &stoppedClock{t: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+	var log syncBuffer
+	a, s := onTrial(t, data, &log, clock)
+	trialOn := func() bool {
+		env, err := bootenv.Open(s.Env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := env.Get("upgrade_available")
+		return v == "1"
+	}
+	status := func() string { return *a.fwStatus.Load() }
+
+	a.firmwareStep(context.Background(), false)
+	if !trialOn() || !strings.Contains(status(), "not yet healthy: repository: not reached") {
+		t.Fatalf("committed without the repository: %q", status())
+	}
+	tmpfs.Fill(t, data, 64<<10) // no room for a recorded call
+	a.firmwareStep(context.Background(), true)
+	if !trialOn() || !strings.Contains(status(), "not yet healthy: spool: ") {
+		t.Fatalf("committed with a full spool: %q", status())
+	}
+	if a.rebootWanted.Load() {
+		t.Fatal("reboot asked for before the deadline")
+	}
+	clock.set(clock.Now().Add(trialDeadline + time.Second))
+	a.firmwareStep(context.Background(), true)
+	if !trialOn() || !a.rebootWanted.Load() || !a.rebootUrgent.Load() {
+		t.Fatalf("past the deadline: trial %v, reboot %v, urgent %v", trialOn(), a.rebootWanted.Load(), a.rebootUrgent.Load())
+	}
+	if !strings.Contains(log.String(), `"event":"firmware_unhealthy"`) {
+		t.Errorf("no firmware_unhealthy event:\n%s", log.String())
+	}
+}
+
+// The same firmware, healthy, commits: the test above fails for the health check alone.
+func TestTrialCommitsWhenHealthy(t *testing.T) {
+	data, _ := enrolled(t)
+	var log syncBuffer
+	a, s := onTrial(t, data, &log, RealClock{})
+	a.firmwareStep(context.Background(), true)
+	env, _ := bootenv.Open(s.Env)
+	if v, _ := env.Get("upgrade_available"); v == "1" || a.fw.st.Committed != 2 {
+		t.Fatalf("healthy firmware not committed: upgrade_available %q, committed %d\n%s", v, a.fw.st.Committed, log.String())
+	}
+}
+
+// onTrial starts an agent on data running version 2 from slot b on trial, as the bootloader
+// boots it after an install.
+func onTrial(t *testing.T, data string, log *syncBuffer, clock Clock) (*Agent, *Slots) {
+	t.Helper()
+	s := factorySlots(t)
+	os.WriteFile(s.Image("b"), []byte("version 2"), 0o700)
+	env, err := bootenv.Open(s.Env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bootenv.MarkTrial(env, "b"); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := newAgent(t, data, log, func(c *Config) { c.Slots = s; c.Clock = clock })
+	a.fw.st.Pending = &pendingFirmware{Version: 2, Slot: "b", Length: 9}
+	if err := a.saveFirmware(a.fw.st); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	s.Running = "b"
+	a, _ = newAgent(t, data, log, func(c *Config) { c.Slots = s; c.Clock = clock })
+	t.Cleanup(func() { a.Close() })
+	if !a.fw.trial {
+		t.Fatalf("not on trial:\n%s", log.String())
+	}
+	return a, s
 }

@@ -284,6 +284,10 @@ func (a *Agent) runUpdates(ctx context.Context, interval time.Duration) {
 		} else {
 			failures, wait = 0, jitter(interval)
 		}
+		if a.fw != nil && a.fw.trial {
+			// Firmware on trial is judged within its deadline, not at the next scheduled check.
+			wait = min(wait, trialCheck)
+		}
 	}
 }
 
@@ -319,7 +323,7 @@ func (a *Agent) between(m interface{ InCall() bool }, now time.Time) {
 	if m.InCall() {
 		return
 	}
-	if a.rebootWanted.Load() && !a.rebooting && a.stopRun != nil {
+	if a.rebootWanted.Load() && !a.rebooting && a.stopRun != nil && a.mayReboot(now) {
 		// Never during a call: the phone is idle, and new firmware waits.
 		a.log.Warn("rebooting into new firmware", "event", "firmware_reboot")
 		a.rebooting = true

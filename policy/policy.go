@@ -15,7 +15,11 @@
 //     an empty list is refused, because it reads both as "no one" and as "anyone";
 //   - a policy without "blocked_numbers" or "free_numbers" has none;
 //   - a dial plan without "area_code" refuses seven-digit numbers, and one without
-//     "outside_digit" has none.
+//     "outside_digit" has none;
+//   - a policy without "retention" keeps call records' numbers DefaultCallRecordRetention;
+//   - a policy without "firmware" lets new firmware reboot the phone at any idle moment;
+//     with it, only inside its "reboot_window" ("02:00-05:00", across midnight allowed) in
+//     its "time_zone" (an IANA name: the zone database is built in), both required.
 //
 // Every number in the file is normalised to E.164 with the policy's own dial plan
 // (dialplan.Plan.Written) when the policy is parsed, so lookups compare one form only.
@@ -231,6 +235,8 @@ type Policy struct {
 	Recording Recording
 	Stale     Stale
 	Retention Retention
+	// RebootWindow is when new firmware may reboot the phone (when idle).
+	RebootWindow RebootWindow
 
 	callers map[string]Caller
 	ids     []string // callers in file order
@@ -295,6 +301,7 @@ type (
 		Recording      *fileRecording `json:"recording"`
 		Stale          *fileStale     `json:"stale,omitempty"`
 		Retention      *fileRetention `json:"retention,omitempty"`
+		Firmware       *fileFirmware  `json:"firmware,omitempty"`
 	}
 	fileRetention struct {
 		CallRecords *string `json:"call_records"`
@@ -452,6 +459,12 @@ func build(f *file) (*Policy, error) {
 			return nil, fieldErr("retention.call_records", err)
 		}
 		p.Retention.CallRecords = d
+	}
+
+	if f.Firmware != nil {
+		if p.RebootWindow, err = buildFirmware(f.Firmware); err != nil {
+			return nil, err
+		}
 	}
 
 	// Lists first, so that callers' allowed numbers can be checked against them.

@@ -152,6 +152,16 @@ func badPolicies(t testing.TB) []badCase {
 		{"retention not a duration", edit(t, func(m map[string]any) { m["retention"] = map[string]any{"call_records": "a month"} }), "retention.call_records", ErrValue},
 		{"retention too long", edit(t, func(m map[string]any) { m["retention"] = map[string]any{"call_records": "9000h"} }), "retention.call_records", ErrValue},
 		{"retention empty", edit(t, func(m map[string]any) { m["retention"] = map[string]any{} }), "retention.call_records", ErrMissing},
+		{"firmware empty", edit(t, func(m map[string]any) { m["firmware"] = map[string]any{} }), "firmware.reboot_window", ErrMissing},
+		{"window without zone", edit(t, func(m map[string]any) { m["firmware"] = map[string]any{"reboot_window": "02:00-05:00"} }), "firmware.time_zone", ErrMissing},
+		{"window one time", edit(t, func(m map[string]any) { m["firmware"] = window("02:00", "UTC") }), "firmware.reboot_window", ErrValue},
+		{"window hour 24", edit(t, func(m map[string]any) { m["firmware"] = window("22:00-24:00", "UTC") }), "firmware.reboot_window", ErrValue},
+		{"window one digit", edit(t, func(m map[string]any) { m["firmware"] = window("2:00-05:00", "UTC") }), "firmware.reboot_window", ErrValue},
+		{"window empty", edit(t, func(m map[string]any) { m["firmware"] = window("03:00-03:00", "UTC") }), "firmware.reboot_window", ErrValue},
+		{"window words", edit(t, func(m map[string]any) { m["firmware"] = window("night", "UTC") }), "firmware.reboot_window", ErrValue},
+		{"zone unknown", edit(t, func(m map[string]any) { m["firmware"] = window("02:00-05:00", "America/Gotham") }), "firmware.time_zone", ErrValue},
+		{"zone Local", edit(t, func(m map[string]any) { m["firmware"] = window("02:00-05:00", "Local") }), "firmware.time_zone", ErrValue},
+		{"zone empty", edit(t, func(m map[string]any) { m["firmware"] = window("02:00-05:00", "") }), "firmware.time_zone", ErrValue},
 		{"stale rule missing", edit(t, func(m map[string]any) { delete(m, "stale") }), "stale", ErrMissing},
 		{"stale rule empty", edit(t, func(m map[string]any) { m["stale"] = map[string]any{} }), "stale.refuse_recorded_after", ErrMissing},
 		{"stale rule not a duration", edit(t, func(m map[string]any) { m["stale"] = map[string]any{"refuse_recorded_after": "a week"} }), "stale.refuse_recorded_after", ErrValue},
@@ -372,6 +382,9 @@ func TestOptionalFields(t *testing.T) {
 	}
 	if q, err := Parse([]byte(edit(t, func(m map[string]any) { m["retention"] = map[string]any{"call_records": "2160h"} }))); err != nil || q.Retention.CallRecords != 90*24*time.Hour {
 		t.Errorf("retention 2160h: %+v %v", q.Retention, err)
+	}
+	if !p.RebootWindow.Any() || p.RebootWindow.String() != "any time" {
+		t.Errorf("reboot window %v, want any time", p.RebootWindow)
 	}
 	// Recording past expiry for ever is a choice a facility may make, but only in writing.
 	p, err = Parse([]byte(edit(t, func(m map[string]any) { m["stale"] = map[string]any{"refuse_recorded_after": "never"} })))
@@ -600,4 +613,45 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func window(w, zone string) map[string]any {
+	return map[string]any{"reboot_window": w, "time_zone": zone}
+}
+
+// The reboot window is read in the facility's zone, summer time included, and may cross
+// midnight.
+func TestRebootWindow(t *testing.T) {
+	chicago, err := time.LoadLocation("America/Chicago")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		window, zone string
+		at           time.Time
+		in           bool
+	}{
+		{"02:00-05:00", "America/Chicago", time.Date(2026, 1, 15, 2, 0, 0, 0, chicago), true},
+		{"02:00-05:00", "America/Chicago", time.Date(2026, 1, 15, 4, 59, 59, 0, chicago), true},
+		{"02:00-05:00", "America/Chicago", time.Date(2026, 1, 15, 5, 0, 0, 0, chicago), false},
+		{"02:00-05:00", "America/Chicago", time.Date(2026, 1, 15, 1, 59, 0, 0, chicago), false},
+		// 08:30 UTC is 02:30 in Chicago in winter (CST, -6) and 03:30 in summer (CDT, -5).
+		{"02:00-03:00", "America/Chicago", time.Date(2026, 1, 15, 8, 30, 0, 0, time.UTC), true},
+		{"02:00-03:00", "America/Chicago", time.Date(2026, 7, 15, 8, 30, 0, 0, time.UTC), false},
+		{"22:00-04:00", "UTC", time.Date(2026, 7, 15, 23, 0, 0, 0, time.UTC), true},
+		{"22:00-04:00", "UTC", time.Date(2026, 7, 15, 3, 59, 0, 0, time.UTC), true},
+		{"22:00-04:00", "UTC", time.Date(2026, 7, 15, 4, 0, 0, 0, time.UTC), false},
+		{"22:00-04:00", "UTC", time.Date(2026, 7, 15, 12, 0, 0, 0, time.UTC), false},
+	} {
+		p, err := Parse([]byte(edit(t, func(m map[string]any) { m["firmware"] = window(tc.window, tc.zone) })))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.RebootWindow.Contains(tc.at); got != tc.in {
+			t.Errorf("%s %s at %s: in window %v, want %v", tc.window, tc.zone, tc.at.UTC(), got, tc.in)
+		}
+		if want := tc.window + " " + tc.zone; p.RebootWindow.String() != want {
+			t.Errorf("String %q, want %q", p.RebootWindow.String(), want)
+		}
+	}
 }
