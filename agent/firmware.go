@@ -14,7 +14,6 @@ import (
 	"github.com/wallphone/wallphone/firmware/bootenv"
 	"github.com/wallphone/wallphone/firmware/install"
 	"github.com/wallphone/wallphone/firmware/release"
-	"github.com/wallphone/wallphone/firmware/slot"
 	"github.com/wallphone/wallphone/tufclient"
 )
 
@@ -27,10 +26,11 @@ type Slots struct {
 	Running string
 	// Env is where the bootloader's environment is.
 	Env bootenv.Config
-	// Image is the file that holds a slot (the simulated phone's slots are files), and
-	// Capacity the size of the inactive slot's file.
-	Image    func(slot string) string
-	Capacity int64
+	// Image is the file that holds a slot: a board's partition (/dev/mmcblk0p2) with
+	// BlockDevices, else a file (the simulated phone's), made Capacity bytes to write into.
+	Image        func(slot string) string
+	BlockDevices bool
+	Capacity     int64
 }
 
 // ErrReboot is what Run returns after an update was installed and the phone, idle, stopped
@@ -119,8 +119,8 @@ func (a *Agent) openFirmware() error {
 	changed := st.CommittedSlot == ""
 	if changed {
 		st.CommittedSlot = s.Running
-		if fi, err := os.Stat(s.Image(s.Running)); err == nil {
-			st.CommittedLength = fi.Size()
+		if n, err := s.size(s.Running); err == nil {
+			st.CommittedLength = n
 		}
 	}
 	trial, _ := env.Get("upgrade_available")
@@ -281,7 +281,7 @@ func (a *Agent) installFirmware(ctx context.Context) error {
 	a.log.Info("installing new firmware into the inactive slot", "event", "firmware_installing",
 		"version", rel.Version, "slot", inactive, "bytes", image.Length)
 	a.setFirmwareStatus("%s; installing version %d into slot %s", fw.summary(), rel.Version, inactive)
-	sl, err := slot.CreateFile(s.Image(inactive), max(s.Capacity, image.Length), 4096)
+	sl, err := s.open(inactive, image.Length)
 	if err != nil {
 		return err
 	}

@@ -1,15 +1,22 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/wallphone/wallphone/backoffice/demo"
 	"github.com/wallphone/wallphone/firmware/bootenv"
+	"github.com/wallphone/wallphone/internal/loopdev"
 	"github.com/wallphone/wallphone/internal/tmpfs"
 	"github.com/wallphone/wallphone/policy"
 )
@@ -226,4 +233,67 @@ func onTrial(t *testing.T, data string, log *syncBuffer, clock Clock) (*Agent, *
 		t.Fatalf("not on trial:\n%s", log.String())
 	}
 	return a, s
+}
+
+// On a board the slots are partitions: the update is written into the inactive one as it is
+// (never truncated or grown), blocks shared with the running partition are copied from it,
+// and the factory image, whose length the phone was never told, is read as the whole
+// partition.
+func TestInstallIntoPartitions(t *testing.T) {
+	const part = 4 << 20
+	devA, backA := loopdev.Attach(t, part)
+	devB, backB := loopdev.Attach(t, part)
+	factory := make([]byte, 3<<20)
+	rand.NewChaCha8([32]byte{1}).Read(factory)
+	f, err := os.OpenFile(backA, os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.WriteAt(factory, 0)
+		err = errors.Join(err, f.Close())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Version 2 is the factory's image with one block changed and one more megabyte.
+	more := make([]byte, 1<<20)
+	rand.NewChaCha8([32]byte{2}).Read(more)
+	v2 := append(slices.Clone(factory), more...)
+	v2[5000] ^= 1
+	img := filepath.Join(t.TempDir(), "v2.img")
+	if err := os.WriteFile(img, v2, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data, keys := enrolled(t)
+	if err := demo.PublishFirmware(keys, "sim", 2, img, demo.Firmware{}); err != nil {
+		t.Fatal(err)
+	}
+	s := factorySlots(t)
+	s.BlockDevices = true
+	s.Image = func(slot string) string { return map[string]string{"a": devA, "b": devB}[slot] }
+	var log syncBuffer
+	a, _ := newAgent(t, data, &log, func(c *Config) { c.Slots = s })
+	t.Cleanup(func() { a.Close() })
+	if a.fw.st.CommittedLength != part {
+		t.Errorf("factory image read as %d bytes, want the partition's %d", a.fw.st.CommittedLength, part)
+	}
+	if err := a.installFirmware(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if p := a.fw.st.Pending; p == nil || p.Version != 2 || p.Slot != "b" || p.Length != int64(len(v2)) {
+		t.Fatalf("pending %+v", a.fw.st.Pending)
+	}
+	got, err := os.ReadFile(backB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != part || !bytes.Equal(got[:len(v2)], v2) {
+		t.Fatalf("slot b holds %d bytes, the image not at its start", len(got))
+	}
+	// One changed block and the new megabyte fetched; the rest copied.
+	if !strings.Contains(log.String(), fmt.Sprintf(`"fetched":%d,"copied":%d`, 4096+1<<20, 3<<20-4096)) {
+		t.Errorf("not a delta from the running partition:\n%s", log.String())
+	}
+	env, _ := bootenv.Open(s.Env)
+	if v, _ := env.Get("boot_slot"); v != "b" {
+		t.Errorf("boot_slot %q, want b", v)
+	}
 }

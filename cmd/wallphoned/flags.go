@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wallphone/wallphone/agent"
 	"github.com/wallphone/wallphone/device/board"
 )
 
@@ -69,6 +70,8 @@ type config struct {
 	slots bool
 	// runningSlot is the slot the simulated phone booted from (with slots).
 	runningSlot string
+	// boardSlots are a real board's firmware slots (from its board file), if it updates.
+	boardSlots *agent.Slots
 }
 
 const agentUsage = `usage: wallphoned [flags]

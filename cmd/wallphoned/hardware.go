@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"periph.io/x/conn/v3/gpio/gpioreg"
@@ -25,6 +27,10 @@ type hardware struct {
 	devs    *board.Devices
 	board   device.Board
 	handset handsetDevice
+	// cmdline is the kernel's command line, which says the slot that runs; reboot restarts
+	// the board into new firmware (nil: Run's ErrReboot is returned instead).
+	cmdline string
+	reboot  func() error
 }
 
 func (h *hardware) close() error { return h.handset.Close() }
@@ -54,7 +60,9 @@ func openHardware(name, file string, log *slog.Logger) (*hardware, error) {
 		return nil, err
 	}
 	return &hardware{def: def, devs: devs, handset: hs,
-		board: device.Board{Name: def.Name, Keypad: devs.Keypad, Hook: devs.Hook, Handset: hs}}, nil
+		board:   device.Board{Name: def.Name, Keypad: devs.Keypad, Hook: devs.Hook, Handset: hs},
+		cmdline: readCmdline(),
+		reboot:  func() error { return rebootBoard(os.Getpid(), sysReboot) }}, nil
 }
 
 // runBoard is the agent on a real board: the GPIO drivers and the call loop, ticking every
@@ -78,7 +86,17 @@ func runBoard(ctx context.Context, cfg config, hw *hardware, stdout io.Writer) e
 	if o := hw.devs.Outputs["recording"]; o != nil {
 		lights.Recording = o
 	}
-	return runPhone(ctx, cfg, log, hw.board, prompts, sim, agent.RealClock{}, hw.drive, lights)
+	slots, err := boardSlots(hw.def.Firmware, hw.cmdline)
+	if err != nil {
+		// The phone still serves calls with the firmware it has.
+		log.Error("firmware updates off", "event", "firmware_error", "err", err)
+	}
+	cfg.boardSlots = slots
+	err = runPhone(ctx, cfg, log, hw.board, prompts, sim, agent.RealClock{}, hw.drive, lights)
+	if errors.Is(err, agent.ErrReboot) && hw.reboot != nil {
+		return hw.reboot()
+	}
+	return err
 }
 
 // drive runs the board's drivers and ticks the call loop every 20 ms on the wall clock,

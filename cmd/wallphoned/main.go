@@ -31,6 +31,9 @@ func main() {
 		os.Exit(2)
 	case errors.Is(err, errSelftest):
 		os.Exit(1)
+	case errors.Is(err, errRebootExit):
+		fmt.Fprintln(os.Stderr, "wallphoned:", err)
+		os.Exit(rebootExit)
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "wallphoned:", err)
 		os.Exit(1)

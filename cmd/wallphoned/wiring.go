@@ -50,6 +50,8 @@ func runPhone(ctx context.Context, cfg config, log *slog.Logger, board device.Bo
 	if cfg.runningSlot != "" {
 		ac.Slots = &agent.Slots{Hardware: simHardware, Running: cfg.runningSlot, Env: simEnv(cfg.dataDir),
 			Image: func(s string) string { return slotImage(cfg.dataDir, s) }, Capacity: simSlotCapacity}
+	} else if cfg.boardSlots != nil {
+		ac.Slots = cfg.boardSlots
 	}
 	a, err := agent.New(ac)
 	if err != nil {

@@ -1,18 +1,22 @@
 // Package board holds the kinds of wall phone as data: which GPIO pin is which key row and
 // column, the hook switch, the LEDs and the ringer, and which sound device is the handset.
 // A board is chosen by name (--board) from the definitions built in, or read from a file for
-// a board that is not; Open finds its pins by name and starts the drivers.
+// a board that is not; Open finds its pins by name and starts the drivers. A board that updates
+// its firmware over the air names its two slots and its bootloader's environment too.
 package board
 
 import (
 	"embed"
 	"errors"
 	"fmt"
-	"github.com/wallphone/wallphone/internal/strictjson"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/wallphone/wallphone/firmware/release"
+	"github.com/wallphone/wallphone/internal/strictjson"
 )
 
 //go:embed boards/*.json
@@ -40,6 +44,50 @@ type Definition struct {
 		Output string `json:"output"` // device name; "" is the default device
 		Rate   int    `json:"rate"`   // 8000 or 16000
 	} `json:"audio"`
+	// Firmware, if set, is where the board keeps its two firmware slots and its bootloader's
+	// environment: a board without it does not update its firmware over the air.
+	Firmware *Firmware `json:"firmware,omitempty"`
+}
+
+// Firmware is a board's A/B firmware layout.
+type Firmware struct {
+	// Hardware names the board in firmware releases (firmware/<hardware>_<version>.img).
+	Hardware string `json:"hardware"`
+	// SlotA and SlotB are the slots' block devices (partitions: /dev/mmcblk0p2).
+	SlotA string `json:"slot_a"`
+	SlotB string `json:"slot_b"`
+	// EnvConfig is the fw_env.config that says where U-Boot's environment is, as
+	// fw_printenv reads it; "" is /etc/fw_env.config.
+	EnvConfig string `json:"env_config,omitempty"`
+}
+
+// DefaultEnvConfig is where libubootenv's tools look for the environment's location.
+const DefaultEnvConfig = "/etc/fw_env.config"
+
+// Slot is the block device of slot "a" or "b".
+func (f Firmware) Slot(name string) string {
+	if name == "b" {
+		return f.SlotB
+	}
+	return f.SlotA
+}
+
+func (f Firmware) validate(board string) error {
+	if err := release.CheckHardware(f.Hardware); err != nil {
+		return fmt.Errorf("board %s: firmware.hardware: %w", board, err)
+	}
+	for _, p := range []struct{ field, path string }{{"slot_a", f.SlotA}, {"slot_b", f.SlotB}} {
+		if !filepath.IsAbs(p.path) || filepath.Clean(p.path) != p.path {
+			return fmt.Errorf("board %s: firmware.%s %q: want the absolute path of a block device", board, p.field, p.path)
+		}
+	}
+	if f.SlotA == f.SlotB {
+		return fmt.Errorf("board %s: firmware.slot_a and slot_b are both %s", board, f.SlotA)
+	}
+	if f.EnvConfig != "" && !filepath.IsAbs(f.EnvConfig) {
+		return fmt.Errorf("board %s: firmware.env_config %q: want an absolute path", board, f.EnvConfig)
+	}
+	return nil
 }
 
 // ErrUnknown is returned by Lookup for a name no built-in board has.
@@ -111,6 +159,11 @@ func (d Definition) Validate() error {
 	}
 	if d.Audio.Rate != 8000 && d.Audio.Rate != 16000 {
 		return fmt.Errorf("board %s: audio.rate %d: want 8000 or 16000", d.Name, d.Audio.Rate)
+	}
+	if d.Firmware != nil {
+		if err := d.Firmware.validate(d.Name); err != nil {
+			return err
+		}
 	}
 	var pins []string
 	pins = append(pins, d.Keypad.Rows...)

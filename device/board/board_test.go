@@ -29,6 +29,9 @@ func TestBuiltins(t *testing.T) {
 		if d.Name != n || len(d.Pins()) < 9 {
 			t.Errorf("%s: %+v", n, d)
 		}
+		if n == "rpi" && (d.Firmware == nil || d.Firmware.Slot("a") != "/dev/mmcblk0p2" || d.Firmware.Slot("b") != "/dev/mmcblk0p3") {
+			t.Errorf("rpi firmware slots %+v", d.Firmware)
+		}
 	}
 	for _, bad := range []string{"sim", "nosuch", "../boards/rpi", "rpi.json"} {
 		if _, err := board.Lookup(bad); err == nil {
@@ -52,6 +55,12 @@ func TestParseRefuses(t *testing.T) {
 		{"rate", `"rate": 16000`, `"rate": 44100`, "audio.rate"},
 		{"named sim", `"name": "rpi"`, `"name": "sim"`, "other than sim"},
 		{"empty pin", `"GPIO17"`, `""`, "without a name"},
+		{"firmware hardware", `"hardware": "rpi"`, `"hardware": "RPi_4"`, "firmware.hardware"},
+		{"slot relative", `"slot_a": "/dev/mmcblk0p2"`, `"slot_a": "mmcblk0p2"`, "firmware.slot_a"},
+		{"slot unclean", `"slot_b": "/dev/mmcblk0p3"`, `"slot_b": "/dev/../dev/mmcblk0p3"`, "firmware.slot_b"},
+		{"one slot twice", `"/dev/mmcblk0p3"`, `"/dev/mmcblk0p2"`, "both /dev/mmcblk0p2"},
+		{"env config relative", `"slot_b": "/dev/mmcblk0p3"`, `"slot_b": "/dev/mmcblk0p3", "env_config": "fw_env.config"`, "firmware.env_config"},
+		{"firmware unknown field", `"slot_b"`, `"slot_c"`, "unknown field"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			b := strings.Replace(string(good), tt.old, tt.new, 1)
@@ -126,6 +135,31 @@ func TestOpenAndRun(t *testing.T) {
 		}
 		if err := devs.Outputs["ringer"].Set(true); err != nil || pins["GPIO24"].Read() != gpio.High {
 			t.Fatalf("ringer: %v", err)
+		}
+	})
+}
+
+// FuzzParse: a board file of any bytes is a definition that validates, or an error.
+func FuzzParse(f *testing.F) {
+	for _, n := range board.Names() {
+		b, err := os.ReadFile("boards/" + n + ".json")
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"name": "x", "firmware": {"hardware": "x", "slot_a": "/dev/a", "slot_b": "/dev/a"}}`))
+	f.Add([]byte(`{"name": "rpi", "name": "sim"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, err := board.Parse(b)
+		if err != nil {
+			return
+		}
+		if verr := d.Validate(); verr != nil {
+			t.Fatalf("parsed a definition that does not validate: %v", verr)
+		}
+		if fw := d.Firmware; fw != nil && (fw.SlotA == fw.SlotB || fw.Hardware == "") {
+			t.Fatalf("firmware layout %+v accepted", fw)
 		}
 	})
 }

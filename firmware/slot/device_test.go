@@ -4,47 +4,16 @@ import (
 	"bytes"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/wallphone/wallphone/firmware/slot"
+	"github.com/wallphone/wallphone/internal/loopdev"
 )
 
-// loopDevice attaches a new loop device to a file of size bytes and detaches it when the
-// test ends. It skips where loop devices cannot be had (not root, no losetup, a container
-// without /dev/loop-control).
-func loopDevice(t *testing.T, size int64) (dev, backing string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("a loop device needs root; CI runs as root")
-	}
-	losetup, err := exec.LookPath("losetup")
-	if err != nil {
-		t.Skipf("a loop device needs losetup (Debian util-linux/mount): %v", err)
-	}
-	backing = filepath.Join(t.TempDir(), "disk.img")
-	if err := os.WriteFile(backing, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(backing, size); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(losetup, "--find", "--show", backing).CombinedOutput()
-	if err != nil {
-		t.Skipf("no loop device here (losetup --find: %v: %s)", err, bytes.TrimSpace(out))
-	}
-	dev = strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		// Detach only the device this test attached.
-		if out, err := exec.Command(losetup, "--detach", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup --detach %s: %v: %s", dev, err, out)
-		}
-	})
-	return dev, backing
-}
+// loopDevice is a real block device over a file of size bytes.
+func loopDevice(t *testing.T, size int64) (dev, backing string) { return loopdev.Attach(t, size) }
 
 func TestDeviceSlotRoundTrip(t *testing.T) {
 	dev, backing := loopDevice(t, 2<<20)
