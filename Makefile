@@ -4,12 +4,15 @@
 GO       ?= go
 DATA     ?= .run/data
 BIN      ?= bin
-LDFLAGS  := -s -w
+# VERSION=7 stamps the builds with the firmware version they are published as (wallphoned
+# --version, its start-up line and the console's hello say it); without it, the commit.
+VERSION  ?=
+LDFLAGS  := -s -w $(if $(VERSION),-X github.com/wallphone/wallphone/internal/version.stamp=$(VERSION))
 PKGS     := ./...
 # Deadline for one test binary; the whole suite takes a few minutes on two cores.
 TESTTIMEOUT ?= 15m
 
-.PHONY: all run install go-deps build build-nocgo build-cgo test test-arm vet lint fmt-check bench fuzz prompts deps clean
+.PHONY: all run run-update install go-deps build build-nocgo build-cgo test test-arm vet lint fmt-check bench fuzz prompts deps clean
 
 all: build
 
@@ -29,6 +32,13 @@ run: go-deps
 	CGO_ENABLED=0 $(GO) build -o $(RUNBIN)/ ./cmd/wallphoned ./cmd/wallphonectl
 	$(RUNBIN)/wallphonectl demo init $(DATA)-keys
 	exec $(RUNBIN)/wallphoned --board sim --data $(DATA) --callee auto $(if $(CONSOLE),--console $(CONSOLE)) $(FLAGS)
+
+# The simulated phone's firmware update end to end, narrated: version 2 published, installed
+# into the other slot, booted on trial and committed; then a version 3 that does not start,
+# tried up to the bootloader's limit and rolled back (scripts/update-demo.sh; its own data
+# in .run/update).
+run-update: go-deps
+	GO=$(GO) scripts/update-demo.sh
 
 # wallphoned and wallphonectl for this machine, pure Go, into $(GOBIN) (or $(go env GOPATH)/bin).
 install: go-deps

@@ -83,7 +83,7 @@ type Config struct {
 	Console         string
 	ConsoleBaud     int
 	ProvisioningPub string
-	// Firmware is the version the console reports.
+	// Firmware is the version of this build, which the start-up line and the console report.
 	Firmware string
 
 	// Vault is where recordings go: "none", a local directory, or "" for conf/vault.json,

@@ -84,7 +84,7 @@ func (a *Agent) open() error {
 		a.Close()
 		return err
 	}
-	attrs := []any{"event", "agent_started", "board", cfg.Devices.Name, "data", cfg.DataDir,
+	attrs := []any{"event", "agent_started", "firmware", cfg.Firmware, "board", cfg.Devices.Name, "data", cfg.DataDir,
 		"device_id", a.deviceID, "device_key", identity.Fingerprint(key.Public().(ed25519.PublicKey)), "device_key_created", created,
 		"registry_version", a.registryVersion()}
 	if a.policy != nil {

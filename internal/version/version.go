@@ -9,12 +9,21 @@ import (
 	"strings"
 )
 
-// String is the version of the running binary: a module version (v1.2.3, or a
+// stamp, when the linker sets it, is the version: a release build's firmware version, which
+// the vendor publishes it as (make build VERSION=7:
+// -ldflags "-X github.com/wallphone/wallphone/internal/version.stamp=7"). A variable only
+// because -X sets nothing else; nothing assigns it at run time.
+var stamp string
+
+// String is the version of the running binary: the stamp the linker set, else a module version (v1.2.3, or a
 // pseudo-version such as v0.0.0-20260102150405-abcdef123456, with +dirty when the
 // checkout had uncommitted changes), else the VCS revision (with -dirty likewise), else
 // "unknown" for a binary built without either (go build -buildvcs=false outside a module
 // release, or a test binary).
 func String() string {
+	if stamp != "" {
+		return stamp
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"
