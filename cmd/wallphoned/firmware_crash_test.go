@@ -66,7 +66,10 @@ const (
 // WALLPHONE_FIRMWARE_SEED reproduces a schedule (the choices: which stage, where in it, the
 // images), WALLPHONE_FIRMWARE_KILLS sets how many kills (make soak-firmware).
 func TestKill9DuringFirmwareUpdate(t *testing.T) {
-	kills := 50
+	kills := 100
+	if testing.Short() {
+		kills = 50
+	}
 	if s := os.Getenv(killsEnv); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 {
@@ -291,7 +294,19 @@ func (p *phone) plan(rng *rand.Rand, c *cycle, st bootState, killsLeft int) runP
 	if len(stages) == 0 {
 		return runPlan{limit: -1}
 	}
-	r := runPlan{kill: true, stage: stages[rng.IntN(len(stages))], u: rng.Float64(), limit: -1}
+	// The early stages are the longer ones and, each kill there making progress, can take
+	// more kills in one update: they weigh more.
+	weight := [numStages]int{3, 2, 2, 1, 2, 1}
+	total := 0
+	for _, s := range stages {
+		total += weight[s]
+	}
+	pick := rng.IntN(total)
+	for pick >= weight[stages[0]] {
+		pick -= weight[stages[0]]
+		stages = stages[1:]
+	}
+	r := runPlan{kill: true, stage: stages[0], u: rng.Float64(), limit: -1}
 	if r.stage == stageDownload && !c.delta {
 		r.limit = rng.Int64N(c.img.length)
 	}
@@ -419,6 +434,8 @@ loop:
 				reach(stageReboot, l.at)
 			case ev == "firmware_boot" && l.e["trial"] == true:
 				reach(stageTrial, l.at)
+			case ev == "firmware_committed" && uint64(l.e["version"].(float64)) == p.committed:
+				// At start: the commit the environment holds, its record cut short by a kill.
 			case ev == "firmware_committed":
 				if uint64(l.e["version"].(float64)) != c.img.version || c.broken {
 					fail("committed %v, want version %d (broken: %v)", l.e["version"], c.img.version, c.broken)
