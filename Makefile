@@ -12,7 +12,7 @@ PKGS     := ./...
 # Deadline for one test binary; the whole suite takes a few minutes on two cores.
 TESTTIMEOUT ?= 15m
 
-.PHONY: all run run-update install go-deps build build-nocgo build-cgo test test-arm vet lint fmt-check bench fuzz prompts deps clean
+.PHONY: all run run-update install go-deps build build-nocgo build-cgo test test-arm vet lint fmt-check bench fuzz soak-firmware prompts deps clean
 
 all: build
 
@@ -132,6 +132,15 @@ fuzz: deps
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+# The firmware crash test at length: KILLS kill -9s of the agent at random moments of firmware
+# updates on the simulated phone (make test runs 100). SEED replays the schedule of a run
+# that failed (the test prints its seed).
+KILLS ?= 1000
+SEED  ?=
+soak-firmware: go-deps
+	WALLPHONE_FIRMWARE_KILLS=$(KILLS) $(if $(SEED),WALLPHONE_FIRMWARE_SEED=$(SEED)) $(GO) test -count=1 -timeout 2h -v \
+	  -run '^TestKill9DuringFirmwareUpdate$$' ./cmd/wallphoned/
 
 # Regenerate the spoken prompts from audio/prompts/catalog.tsv (needs espeak-ng and sox).
 prompts:

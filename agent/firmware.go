@@ -125,6 +125,8 @@ func (a *Agent) openFirmware() error {
 	}
 	trial, _ := env.Get("upgrade_available")
 	boot, _ := env.Get("boot_slot")
+	good, _ := env.Get("good_slot")
+	failed, _ := env.Get("failed_slot")
 	switch p := st.Pending; {
 	case p == nil:
 	case p.Slot == s.Running && trial == "1":
@@ -134,6 +136,13 @@ func (a *Agent) openFirmware() error {
 	case trial == "1" && boot == p.Slot:
 		// Installed and marked, and the phone stopped before it rebooted: reboot when idle.
 		a.rebootWanted.Store(true)
+	case p.Slot == s.Running && good == p.Slot:
+		// Committed in the environment, and the phone stopped before it recorded the commit.
+		st.Committed, st.CommittedSlot, st.CommittedLength, st.Pending, changed = p.Version, p.Slot, p.Length, nil, true
+		a.log.Info("new firmware committed before the phone stopped", "event", "firmware_committed", "version", p.Version, "slot", p.Slot)
+	case failed != p.Slot:
+		// Recorded, and the phone stopped before the switch: installed again (the slot checked).
+		st.Pending, changed = nil, true
 	default:
 		// The bootloader gave up on it: boots without a commit, past the limit.
 		st.Failed = append(st.Failed, p.Version)
@@ -302,9 +311,14 @@ func (a *Agent) installFirmware(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Recorded before the switch, or a phone stopped between the two would boot the update on
+	// trial without knowing it, and install it again into the good slot. A failed_slot left
+	// from an earlier rollback goes first: then only a rollback of this update sets it, and
+	// a record found without a trial or a rollback is an update never switched to.
 	env, err := bootenv.Open(s.Env)
-	if err == nil {
-		err = bootenv.MarkTrial(env, inactive)
+	if f, _ := env.Get("failed_slot"); err == nil && f != "" {
+		env.Unset("failed_slot")
+		err = env.Save()
 	}
 	if err != nil {
 		return fmt.Errorf("mark slot %s to be tried: %w", inactive, err)
@@ -312,6 +326,10 @@ func (a *Agent) installFirmware(ctx context.Context) error {
 	fw.st.Pending = &pendingFirmware{Version: rel.Version, Slot: inactive, Length: res.Length}
 	if err := a.saveFirmware(fw.st); err != nil {
 		return err
+	}
+	if err := bootenv.MarkTrial(env, inactive); err != nil {
+		fw.st.Pending = nil
+		return errors.Join(fmt.Errorf("mark slot %s to be tried: %w", inactive, err), a.saveFirmware(fw.st))
 	}
 	a.setFirmwareStatus("%s; version %d installed in slot %s: reboots into it when idle", fw.summary(), rel.Version, inactive)
 	a.rebootWanted.Store(true)

@@ -40,6 +40,16 @@ func TestFirmwareStatus(t *testing.T) {
 	if err := a.saveFirmware(a.fw.st); err != nil {
 		t.Fatal(err)
 	}
+	env, err := bootenv.Open(s.Env)
+	if err == nil {
+		err = env.Set("failed_slot", "b") // as the fallback leaves it
+	}
+	if err == nil {
+		err = env.Save()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	a.Close()
 	a, _ = newAgent(t, data, &log, func(c *Config) { c.Slots = s })
 	t.Cleanup(func() { a.Close() })

@@ -298,6 +298,9 @@ func (c *Client) Refresh(ctx context.Context) (time.Time, error) {
 	cfg.MaxDelegations = MaxRoles
 	cfg.Fetcher = c.fetcher
 	c.fetcher.ctx = ctx
+	// ctx bounds this refresh only: the delegated roles that Target and Targets fetch later,
+	// when it may have ended, are bounded by each download's own timeout.
+	defer func() { c.fetcher.ctx = nil }()
 	up, err := updater.New(cfg)
 	if err != nil {
 		// The enrolled root itself does not verify: nothing can be trusted.
@@ -571,7 +574,8 @@ func CheckRoleName(name string) error {
 // folder (file://, for a repository on a USB stick or the simulated phone's demo).
 type fetcher struct {
 	http *http.Client
-	ctx  context.Context
+	// ctx is the context of the Refresh under way, nil outside one.
+	ctx context.Context
 	// metadataURL and consistent tell a delegated role's metadata from the others, by the
 	// name go-tuf asks for: <role>.json, or <version>.<role>.json with consistent snapshots.
 	metadataURL string
