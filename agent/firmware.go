@@ -140,6 +140,10 @@ func (a *Agent) openFirmware() error {
 		// Committed in the environment, and the phone stopped before it recorded the commit.
 		st.Committed, st.CommittedSlot, st.CommittedLength, st.Pending, changed = p.Version, p.Slot, p.Length, nil, true
 		a.log.Info("new firmware committed before the phone stopped", "event", "firmware_committed", "version", p.Version, "slot", p.Slot)
+		// The audit entry comes after the record in commitFirmware, so it is missing here.
+		if err := a.audit.Append("firmware_committed", map[string]string{"version": fmt.Sprint(p.Version), "slot": p.Slot}); err != nil {
+			a.log.Error("audit log: firmware commit not recorded", "event", "audit_error", "err", err)
+		}
 	case failed != p.Slot:
 		// Recorded, and the phone stopped before the switch: installed again (the slot checked).
 		st.Pending, changed = nil, true

@@ -307,3 +307,31 @@ func TestInstallIntoPartitions(t *testing.T) {
 		t.Errorf("boot_slot %q, want b", v)
 	}
 }
+
+// A phone stopped after the bootloader's environment committed new firmware but before the
+// agent recorded it completes the commit at start, and the audit log records it.
+func TestCommitCompletedAtStart(t *testing.T) {
+	data, _ := enrolled(t)
+	var log syncBuffer
+	a, s := onTrial(t, data, &log, RealClock{})
+	env, err := bootenv.Open(s.Env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bootenv.Commit(env, "b"); err != nil {
+		t.Fatal(err)
+	}
+	a.Close() // the agent's record still says pending
+	a, _ = newAgent(t, data, &log, func(c *Config) { c.Slots = s })
+	t.Cleanup(func() { a.Close() })
+	if a.fw.st.Committed != 2 || a.fw.st.CommittedSlot != "b" || a.fw.st.Pending != nil || a.fw.trial {
+		t.Fatalf("state %+v, trial %v", a.fw.st, a.fw.trial)
+	}
+	b, err := os.ReadFile(filepath.Join(data, "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(`"firmware_committed"`)) {
+		t.Errorf("the audit log does not record the commit:\n%s", b)
+	}
+}
