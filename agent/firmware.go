@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -307,7 +308,7 @@ func (a *Agent) installFirmware(ctx context.Context) error {
 	res, err := install.Install(ctx, install.Options{
 		Fetcher: a.source, Image: image, Index: index, IndexSHA256: idxSum, Slot: sl,
 		Running: running, RunningLen: fw.st.CommittedLength,
-		Progress: firmwareProgress{a}, Dir: filepath.Join(a.cfg.DataDir, "firmware"), Log: a.log,
+		Progress: firmwareProgress{a, inactive}, Dir: filepath.Join(a.cfg.DataDir, "firmware"), Log: a.log,
 		OnBatch: func(done, total int64) {
 			a.setFirmwareStatus("%s; installing version %d into slot %s: %d%%", fw.summary(), rel.Version, inactive, done*100/max(total, 1))
 		},
@@ -342,16 +343,28 @@ func (a *Agent) installFirmware(ctx context.Context) error {
 	return nil
 }
 
-// firmwareProgress keeps an install's progress in the state database.
-type firmwareProgress struct{ a *Agent }
+// firmwareProgress keeps an install's progress in the state database, with the slot it is
+// written into: the blocks a record counts as done are in that slot, so a record of the same
+// release for the other slot (the slots swapped since) starts the install over.
+type firmwareProgress struct {
+	a    *Agent
+	slot string
+}
 
 func (p firmwareProgress) Load() (install.Progress, error) {
 	var pr install.Progress
-	b, err := lockedStore(p).firmwareProgress()
+	b, err := lockedStore{p.a}.firmwareProgress()
 	if err != nil || b == nil {
 		return pr, err
 	}
-	if err := pr.UnmarshalBinary(b); err != nil {
+	slot, rec, ok := bytes.Cut(b, []byte("\n"))
+	if !ok {
+		return install.Progress{}, fmt.Errorf("%w: no slot", install.ErrProgress)
+	}
+	if string(slot) != p.slot {
+		return pr, nil
+	}
+	if err := pr.UnmarshalBinary(rec); err != nil {
 		return install.Progress{}, fmt.Errorf("%w: %w", install.ErrProgress, err)
 	}
 	return pr, nil
@@ -362,7 +375,7 @@ func (p firmwareProgress) Save(pr install.Progress) error {
 	if err != nil {
 		return err
 	}
-	return lockedStore(p).setFirmwareProgress(b)
+	return lockedStore{p.a}.setFirmwareProgress(append([]byte(p.slot+"\n"), b...))
 }
 
 // setFirmwareStatus is what the console's status says of the firmware from now on.

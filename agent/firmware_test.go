@@ -16,6 +16,7 @@ import (
 
 	"github.com/wallphone/wallphone/backoffice/demo"
 	"github.com/wallphone/wallphone/firmware/bootenv"
+	"github.com/wallphone/wallphone/firmware/install"
 	"github.com/wallphone/wallphone/internal/loopdev"
 	"github.com/wallphone/wallphone/internal/tmpfs"
 	"github.com/wallphone/wallphone/policy"
@@ -333,5 +334,32 @@ func TestCommitCompletedAtStart(t *testing.T) {
 	}
 	if !bytes.Contains(b, []byte(`"firmware_committed"`)) {
 		t.Errorf("the audit log does not record the commit:\n%s", b)
+	}
+}
+
+// An install's progress belongs to the slot it was written into: the same release's record
+// for the other slot starts over, since the blocks it counts as done are not in this one.
+func TestProgressIsPerSlot(t *testing.T) {
+	data, _ := enrolled(t)
+	var log syncBuffer
+	a, _ := newAgent(t, data, &log, func(c *Config) { c.Slots = factorySlots(t) })
+	t.Cleanup(func() { a.Close() })
+	rec := install.Progress{Image: [32]byte{1}, Index: [32]byte{2}, Length: 1 << 20, Next: 100}
+	if err := (firmwareProgress{a, "b"}).Save(rec); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := (firmwareProgress{a, "b"}).Load(); err != nil || got != rec {
+		t.Errorf("slot b: %+v, %v; want %+v", got, err, rec)
+	}
+	if got, err := (firmwareProgress{a, "a"}).Load(); err != nil || got != (install.Progress{}) {
+		t.Errorf("slot a: %+v, %v; want no record", got, err)
+	}
+	// A record from before records named their slot is damaged: the install starts over.
+	b, _ := rec.MarshalBinary()
+	if err := (lockedStore{a}).setFirmwareProgress(b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (firmwareProgress{a, "b"}).Load(); !errors.Is(err, install.ErrProgress) {
+		t.Errorf("a record without its slot: %v, want ErrProgress", err)
 	}
 }
