@@ -124,6 +124,11 @@ func (hw *hardware) drive(ctx context.Context, tick func(time.Time)) error {
 		case <-feed.C:
 			notify.Send(sdnotify.Watchdog)
 		case err := <-drivers:
+			if ctx.Err() != nil {
+				// Cancelled: the drivers stopped because they were asked to, and the select
+				// happened to see them before ctx.Done.
+				return err
+			}
 			return fmt.Errorf("board drivers stopped: %w", err)
 		}
 	}

@@ -149,6 +149,9 @@ func TestOpenFileRetriesListen(t *testing.T) {
 	busy.Close()
 	clock.fire <- stepNow
 	log.wait("sip_ready")
+	// The user agent logs that it is ready before the retry hands it over: the retry's end is
+	// when calls go through it.
+	<-tr.(*fileTrunk).done
 	want := "ready, listening on " + busy.LocalAddr().String() + " (udp), not registering"
 	if st := tr.(statuser).Status(); st != want {
 		t.Errorf("status %q, want %q", st, want)
