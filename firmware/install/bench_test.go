@@ -198,9 +198,10 @@ func hwm() int64 {
 	return 0
 }
 
-// TestMemoryBounded: the live heap an install adds stays within its batch and the plan's
-// per-block cost, whatever the image's size: a 16 MiB and a 64 MiB install, each with a
-// running image to plan against, differ by no more than the plan's per-block bytes.
+// TestMemoryBounded: the live heap an install adds stays within its two buffers and the
+// plan's per-block cost, whatever the image's or the batch's size: a 16 MiB and a 64 MiB
+// install, each with a running image to plan against, differ by no more than the plan's
+// per-block bytes.
 func TestMemoryBounded(t *testing.T) {
 	sizes := []int64{16 << 20, 64 << 20}
 	if testing.Short() {
@@ -222,12 +223,12 @@ func TestMemoryBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("%d MiB image: peak live heap added %.2f MiB", size>>20, float64(peak)/(1<<20))
-		// Two batches (one filling, one being written), the plan (8 bytes and a map entry
-		// per running block: under 48 bytes), and room for the garbage of the HTTP client's
-		// and server's buffers not yet collected (the metric counts it as heap until the next
-		// GC sweeps it; with GOGC=100 the heap grows to twice the live heap first, so up to
-		// two batches' worth more).
-		if limit := 4*int64(install.DefaultBatchSize) + 48*size/bs + 2<<20; peak > limit {
+		// Two buffers (one receiving, one reading back), the plan (8 bytes and a map entry
+		// per running block: under 48 bytes), and room for the garbage of the HTTP client's and
+		// server's buffers not yet collected (the metric counts it as heap until the next GC
+		// sweeps it; with GOGC=100 the heap grows to twice the live heap first, so up to two
+		// buffers' worth more).
+		if limit := 4*int64(install.BufferSize) + 48*size/bs + 2<<20; peak > limit {
 			t.Errorf("%d MiB image: peak heap %d, over %d", size>>20, peak, limit)
 		}
 	}
@@ -314,41 +315,58 @@ func BenchmarkInstall(b *testing.B) {
 	})
 }
 
-// BenchmarkResume cancels an install at a random point of the image, resumes it, and
-// reports the bytes of the image the server sent twice (goal: at most a batch, 1 MiB).
+// BenchmarkResume stops an install at a random point of the image and resumes it, and
+// reports the bytes of the image the server sent twice (goal: at most a block, 4 KiB):
+// /cancel cancels the install's context, as a dropped connection or a shutdown does;
+// /kill-9 kills the process installing (a child process, this test binary run again) with
+// SIGKILL while it waits for more of the image, and resumes in this one.
 func BenchmarkResume(b *testing.B) {
 	size := int64(512 << 20)
 	if testing.Short() {
 		size = 32 << 20
 	}
 	r := newBigRelease(b, size)
-	path := fmt.Sprintf("/targets/firmware/%x.phone_2.img", r.image.Hashes["sha256"])
+	path := r.imagePath()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	var worst, total int64
-	n := 0
-	for b.Loop() {
-		r.fresh(b)
-		r.served.reset()
-		ctx, cancel := context.WithCancel(context.Background())
-		cut := rng.Int64N(size)
-		r.served.setFault(func(w http.ResponseWriter, req *http.Request) http.ResponseWriter {
-			return &cancelAfter{ResponseWriter: w, left: cut - r.served.sent(), cancel: cancel}
-		})
-		_, err := r.install(b, ctx, nil, 0)
-		cancel()
-		if err == nil {
-			b.Fatal("not cancelled")
+	b.Run("cancel", func(b *testing.B) {
+		var worst, total int64
+		n := 0
+		for b.Loop() {
+			r.fresh(b)
+			r.served.reset()
+			ctx, cancel := context.WithCancel(context.Background())
+			cut := rng.Int64N(size)
+			r.served.setFault(func(w http.ResponseWriter, req *http.Request) http.ResponseWriter {
+				return &cancelAfter{ResponseWriter: w, left: cut - r.served.sent(), cancel: cancel}
+			})
+			_, err := r.install(b, ctx, nil, 0)
+			cancel()
+			if err == nil {
+				b.Fatal("not cancelled")
+			}
+			r.served.setFault(nil)
+			mid := r.served.snapshot(path)
+			if _, err := r.install(b, context.Background(), nil, 0); err != nil {
+				b.Fatal(err)
+			}
+			again := refetched(mid, r.served.snapshot(path))
+			worst = max(worst, again)
+			total += again
+			n++
 		}
-		r.served.setFault(nil)
-		mid := r.served.snapshot(path)
-		if _, err := r.install(b, context.Background(), nil, 0); err != nil {
-			b.Fatal(err)
+		b.ReportMetric(float64(worst), "max-refetched-B")
+		b.ReportMetric(float64(total)/float64(n), "refetched-B/op")
+	})
+	b.Run("kill-9", func(b *testing.B) {
+		var worst, total int64
+		n := 0
+		for b.Loop() {
+			again, _ := r.killAndResume(b, rng.Int64N(size))
+			worst = max(worst, again)
+			total += again
+			n++
 		}
-		again := refetched(mid, r.served.snapshot(path))
-		worst = max(worst, again)
-		total += again
-		n++
-	}
-	b.ReportMetric(float64(worst), "max-refetched-B")
-	b.ReportMetric(float64(total)/float64(n), "refetched-B/op")
+		b.ReportMetric(float64(worst), "max-refetched-B")
+		b.ReportMetric(float64(total)/float64(n), "refetched-B/op")
+	})
 }
