@@ -48,10 +48,23 @@ type bigRelease struct {
 
 func newBigRelease(tb testing.TB, size int64) *bigRelease {
 	tb.Helper()
+	img := filepath.Join(tb.TempDir(), "image.img")
+	writeRandomFile(tb, img, size, 42)
+	return releaseOf(tb, img)
+}
+
+// releaseOf publishes the image in the file at path as a release (its index beside it) and
+// makes an empty file slot of its size.
+func releaseOf(tb testing.TB, path string) *bigRelease {
+	tb.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	dir := tb.TempDir()
-	r := &bigRelease{repo: tuftest.New(tb, true), served: &served{}, imgPath: filepath.Join(dir, "image.img"),
-		slotPath: filepath.Join(dir, "b.img"), state: filepath.Join(dir, "state"), size: size}
-	writeRandomFile(tb, r.imgPath, size, 42)
+	r := &bigRelease{repo: tuftest.New(tb, true), served: &served{}, imgPath: path,
+		slotPath: filepath.Join(dir, "b.img"), state: filepath.Join(dir, "state"), size: fi.Size()}
+	size := r.size
 	f, err := os.Open(r.imgPath)
 	if err != nil {
 		tb.Fatal(err)
