@@ -17,10 +17,10 @@
 //   - every block, copied or fetched, is checked against its hash before it is written; a
 //     fetched block that does not match stops the install before it or anything after it is
 //     written ([ErrBlock]), a copied one that does not match is fetched instead;
-//   - written blocks are synced, read back from the medium and checked again before the
-//     progress store records them ([ErrReadBack]); blocks a cut-short run left in the slot
-//     past its record are checked against the index, read from the medium, before they
-//     count as done;
+//   - written blocks are synced, read back from the medium and compared with what was
+//     written (by CRC-32C, block by block) before the progress store records them
+//     ([ErrReadBack]); blocks a cut-short run left in the slot past its record are checked
+//     against the index, read from the medium, before they count as done;
 //   - at the end the whole image is read back from the slot and checked against the image
 //     target's signed length and hashes ([ErrImage]).
 //
@@ -30,38 +30,54 @@
 //
 // # Resume
 //
-// The install goes through the image in batches (1 MiB by default): one goroutine fills the
-// next batch (copies and Range requests, each block checked) while Install's writes the one
-// before, syncs the slot (fdatasync, then the page cache dropped) and reads the batch back
-// in one read, checking each block again. Every 16 batches, and whenever the run stops (an
-// error, a cancelled context), [ProgressStore.Save] records the first block not yet done,
-// with the SHA-256 of the image and of the index it belongs to. A batch cut short keeps the
-// blocks that came whole: they are written and recorded too.
+// The install goes through the image in order, in three goroutines. One makes the blocks:
+// it copies runs from the running slot and fetches the rest with Range requests (up to
+// 1 MiB each), and after each read from the running slot or the connection it checks the
+// whole blocks that have come against the index and writes those into the slot at once, in
+// one write, keeping only a partial block for the next read. Every batch (16 MiB by default)
+// it hands what it wrote on, with the CRC-32C of each block, and waits for it to be taken. A
+// second syncs the slot (fdatasync, then the page cache dropped) that far; Install's own
+// reads what was synced back from the medium and compares each block with its CRC-32C,
+// then, every 64 MiB and whenever the run stops (an error, a cancelled context),
+// [ProgressStore.Save] records the first block not yet done, with the SHA-256 of the image
+// and of the index it belongs to. Blocks that came whole before a run stopped are written,
+// synced, read back and recorded too.
 //
 // A later Install of the same release (after a crash, a reboot, a dropped connection, a
 // cancelled context) reads the blocks past the record from the slot and checks them against
-// the index, stopping at the first that does not match, and fetches from there: a run that
-// stopped on an error or a cancelled context fetches again at most the block a connection
-// was cut in; one killed or powered off, also what it had fetched but not yet written (at
-// most the batch being filled) and the blocks the medium lost because they were not yet
-// synced (at most the batch being written). A progress record of another release (a new
+// the index, stopping at the first that does not match, and fetches from there. Since the
+// whole blocks received are in the slot's page cache before the next read from the
+// connection, which the kernel keeps when a process dies, a run that stopped on an error or
+// a cancelled context, or was killed (kill -9, a crash) while it waited for the network,
+// fetches again at most the block a connection was cut in (and what the connection held
+// that had not been read yet, at most the rest of a range). One killed between a read
+// returning and the write of its blocks (the time it takes to hash them) fetches again also
+// what that read gave: at most a buffer (256 KiB), a few KiB on a slow link. A power cut
+// loses, besides, what the medium had not been made to keep: the blocks written since the
+// last sync, at most about two batches (32 MiB). A progress record of another release (a new
 // version published meanwhile) is replaced, before anything is written, by one of this
 // release at block 0, and the slot is not checked: the install starts over.
 //
 // Write order, which makes the record crash-safe: (1) the record of this release at block 0
-// is saved before the first write into the slot; (2) a batch's blocks are written, the slot
-// is synced, the batch is read back and checked; (3) only then may the record move past the
-// batch, by an atomic replace ([FileStore]: temporary file, fsync, rename, fsync of the
-// directory; the agent's bbolt store: one transaction). A crash leaves the record behind
-// what is in the slot, never ahead of it. A read-back of the whole image that fails resets
-// the record to block 0.
+// is saved before the first write into the slot; (2) blocks are written, each checked
+// against the index first; the slot is synced and what the sync covered is read back and
+// compared; (3) only then may the record move past those blocks, by an atomic replace
+// ([FileStore]: temporary file, fsync, rename, fsync of the directory; the agent's bbolt
+// store: one transaction). A crash leaves the record behind what is on the medium, never
+// ahead of it. A read-back of the whole image that fails resets the record to block 0.
 //
 // # Memory
 //
-// The image is never held: the install holds two batches (2 × BatchSize bytes, and 40 bytes
-// per block of them: one batch filling while the other is written; the filling goroutine
-// waits for the other to be written before it fetches more), the block index in a file in Dir (read a hash at a time, see
-// firmware/blockindex), and the plan of what to copy and fetch, which [blockindex.Plan] makes
-// with 8 bytes and a map entry per block of the running image (about 3 MiB for a 512 MiB
-// image in 4 KiB blocks) and keeps as a list of runs, small unless the changes are scattered.
+// The image is never held, nor is a batch: what bounds the install's memory is two buffers
+// of [BufferSize] (256 KiB; one receiving from the connection or the running slot, one
+// reading back from the slot), whatever the image's or the batch's size; the CRC-32C of the
+// blocks written but not yet read back (4 bytes a block, at most about three batches: 48 KiB
+// with the defaults); the block index in a file in Dir, read 8 KiB of hashes at a time by
+// each of two goroutines (see firmware/blockindex); and the plan of what to copy and fetch,
+// which [blockindex.Plan] makes with 8 bytes and a map entry per block of the running image
+// (about 3 MiB for a 512 MiB image in 4 KiB blocks) and keeps as a list of runs, small
+// unless the changes are scattered. With no running image to compare with, the plan costs
+// nothing. Each Range request (one a MiB) leaves a few KiB of garbage, the HTTP client's
+// request and response; how much garbage the heap holds before a collection is the
+// program's GOGC, which this package leaves alone.
 package install

@@ -205,9 +205,13 @@ type served struct {
 	total  int64            // bytes of .img targets sent
 	blocks map[string][]int // image path -> bytes sent of each block
 	fault  func(w http.ResponseWriter, req *http.Request) http.ResponseWriter
+	// serving counts the requests being served, for idle.
+	serving sync.WaitGroup
 }
 
 func (s *served) count(w http.ResponseWriter, req *http.Request, serve http.Handler) {
+	s.serving.Add(1)
+	defer s.serving.Done()
 	s.mu.Lock()
 	fault := s.fault
 	s.mu.Unlock()
@@ -239,6 +243,9 @@ func (s *served) snapshot(path string) []int {
 	defer s.mu.Unlock()
 	return append([]int(nil), s.blocks[path]...)
 }
+
+// idle waits until no request is being served: what was sent is all counted.
+func (s *served) idle() { s.serving.Wait() }
 
 // reset forgets what was sent.
 func (s *served) reset() {

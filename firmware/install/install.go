@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
@@ -39,7 +40,7 @@ var (
 	ErrImage = errors.New("install: image in the slot does not match the signed image")
 	// ErrReadBack: a block read back from the slot after it was written and synced is not
 	// what was written: the medium did not keep it. The progress record stays before it.
-	ErrReadBack = errors.New("install: block read back from the slot differs from the signed index")
+	ErrReadBack = errors.New("install: block read back from the slot differs from what was written")
 	// ErrProgress: a progress record is damaged (returned by ProgressStore.Load; Install
 	// then starts over).
 	ErrProgress = errors.New("install: progress record damaged")
@@ -53,12 +54,17 @@ type Fetcher interface {
 	FetchRange(ctx context.Context, t tufclient.Target, off, n int64, w io.Writer) error
 }
 
-// Slot is the inactive slot, as firmware/slot's *Slot provides it.
+// Slot is the inactive slot, as firmware/slot's *Slot provides it. The installer writes
+// from one goroutine (WriteBlocks) while another syncs and reads back (Sync, DropCache,
+// ReadAt); the slot must allow that.
 type Slot interface {
 	// Begin declares the image's length; it writes nothing.
 	Begin(imageLen int64) error
 	// WriteBlock writes a whole block (or the image's last) at a block offset.
 	WriteBlock(off int64, p []byte) error
+	// WriteBlocks writes a run of whole blocks (the last may be the image's last) at a
+	// block offset, in one write.
+	WriteBlocks(off int64, p []byte) error
 	// Sync puts what was written on the medium and drops it from the page cache, so that
 	// a read-back reads the medium.
 	Sync() error
@@ -73,10 +79,15 @@ type Slot interface {
 	BlockSize() int
 }
 
-// DefaultBatchSize is how much of the image is fetched, written, synced and read back at a
-// time. An install holds two batches (one filling while the other is written): the bulk of
-// its memory.
-const DefaultBatchSize = 1 << 20
+// DefaultBatchSize is how much of the image is written between two syncs of the slot, each
+// followed by a read-back of what it synced. Blocks are written as they come, so it costs
+// no memory; it bounds what a power cut can lose (what was written but not yet synced: at
+// most two batches), and more syncs would slow the install down.
+const DefaultBatchSize = 16 << 20
+
+// BufferSize is the size of each of the install's two buffers, the bulk of its memory: one
+// receives from the server or the running slot, the other reads back from the slot.
+const BufferSize = 256 << 10
 
 // Options say what to install where.
 type Options struct {
@@ -96,7 +107,8 @@ type Options struct {
 	// Dir keeps the block index between runs (in a file of its own, index.bidx), so that a
 	// resumed install need not fetch it again.
 	Dir string
-	// BatchSize is rounded down to whole blocks (at least one); 0 means DefaultBatchSize.
+	// BatchSize is how much is written between two syncs and read-backs: rounded down to
+	// whole blocks (at least one); 0 means DefaultBatchSize.
 	BatchSize int64
 	// Log receives a line per stage; nil discards.
 	Log *slog.Logger
@@ -120,8 +132,8 @@ type Result struct {
 	IndexFetched bool
 }
 
-// indexFile is the block index's file in Options.Dir.
-const indexFile = "index.bidx"
+// indexName is the block index's file in Options.Dir.
+const indexName = "index.bidx"
 
 // Install writes the release into the inactive slot and returns success only once the whole
 // image, read back from the slot, is the signed one. Any error leaves the running slot as it
@@ -141,11 +153,11 @@ func Install(ctx context.Context, o Options) (Result, error) {
 	if o.Image.Length > o.Slot.Size() {
 		return res, fmt.Errorf("%w: %s is %d bytes, the slot %d", ErrSlotTooSmall, o.Image.Name, o.Image.Length, o.Slot.Size())
 	}
-	idx, closeIndex, fetched, err := openIndex(ctx, o)
+	xf, idx, fetched, err := openIndex(ctx, o)
 	if err != nil {
 		return res, err
 	}
-	defer closeIndex()
+	defer xf.f.Close()
 	res.IndexFetched = fetched
 	switch sum := idx.Sum(); {
 	case idx.Len() != o.Image.Length:
@@ -182,7 +194,7 @@ func Install(ctx context.Context, o Options) (Result, error) {
 		}
 		p = want
 	}
-	in := &installer{o: o, idx: idx, res: &res, log: log}
+	in := &installer{o: o, idx: idx, xf: xf, res: &res, log: log}
 	if err := in.run(ctx, p, want, resuming); err != nil {
 		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 			// Cancelled while a request was under way: the request's own error (a dropped
@@ -205,52 +217,66 @@ func (in *installer) run(ctx context.Context, p, want Progress, resuming bool) e
 	if err := in.write(ctx, p, resuming); err != nil {
 		return err
 	}
-	return in.readBack(ctx, want)
+	return in.checkImage(ctx, want)
+}
+
+// indexFile is the block index kept in Dir, checked against the signed one.
+type indexFile struct {
+	f *os.File
+	n int64
+}
+
+// view is an Index over the file with a reader of its own (see chunkReader): one for each
+// goroutine that reads hashes.
+func (x indexFile) view() (*blockindex.Index, error) {
+	return blockindex.Open(&chunkReader{r: x.f, buf: make([]byte, 0, hashChunk)}, x.n)
 }
 
 // openIndex opens the block index kept in Dir if it is still the signed one, or fetches it
 // there first. Its bytes are checked against the index target's signed length and hashes and
 // against the SHA-256 the release names, read from the very file the Index will read.
-func openIndex(ctx context.Context, o Options) (*blockindex.Index, func(), bool, error) {
-	path := filepath.Join(o.Dir, indexFile)
+func openIndex(ctx context.Context, o Options) (indexFile, *blockindex.Index, bool, error) {
+	path := filepath.Join(o.Dir, indexName)
 	fetched := false
 	for {
 		f, err := os.Open(path)
 		if err == nil {
+			x := indexFile{f: f}
 			var idx *blockindex.Index
-			if idx, err = checkIndex(f, o); err == nil {
-				return idx, func() { f.Close() }, fetched, nil
+			if x.n, idx, err = checkIndex(x, o); err == nil {
+				return x, idx, fetched, nil
 			}
 			f.Close()
 		}
 		if fetched {
-			return nil, nil, fetched, err
+			return indexFile{}, nil, fetched, err
 		}
 		if err := fetchIndex(ctx, o, path); err != nil {
-			return nil, nil, fetched, err
+			return indexFile{}, nil, fetched, err
 		}
 		fetched = true
 	}
 }
 
-func checkIndex(f *os.File, o Options) (*blockindex.Index, error) {
+func checkIndex(x indexFile, o Options) (int64, *blockindex.Index, error) {
 	v := o.Index.Verifier()
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(v, h), f)
+	n, err := io.Copy(io.MultiWriter(v, h), x.f)
 	if err != nil {
-		return nil, fmt.Errorf("install: read block index: %w", err)
+		return 0, nil, fmt.Errorf("install: read block index: %w", err)
 	}
 	if err := v.Verify(); err != nil {
-		return nil, fmt.Errorf("install: block index: %w", err)
+		return 0, nil, fmt.Errorf("install: block index: %w", err)
 	}
 	if !bytes.Equal(h.Sum(nil), o.IndexSHA256[:]) {
-		return nil, fmt.Errorf("%w: %s's sha256 is %x, the image's metadata names %x", ErrIndex, o.Index.Name, h.Sum(nil), o.IndexSHA256)
+		return 0, nil, fmt.Errorf("%w: %s's sha256 is %x, the image's metadata names %x", ErrIndex, o.Index.Name, h.Sum(nil), o.IndexSHA256)
 	}
-	idx, err := blockindex.Open(&chunkReader{r: f, buf: make([]byte, 0, hashChunk)}, n)
+	x.n = n
+	idx, err := x.view()
 	if err != nil {
-		return nil, fmt.Errorf("install: %s: %w", o.Index.Name, err)
+		return 0, nil, fmt.Errorf("install: %s: %w", o.Index.Name, err)
 	}
-	return idx, nil
+	return n, idx, nil
 }
 
 // fetchIndex fetches the index into path; a fetch that does not verify leaves no file.
@@ -276,47 +302,32 @@ func fetchIndex(ctx context.Context, o Options, path string) error {
 
 // installer is one Install under way.
 type installer struct {
-	o           Options
-	idx         *blockindex.Index
-	res         *Result
-	log         *slog.Logger
+	o   Options
+	idx *blockindex.Index // Install's goroutine's: the scan, the plan, the read-backs
+	xf  indexFile
+	res *Result
+	log *slog.Logger
+	// batchBlocks is how many blocks are written between two syncs.
 	batchBlocks int64
-	buf         []byte // one batch: the scan's and the final read-back's
+	buf         []byte // BufferSize: the scan's and the read-backs'
 }
 
-// source is where a block of the new image comes from: a running-slot offset, or -1 to fetch.
-type source = int64
+// rangeSize bounds a Range request. Blocks are written as they come, so a request cut short
+// costs the installer at most the block it was cut in, whatever its length; but what the
+// server had sent and the connection still held when the install stopped (cancelled,
+// killed) is lost with it, and a range bounds that too.
+const rangeSize = 1 << 20
 
-const fetch source = -1
-
-// saveEvery is how many batches go by between progress records. More often buys nothing: a
-// resumed install checks the blocks in the slot past the record against the index (local
-// reads), so a record behind costs a re-read, not a fetch; and each record costs two fsyncs.
-const saveEvery = 16
-
-// batch is a batch of blocks on its way into the slot: filled by the fetching goroutine,
-// written, synced and read back by Install's.
-type batch struct {
-	b0   int64 // first block
-	n    int   // blocks
-	good int   // blocks [b0, b0+good) are filled and match the index
-	buf  []byte
-	src  []source
-	hash [][sha256.Size]byte // the index's hashes of the good blocks
-	// What filling it did, for Result.
-	copied, fetched, mismatches int64
-}
-
-// block is block b0+k of the batch.
-func (bt *batch) block(idx *blockindex.Index, k int) []byte {
-	start, _ := idx.Block(bt.b0)
-	off, n := idx.Block(bt.b0 + int64(k))
-	return bt.buf[off-start : off-start+n]
-}
+// saveBytes is how far the record may fall behind what is verified in the slot, in bytes.
+// More often buys little: a resumed install checks the blocks in the slot past the record
+// against the index (local reads), so a record behind costs a re-read, not a fetch; and each
+// record costs two fsyncs.
+const saveBytes = 64 << 20
 
 // write makes the blocks past p.Next: it finds those a cut-short run left in the slot, then
-// fills batches in one goroutine while this one writes, syncs and reads back the batch
-// before, and records progress every saveEvery batches and when it stops.
+// has a filler goroutine copy and fetch the others, each written as soon as it is checked,
+// while a syncer goroutine syncs the slot every batch and this one reads back what each
+// sync put on the medium. It records progress every saveBytes and when it stops.
 func (in *installer) write(ctx context.Context, p Progress, resuming bool) error {
 	idx := in.idx
 	bs := int64(idx.BlockSize())
@@ -325,7 +336,7 @@ func (in *installer) write(ctx context.Context, p Progress, resuming bool) error
 		batchBytes = DefaultBatchSize
 	}
 	in.batchBlocks = max(batchBytes/bs, 1)
-	in.buf = make([]byte, in.batchBlocks*bs)
+	in.buf = make([]byte, bufferLen(bs))
 	if resuming && p.Next < idx.Blocks() {
 		next, err := in.scan(ctx, p.Next)
 		if err != nil {
@@ -344,53 +355,73 @@ func (in *installer) write(ctx context.Context, p Progress, resuming bool) error
 	if in.o.Running == nil {
 		runningLen = 0
 	}
-	plan, err := blockindex.Plan(in.o.Running, runningLen, idx, in.batchBlocks*bs)
+	plan, err := blockindex.Plan(in.o.Running, runningLen, idx, rangeSize)
 	if err != nil {
 		return fmt.Errorf("install: plan: %w", err)
 	}
 	in.log.Info("firmware install: planned", "image", in.o.Image.Name, "copy", plan.CopyBytes, "fetch", plan.FetchBytes)
-
-	// Two batches in all: one filling while the other is written. The first in buf.
-	free := make(chan *batch, 2)
-	for _, b := range [][]byte{in.buf, make([]byte, len(in.buf))} {
-		free <- &batch{buf: b, src: make([]source, in.batchBlocks), hash: make([][sha256.Size]byte, in.batchBlocks)}
+	fidx, err := in.xf.view()
+	if err != nil {
+		return fmt.Errorf("install: %w", err)
 	}
-	full := make(chan *batch)
+
+	// Three stages, each waiting for the next to take what it hands on, so that the filler
+	// runs at most about two batches ahead of the one being read back: the filler writes
+	// blocks and says how far it has written at each batch boundary it passes, and where it
+	// stopped; a syncer syncs the slot that far; this goroutine reads back and checks what
+	// was synced, and records it.
+	marks := make(chan written)
+	synced := make(chan written)
+	f := &filler{in: in, idx: fidx, buf: make([]byte, bufferLen(bs)), from: p.Next, next: p.Next, marked: p.Next, marks: marks}
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var fillErr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		defer close(full)
-		fillErr = in.fillAll(fctx, p.Next, plan, free, full)
+		defer close(marks)
+		fillErr = f.run(fctx, plan)
+		if f.next > f.marked {
+			f.mark(f.next)
+		}
+	})
+	wg.Go(func() {
+		defer close(synced)
+		var err error
+		for w := range marks {
+			if err == nil {
+				if err = in.o.Slot.Sync(); err != nil {
+					err = fmt.Errorf("install: %w", err)
+				}
+				w.err = err
+				synced <- w
+			}
+		}
 	})
 	var writeErr error
-	saved, since := p.Next, 0
-	for bt := range full {
+	saved := p.Next
+	for s := range synced {
 		if writeErr != nil {
-			continue // draining, so that the filler ends
+			continue // draining, so that the others end
 		}
-		if writeErr = in.store(bt); writeErr != nil {
+		if writeErr = s.err; writeErr == nil {
+			writeErr = in.verify(&p, f.from, s)
+		}
+		if writeErr != nil {
 			stop()
 			continue
 		}
-		in.res.Copied += bt.copied
-		in.res.Fetched += bt.fetched
-		in.res.CopyMismatches += bt.mismatches
-		p.Next = bt.b0 + int64(bt.good)
-		if since++; since >= saveEvery && p.Next < idx.Blocks() {
+		if p.Next-saved >= saveBytes/bs && p.Next < idx.Blocks() {
 			if writeErr = in.save(p); writeErr != nil {
 				stop()
 				continue
 			}
-			saved, since = p.Next, 0
+			saved = p.Next
 		}
-		if in.o.OnBatch != nil && bt.good > 0 {
-			in.o.OnBatch(min(p.Next*bs, idx.Len()), idx.Len())
-		}
-		free <- bt
 	}
 	wg.Wait()
+	in.res.Copied += f.copied
+	in.res.Fetched += f.fetched
+	in.res.CopyMismatches += f.mismatches
 	// Whatever stopped the run, what was written and verified is recorded, so that the
 	// next run need not even check it again.
 	if p.Next > saved {
@@ -404,9 +435,76 @@ func (in *installer) write(ctx context.Context, p Progress, resuming bool) error
 	return fillErr
 }
 
+// bufferLen is BufferSize in whole blocks, at least one.
+func bufferLen(bs int64) int64 { return max(BufferSize/bs, 1) * bs }
+
 func (in *installer) save(p Progress) error {
 	if err := in.o.Progress.Save(p); err != nil {
 		return fmt.Errorf("install: %w", err)
+	}
+	return nil
+}
+
+// written is a run of blocks the filler wrote: those before to, from where the previous run
+// ended, with the CRC-32C of each as it was written; and, once synced, whether the sync
+// failed.
+type written struct {
+	to   int64
+	sums []uint32
+	err  error
+}
+
+// castagnoli is the CRC-32C table: the read-back compares what the medium gives back with
+// what was written, block by block, by CRC-32C, which hardware computes (SSE 4.2, ARMv8)
+// at a small fraction of a SHA-256's cost. Each block was checked against the signed index
+// before it was written, and the image is checked whole against its signed SHA-256 at the
+// end, so the read-back looks for what a medium does to bytes, not for an adversary.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// verify reads blocks [p.Next, w.to), synced, back from the medium and compares each with
+// what was written, a batch (counted from block `from`) at a time; p.Next moves past each
+// batch that reads back whole and the same.
+func (in *installer) verify(p *Progress, from int64, w written) error {
+	b0 := p.Next
+	if int64(len(w.sums)) != w.to-b0 {
+		return fmt.Errorf("install: %d sums for blocks %d to %d", len(w.sums), b0, w.to) // a bug
+	}
+	for p.Next < w.to {
+		b1 := min(w.to, p.Next+in.batchBlocks-(p.Next-from)%in.batchBlocks)
+		if err := in.readBack(p.Next, b1, w.sums[p.Next-b0:]); err != nil {
+			return err
+		}
+		p.Next = b1
+		if in.o.OnBatch != nil {
+			bs := int64(in.idx.BlockSize())
+			in.o.OnBatch(min(b1*bs, in.idx.Len()), in.idx.Len())
+		}
+	}
+	return nil
+}
+
+// readBack reads blocks [b0, b1) from the slot and compares each with its CRC-32C in sums.
+func (in *installer) readBack(b0, b1 int64, sums []uint32) error {
+	idx := in.idx
+	bs := int64(idx.BlockSize())
+	chunk := int64(len(in.buf)) / bs
+	for c0 := b0; c0 < b1; c0 += chunk {
+		c1 := min(c0+chunk, b1)
+		off, _ := idx.Block(c0)
+		lastOff, lastLen := idx.Block(c1 - 1)
+		buf := in.buf[:lastOff+lastLen-off]
+		if n, err := in.o.Slot.ReadAt(buf, off); n < len(buf) {
+			if err == nil || errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("install: read back the slot at %d: %w", off+int64(n), err)
+		}
+		for b := c0; b < c1; b++ {
+			boff, bn := idx.Block(b)
+			if crc32.Checksum(buf[boff-off:boff-off+bn], castagnoli) != sums[b-b0] {
+				return fmt.Errorf("%w: block %d (offset %d)", ErrReadBack, b, boff)
+			}
+		}
 	}
 	return nil
 }
@@ -426,11 +524,12 @@ func (in *installer) scan(ctx context.Context, from int64) (int64, error) {
 		return from, fmt.Errorf("install: %w", err)
 	}
 	in.o.Slot.DropCache(start, idx.Len()-start)
-	for b0 := from; b0 < idx.Blocks(); b0 += in.batchBlocks {
+	chunk := int64(len(in.buf)) / int64(idx.BlockSize())
+	for b0 := from; b0 < idx.Blocks(); b0 += chunk {
 		if err := ctx.Err(); err != nil {
 			return from, fmt.Errorf("install: %w", err)
 		}
-		b1 := min(b0+in.batchBlocks, idx.Blocks())
+		b1 := min(b0+chunk, idx.Blocks())
 		off, _ := idx.Block(b0)
 		lastOff, lastLen := idx.Block(b1 - 1)
 		buf := in.buf[:lastOff+lastLen-off]
@@ -448,35 +547,51 @@ func (in *installer) scan(ctx context.Context, from int64) (int64, error) {
 	return idx.Blocks(), nil
 }
 
-// fillAll fills batches from block `from` on, in order, and hands each to full, a batch cut
-// short by an error too (with the blocks that came whole and match), then returns the error.
-func (in *installer) fillAll(ctx context.Context, from int64, plan *blockindex.Delta, free <-chan *batch, full chan<- *batch) error {
-	idx := in.idx
+// filler makes the blocks from `from` on, in order: copied from the running slot or
+// fetched, each checked against the index and written into the slot as soon as it is, the
+// blocks of one read from the running slot or the connection in one write. Nothing it has
+// been handed whole waits in memory for another write, so a process killed while it waits
+// for the network leaves in the page cache every whole block that came. It runs in a
+// goroutine of its own.
+type filler struct {
+	in  *installer
+	idx *blockindex.Index // its own: the index's reader is not shared between goroutines
+	buf []byte            // BufferSize: what came from the running slot or the connection
+	// from is where this run began, next the first block not yet written, marked the end
+	// of the last run sent on marks.
+	from, next, marked int64
+	marks              chan<- written
+	// sums is the CRC-32C of each block written since marked.
+	sums []uint32
+	// What it did, for Result.
+	copied, fetched, mismatches int64
+}
+
+// run makes every block from f.next on, following the plan: a copy from the running slot
+// where it holds the block, a Range request elsewhere.
+func (f *filler) run(ctx context.Context, plan *blockindex.Delta) error {
+	idx := f.idx
 	bs := int64(idx.BlockSize())
-	var ci int // cursor into plan.Copies, in image order
-	for b0 := from; b0 < idx.Blocks(); b0 += in.batchBlocks {
-		var bt *batch
-		select {
-		case bt = <-free:
-		case <-ctx.Done():
-			return fmt.Errorf("install: %w", ctx.Err())
+	ci := 0 // cursor into plan.Copies, in image order
+	for f.next < idx.Blocks() {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("install: %w", err)
 		}
-		b1 := min(b0+in.batchBlocks, idx.Blocks())
-		bt.b0, bt.n, bt.good = b0, int(b1-b0), 0
-		bt.copied, bt.fetched, bt.mismatches = 0, 0, 0
-		for b := b0; b < b1; b++ {
-			off := b * bs
-			for ci < len(plan.Copies) && plan.Copies[ci].To+plan.Copies[ci].Len <= off {
-				ci++
-			}
-			bt.src[b-b0] = fetch
-			if ci < len(plan.Copies) && plan.Copies[ci].To <= off {
-				bt.src[b-b0] = plan.Copies[ci].From + off - plan.Copies[ci].To
-			}
+		off := f.next * bs
+		for ci < len(plan.Copies) && plan.Copies[ci].To+plan.Copies[ci].Len <= off {
+			ci++
 		}
-		err := in.fill(ctx, bt)
-		// Even cut short: what came whole and matches is written, not fetched again.
-		full <- bt
+		var err error
+		if ci < len(plan.Copies) && plan.Copies[ci].To <= off {
+			c := plan.Copies[ci]
+			err = f.copy(ctx, c.From+off-c.To, off, min(c.To+c.Len-off, int64(len(f.buf))))
+		} else {
+			end := idx.Len()
+			if ci < len(plan.Copies) {
+				end = plan.Copies[ci].To
+			}
+			err = f.fetch(ctx, off, min(end-off, rangeSize), f.buf)
+		}
 		if err != nil {
 			return err
 		}
@@ -484,120 +599,177 @@ func (in *installer) fillAll(ctx context.Context, from int64, plan *blockindex.D
 	return nil
 }
 
-// fill fills a batch and checks each block against the index: copies from the running slot
-// first (one read per run contiguous there; a block that does not match is fetched
-// instead), then fetches (one Range request per run of blocks to fetch). It sets bt.good to
-// the blocks from the start that are filled and match, all of them unless it fails.
-func (in *installer) fill(ctx context.Context, bt *batch) error {
-	idx := in.idx
-	bs := int64(idx.BlockSize())
-	src := bt.src[:bt.n]
-	start, _ := idx.Block(bt.b0)
-	for i := 0; i < len(src); {
-		j := i + 1
-		if src[i] != fetch {
-			for j < len(src) && src[j] == src[j-1]+bs {
-				j++
-			}
-			off, _ := idx.Block(bt.b0 + int64(i))
-			endOff, endLen := idx.Block(bt.b0 + int64(j) - 1)
-			if _, err := in.o.Running.ReadAt(bt.buf[off-start:endOff+endLen-start], src[i]); err != nil {
-				in.log.Warn("firmware install: running slot unreadable, fetching instead", "offset", src[i], "err", err)
-			}
-			for k := i; k < j; k++ {
-				if idx.Check(bt.b0+int64(k), bt.block(idx, k)) != nil {
-					src[k] = fetch
-					bt.mismatches++
-				} else {
-					bt.copied += int64(len(bt.block(idx, k)))
-				}
-			}
-		}
-		i = j
+// copy reads n bytes at from in the running slot (one read) for the blocks at off, checks
+// each, and writes each run of blocks that match in one write; a run that does not is
+// fetched instead.
+func (f *filler) copy(ctx context.Context, from, off, n int64) error {
+	bs := int64(f.idx.BlockSize())
+	p := f.buf[:n]
+	if _, err := f.in.o.Running.ReadAt(p, from); err != nil {
+		f.in.log.Warn("firmware install: running slot unreadable, fetching instead", "offset", from, "err", err)
 	}
-	var err error
-	good := len(src)
-	for i := 0; i < len(src) && err == nil; {
-		j := i + 1
-		if src[i] != fetch {
-			i = j
-			continue
+	put := func(i, j int64, bad bool) error {
+		if bad {
+			f.mismatches += (j - i + bs - 1) / bs
+			return f.fetch(ctx, off+i, j-i, p[i:j])
 		}
-		for j < len(src) && src[j] == fetch {
-			j++
-		}
-		off, _ := idx.Block(bt.b0 + int64(i))
-		endOff, endLen := idx.Block(bt.b0 + int64(j) - 1)
-		w := &fill{p: bt.buf[off-start : endOff+endLen-start]}
-		if err = in.o.Fetcher.FetchRange(ctx, in.o.Image, off, int64(len(w.p)), w); err != nil {
-			err = fmt.Errorf("install: fetch: %w", err)
-			good = i
-		}
-		bt.fetched += int64(w.n)
-		for k := i; k < j; k++ {
-			boff, bn := idx.Block(bt.b0 + int64(k))
-			if boff+bn > off+int64(w.n) {
-				break // cut short here; err is set
-			}
-			if cerr := idx.Check(bt.b0+int64(k), bt.block(idx, k)); cerr != nil {
-				good, err = k, fmt.Errorf("%w: %s: %w", ErrBlock, in.o.Image.Name, cerr)
-				break
-			}
-			if err != nil {
-				good = k + 1
-			}
-		}
-		i = j
+		f.copied += j - i
+		return f.write(off+i, p[i:j])
 	}
-	for k := range good {
-		h, herr := idx.Hash(bt.b0 + int64(k))
-		if herr != nil {
-			bt.good = k
-			return errors.Join(err, fmt.Errorf("install: %w", herr))
+	var run int64 // the first block of the run of blocks alike
+	runBad := false
+	for i := int64(0); i < n; i += bs {
+		bad := f.idx.Check((off+i)/bs, p[i:min(i+bs, n)]) != nil
+		if i > run && bad != runBad {
+			if err := put(run, i, runBad); err != nil {
+				return err
+			}
+			run = i
 		}
-		bt.hash[k] = h
+		runBad = bad
 	}
-	bt.good = good
-	return err
+	return put(run, n, runBad)
 }
 
-// store writes the batch's good blocks, every one of them checked against the index, syncs
-// the slot (which drops them from the page cache) and reads them back from the medium in one
-// read to check them again.
-func (in *installer) store(bt *batch) error {
-	if bt.good == 0 {
-		return nil
-	}
-	idx := in.idx
-	for k := range bt.good {
-		off, _ := idx.Block(bt.b0 + int64(k))
-		if err := in.o.Slot.WriteBlock(off, bt.block(idx, k)); err != nil {
-			return fmt.Errorf("install: %w", err)
-		}
-	}
-	if err := in.o.Slot.Sync(); err != nil {
-		return fmt.Errorf("install: %w", err)
-	}
-	start, _ := idx.Block(bt.b0)
-	endOff, endLen := idx.Block(bt.b0 + int64(bt.good) - 1)
-	buf := bt.buf[:endOff+endLen-start]
-	if n, err := in.o.Slot.ReadAt(buf, start); n < len(buf) {
-		if err == nil || errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return fmt.Errorf("install: read back the slot at %d: %w", start+int64(n), err)
-	}
-	for k := range bt.good {
-		if sha256.Sum256(bt.block(idx, k)) != bt.hash[k] {
-			off, _ := idx.Block(bt.b0 + int64(k))
-			return fmt.Errorf("%w: block %d (offset %d)", ErrReadBack, bt.b0+int64(k), off)
-		}
+// fetch fetches the n bytes at off with one Range request, received into area (whole blocks,
+// or n bytes) and written as they come.
+func (f *filler) fetch(ctx context.Context, off, n int64, area []byte) error {
+	w := &rangeWriter{f: f, area: area, off: off, end: off + n}
+	err := f.in.o.Fetcher.FetchRange(ctx, f.in.o.Image, off, n, w)
+	switch {
+	case w.err != nil:
+		return w.err // a block that did not match, or a failed write: the cause
+	case err != nil:
+		return fmt.Errorf("install: fetch: %w", err)
+	case w.off+int64(w.have) != w.end:
+		return fmt.Errorf("install: fetch: %d of %d bytes at %d: %w", w.off+int64(w.have)-off, n, off, io.ErrUnexpectedEOF)
 	}
 	return nil
 }
 
-// readBack ends the slot's image and checks it, read back whole, against the image target.
-func (in *installer) readBack(ctx context.Context, p Progress) error {
+// write writes p, the blocks from off, checked, into the slot, and hands the blocks written
+// on at each batch boundary it passes.
+func (f *filler) write(off int64, p []byte) error {
+	if err := f.in.o.Slot.WriteBlocks(off, p); err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
+	bs := int64(f.idx.BlockSize())
+	for i := int64(0); i < int64(len(p)); i += bs {
+		f.sums = append(f.sums, crc32.Checksum(p[i:min(i+bs, int64(len(p)))], castagnoli))
+	}
+	f.next = (off + int64(len(p)) + bs - 1) / bs
+	if batch := f.in.batchBlocks; f.next-f.marked >= batch {
+		f.mark(f.from + (f.next-f.from)/batch*batch)
+	}
+	return nil
+}
+
+// mark hands on the blocks written up to to, and waits until they are taken.
+func (f *filler) mark(to int64) {
+	n := to - f.marked
+	f.marks <- written{to: to, sums: f.sums[:n:n]}
+	f.sums = append([]uint32(nil), f.sums[n:]...)
+	f.marked = to
+}
+
+// rangeWriter receives one Range request's bytes into area. After each read from the
+// connection it checks the whole blocks that have come and writes them into the slot in one
+// write; a partial block waits at the start of area for the rest of it.
+type rangeWriter struct {
+	f    *filler
+	area []byte
+	have int   // bytes at the start of area not yet written: less than a block between reads
+	off  int64 // where area[0] goes in the image
+	end  int64 // where the range ends
+	err  error // a block that did not match, or a failed write; sticky
+}
+
+// room is the part of area the next bytes of the range go to.
+func (w *rangeWriter) room() []byte {
+	return w.area[w.have:min(int64(len(w.area)), w.end-w.off)]
+}
+
+func (w *rangeWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 && w.err == nil {
+		room := w.room()
+		if len(room) == 0 {
+			return n, io.ErrShortWrite // more than the range
+		}
+		k := copy(room, p)
+		p, n = p[k:], n+k
+		w.received(k)
+	}
+	return n, w.err
+}
+
+// ReadFrom reads straight into area, as much as a read gives, so that io.Copy neither copies
+// every byte through a buffer of its own nor allocates one per range.
+func (w *rangeWriter) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for w.err == nil {
+		room := w.room()
+		if len(room) == 0 {
+			var more [1]byte
+			if n, _ := io.ReadFull(r, more[:]); n > 0 {
+				return total, io.ErrShortWrite
+			}
+			return total, nil
+		}
+		n, err := r.Read(room)
+		total += int64(n)
+		w.received(n)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, w.err
+}
+
+// received takes n more bytes in area: it checks the whole blocks there (the range's last
+// block whole when the range is complete, short if it is the image's), writes those that
+// match in one write, and keeps the partial block after them.
+func (w *rangeWriter) received(n int) {
+	w.have += n
+	w.f.fetched += int64(n)
+	bs := int64(w.f.idx.BlockSize())
+	whole := int64(w.have) / bs * bs
+	if w.off+int64(w.have) == w.end {
+		whole = int64(w.have)
+	}
+	if whole == 0 {
+		return
+	}
+	b0 := w.off / bs
+	var good int64
+	for good < whole {
+		end := min(good+bs, whole)
+		if err := w.f.idx.Check(b0+good/bs, w.area[good:end]); err != nil {
+			w.err = fmt.Errorf("install: %w", err)
+			if errors.Is(err, blockindex.ErrMismatch) {
+				w.err = fmt.Errorf("%w: %s: %w", ErrBlock, w.f.in.o.Image.Name, err)
+			}
+			break
+		}
+		good = end
+	}
+	if good > 0 {
+		if err := w.f.write(w.off, w.area[:good]); err != nil && w.err == nil {
+			w.err = err
+		}
+	}
+	if w.err != nil {
+		return
+	}
+	w.have = copy(w.area, w.area[whole:w.have])
+	w.off += whole
+}
+
+// checkImage ends the slot's image and checks it, read back whole, against the image target.
+func (in *installer) checkImage(ctx context.Context, p Progress) error {
 	if err := in.o.Slot.End(); err != nil {
 		return fmt.Errorf("install: %w", err)
 	}
@@ -631,9 +803,8 @@ func (in *installer) readBack(ctx context.Context, p Progress) error {
 const hashChunk = 8 << 10
 
 // chunkReader reads its file a chunk at a time and serves the Index's 32-byte reads from the
-// chunk: two reads per block (the check, then the hash kept for the read-back) become one
-// system call per chunk. Not safe for concurrent use: only the goroutine that fills batches
-// reads hashes while they are filled.
+// chunk: one system call per chunk rather than one per block. Not safe for concurrent use:
+// each goroutine that reads hashes has its own (indexFile.view).
 type chunkReader struct {
 	r   io.ReaderAt
 	off int64 // where buf starts in r
@@ -655,39 +826,4 @@ func (c *chunkReader) ReadAt(p []byte, off int64) (int, error) {
 		}
 	}
 	return copy(p, c.buf[off-c.off:]), nil
-}
-
-// fill is a writer into a fixed buffer that must be filled exactly.
-type fill struct {
-	p []byte
-	n int
-}
-
-func (w *fill) Write(b []byte) (int, error) {
-	if len(b) > len(w.p)-w.n {
-		return 0, io.ErrShortWrite
-	}
-	w.n += copy(w.p[w.n:], b)
-	return len(b), nil
-}
-
-// ReadFrom reads straight into the buffer, so that io.Copy neither copies every byte
-// through a buffer of its own nor allocates one per range.
-func (w *fill) ReadFrom(r io.Reader) (int64, error) {
-	start := w.n
-	for w.n < len(w.p) {
-		n, err := r.Read(w.p[w.n:])
-		w.n += n
-		if err == io.EOF {
-			return int64(w.n - start), nil
-		}
-		if err != nil {
-			return int64(w.n - start), err
-		}
-	}
-	var more [1]byte
-	if n, _ := io.ReadFull(r, more[:]); n > 0 {
-		return int64(w.n - start), io.ErrShortWrite
-	}
-	return int64(w.n - start), nil
 }

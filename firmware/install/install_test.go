@@ -274,19 +274,24 @@ func (w *cancelAfter) Write(p []byte) (int, error) {
 	return w.Write(p[n:])
 }
 
-// cancelSlot cancels after left more blocks are written.
+// cancelSlot cancels once left more blocks are written: a run is written up to there, the
+// context cancelled, then the rest of the run written.
 type cancelSlot struct {
 	install.Slot
 	left   int
 	cancel context.CancelFunc
 }
 
-func (s *cancelSlot) WriteBlock(off int64, p []byte) error {
-	if s.left == 0 {
+func (s *cancelSlot) WriteBlocks(off int64, p []byte) error {
+	if s.left >= 0 && s.left*bs < len(p) {
+		if err := s.Slot.WriteBlocks(off, p[:s.left*bs]); s.left > 0 && err != nil {
+			return err
+		}
 		s.cancel()
+		off, p = off+int64(s.left)*bs, p[s.left*bs:]
 	}
-	s.left--
-	return s.Slot.WriteBlock(off, p)
+	s.left -= (len(p) + bs - 1) / bs
+	return s.Slot.WriteBlocks(off, p)
 }
 
 // TestCancelLeavesNoGoroutine: an install cancelled while a range streams returns only once
@@ -313,7 +318,7 @@ func TestCancelLeavesNoGoroutine(t *testing.T) {
 func checkNoInstallGoroutine(t *testing.T) {
 	t.Helper()
 	buf := make([]byte, 1<<20)
-	if st := string(buf[:runtime.Stack(buf, true)]); strings.Contains(st, "firmware/install.(*installer)") {
+	if st := string(buf[:runtime.Stack(buf, true)]); strings.Contains(st, "wallphone/firmware/install.") {
 		t.Fatalf("a goroutine of the install outlived it:\n%s", st)
 	}
 }
@@ -568,6 +573,49 @@ func TestReadBackMismatch(t *testing.T) {
 	if pr := p.progress(); pr.Next != 0 {
 		t.Fatalf("progress %+v after a failed read-back", pr)
 	}
+}
+
+// TestReadBackDiffers: a block that reads back from the medium other than it was written,
+// once synced, stops the install with ErrReadBack naming it, and the record stays before
+// it; the next install, with the medium sound again, finds the block right in the slot.
+func TestReadBackDiffers(t *testing.T) {
+	p := newPhone(t, true, randomBytes(12, imageLen), 2<<20)
+	o, s := p.options(nil)
+	const bad = 100
+	o.Slot = &flipOnce{Slot: s, at: bad*bs + 9}
+	_, err := install.Install(context.Background(), o)
+	if !errors.Is(err, install.ErrReadBack) || !strings.Contains(err.Error(), fmt.Sprintf("block %d ", bad)) {
+		t.Fatalf("err = %v", err)
+	}
+	if pr := p.progress(); pr.Next > bad {
+		t.Fatalf("progress %+v, past the block that read back wrong", pr)
+	}
+	p.checkNothingPast()
+	o, _ = p.options(nil)
+	res, err := install.Install(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Fetched+res.Resumed != imageLen {
+		t.Fatalf("%+v", res)
+	}
+	p.checkSlot()
+}
+
+// flipOnce reads the byte at `at` wrong the first time it is read.
+type flipOnce struct {
+	install.Slot
+	at   int64
+	done bool
+}
+
+func (s *flipOnce) ReadAt(p []byte, off int64) (int, error) {
+	n, err := s.Slot.ReadAt(p, off)
+	if !s.done && off <= s.at && s.at < off+int64(n) {
+		p[s.at-off] ^= 1
+		s.done = true
+	}
+	return n, err
 }
 
 // badReadBack reads back its first byte wrong once the image is ended: what the per-batch

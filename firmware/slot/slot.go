@@ -5,7 +5,8 @@
 // It serves promise 6 (a firmware update never leaves a phone without a working slot) by
 // making the slot's part of an install checkable: an image too large for the slot is refused
 // before anything is written ([ErrTooSmall]); writes are whole blocks at block offsets inside
-// the declared image ([ErrUnaligned], [ErrPastEnd]); after [Slot.Sync] the written range is
+// the declared image, one block or a run of them ([ErrUnaligned], [ErrPastEnd]); after
+// [Slot.Sync] the written range is
 // on the medium and read back from it, so [Slot.VerifyBlock] checks the flash rather than
 // memory; and any failed write or sync is sticky, so an install cannot carry on past a block
 // that did not land. Which blocks to verify, and against which hashes, is the installer's
@@ -15,14 +16,16 @@
 //
 //	s, err := slot.OpenDevice("/dev/mmcblk0p3", 4096) // or slot.CreateFile(path, capacity, 4096)
 //	err = s.Begin(imageLen)                             // ErrTooSmall before any write
-//	for each block: s.WriteBlock(off, block)
+//	for each run of blocks: s.WriteBlocks(off, blocks)  // one write; or s.WriteBlock(off, block)
 //	every so often: s.Sync(), then s.VerifyBlock(...) for the blocks written since, then
 //	                record them as done (so that a resumed install skips them)
 //	err = s.End()                                       // sync; no more writes
 //
-// A Slot is not safe for concurrent use. The installer declares the interface it needs
-// where it uses one; both kinds are this one type, since both are a file descriptor that
-// differs only in how it is opened and sized.
+// One goroutine may write (WriteBlock, WriteBlocks) while another syncs and reads back (Sync,
+// DropCache, ReadAt, VerifyBlock), so that an installer need not stop fetching while the
+// medium catches up; otherwise a Slot is not safe for concurrent use. The installer declares
+// the interface it needs where it uses one; both kinds are this one type, since both are a
+// file descriptor that differs only in how it is opened and sized.
 //
 // # Why not O_DIRECT
 //
@@ -41,6 +44,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -56,14 +60,16 @@ var (
 	ErrTooSmall = errors.New("slot: image larger than the slot")
 	// ErrImageLen is returned by Begin for an image length of zero or less.
 	ErrImageLen = errors.New("slot: bad image length")
-	// ErrNotBegun is returned by WriteBlock before a successful Begin.
+	// ErrNotBegun is returned by WriteBlock and WriteBlocks before a successful Begin.
 	ErrNotBegun = errors.New("slot: no image begun")
-	// ErrEnded is returned by WriteBlock after End.
+	// ErrEnded is returned by WriteBlock and WriteBlocks after End.
 	ErrEnded = errors.New("slot: image already ended")
-	// ErrUnaligned is returned by WriteBlock for an offset that is not a multiple of the
-	// block size, or a block that is not whole and not the image's last.
+	// ErrUnaligned is returned by WriteBlock and WriteBlocks for an offset that is not a
+	// multiple of the block size, or bytes that are not whole blocks and do not end with the
+	// image's last block.
 	ErrUnaligned = errors.New("slot: block not aligned")
-	// ErrPastEnd is returned by WriteBlock for a block reaching past the image's end.
+	// ErrPastEnd is returned by WriteBlock and WriteBlocks for bytes reaching past the
+	// image's end.
 	ErrPastEnd = errors.New("slot: block past the end of the image")
 	// ErrShortRead is returned by VerifyBlock when the slot holds fewer bytes than asked.
 	ErrShortRead = errors.New("slot: short read-back")
@@ -100,6 +106,8 @@ type Slot struct {
 	blockSize int64
 	buf       []byte // VerifyBlock's read-back buffer, one block
 
+	// mu guards the fields below: the writing goroutine and the syncing one share them.
+	mu       sync.Mutex
 	imageLen int64 // from Begin; 0 until then
 	ended    bool
 	// dirtyLo and dirtyHi bound the bytes written since the last Sync (empty when equal).
@@ -218,7 +226,7 @@ func newSlot(f *os.File, path string, capacity int64, blockSize int) *Slot {
 // Size is the slot's capacity in bytes.
 func (s *Slot) Size() int64 { return s.capacity }
 
-// BlockSize is the size of the blocks WriteBlock takes.
+// BlockSize is the size of the blocks WriteBlock and WriteBlocks take.
 func (s *Slot) BlockSize() int { return int(s.blockSize) }
 
 // Path is the slot's file or device.
@@ -234,6 +242,8 @@ func (s *Slot) Begin(imageLen int64) error {
 	if imageLen > s.capacity {
 		return fmt.Errorf("slot %s: %w: the image is %d bytes, the slot %d", s.path, ErrTooSmall, imageLen, s.capacity)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.imageLen = imageLen
 	s.ended = false
 	return nil
@@ -241,35 +251,61 @@ func (s *Slot) Begin(imageLen int64) error {
 
 // WriteBlock writes p at off: off a multiple of the block size, and p a whole block, or the
 // image's last block ending exactly at the image's end. A failed write is returned as a
-// [*BlockError], and again by every later WriteBlock, Sync and End.
+// [*BlockError], and again by every later WriteBlock, WriteBlocks, Sync and End.
 func (s *Slot) WriteBlock(off int64, p []byte) error {
-	if s.err != nil {
-		return s.err
+	if n := int64(len(p)); n > s.blockSize {
+		return s.check(off, n, fmt.Errorf("%w: %d bytes, want %d or the rest of the image", ErrUnaligned, n, s.blockSize))
 	}
-	switch {
-	case s.imageLen == 0:
-		return fmt.Errorf("slot %s: %w", s.path, ErrNotBegun)
-	case s.ended:
-		return fmt.Errorf("slot %s: %w", s.path, ErrEnded)
-	}
+	return s.WriteBlocks(off, p)
+}
+
+// WriteBlocks writes a run of blocks with one write: off a multiple of the block size, and p
+// whole blocks, the last of which may be the image's last, ending exactly at the image's
+// end. A failed write is returned as a [*BlockError] naming the first block it did not
+// write whole, and again by every later WriteBlock, WriteBlocks, Sync and End.
+func (s *Slot) WriteBlocks(off int64, p []byte) error {
 	n := int64(len(p))
-	if off < 0 || off%s.blockSize != 0 {
-		return s.blockErr(off, fmt.Errorf("%w: offset is not a multiple of %d", ErrUnaligned, s.blockSize))
+	if err := s.check(off, n, nil); err != nil {
+		return err
 	}
-	if off >= s.imageLen || n > s.imageLen-off {
-		return s.blockErr(off, fmt.Errorf("%w: %d bytes at %d, the image is %d", ErrPastEnd, n, off, s.imageLen))
-	}
-	if n != s.blockSize && off+n != s.imageLen || n == 0 {
-		return s.blockErr(off, fmt.Errorf("%w: %d bytes, want %d or the rest of the image", ErrUnaligned, n, min(s.blockSize, s.imageLen-off)))
-	}
-	if _, err := s.f.WriteAt(p, off); err != nil {
-		s.err = s.blockErr(off, err)
+	if m, err := s.f.WriteAt(p, off); err != nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.err == nil {
+			s.err = s.blockErr(off+int64(m)/s.blockSize*s.blockSize, err)
+		}
 		return s.err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.dirtyLo == s.dirtyHi {
 		s.dirtyLo, s.dirtyHi = off, off+n
 	} else {
 		s.dirtyLo, s.dirtyHi = min(s.dirtyLo, off), max(s.dirtyHi, off+n)
+	}
+	return nil
+}
+
+// check says whether n bytes at off may be written now; bad, if not nil, is the error to
+// return once the slot's own state is found fine.
+func (s *Slot) check(off, n int64, bad error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.err != nil:
+		return s.err
+	case s.imageLen == 0:
+		return fmt.Errorf("slot %s: %w", s.path, ErrNotBegun)
+	case s.ended:
+		return fmt.Errorf("slot %s: %w", s.path, ErrEnded)
+	case off < 0 || off%s.blockSize != 0:
+		return s.blockErr(off, fmt.Errorf("%w: offset is not a multiple of %d", ErrUnaligned, s.blockSize))
+	case off >= s.imageLen || n > s.imageLen-off:
+		return s.blockErr(off, fmt.Errorf("%w: %d bytes at %d, the image is %d", ErrPastEnd, n, off, s.imageLen))
+	case bad != nil:
+		return s.blockErr(off, bad)
+	case n == 0 || n%s.blockSize != 0 && off+n != s.imageLen:
+		return s.blockErr(off, fmt.Errorf("%w: %d bytes, want whole blocks of %d or the rest of the image", ErrUnaligned, n, s.blockSize))
 	}
 	return nil
 }
@@ -279,20 +315,29 @@ func (s *Slot) blockErr(off int64, err error) error {
 }
 
 // Sync puts everything written so far on the medium (fdatasync), then drops the page cache
-// for what was written since the last Sync, so that reading it back reads the medium.
+// for what was written since the last Sync, so that reading it back reads the medium. What
+// a concurrent write adds while it runs is left for the next Sync.
 func (s *Slot) Sync() error {
-	if s.err != nil {
-		return s.err
+	s.mu.Lock()
+	err := s.err
+	lo, hi := s.dirtyLo, s.dirtyHi
+	s.dirtyLo, s.dirtyHi = 0, 0
+	s.mu.Unlock()
+	if err != nil {
+		return err
 	}
 	if err := unix.Fdatasync(int(s.f.Fd())); err != nil {
-		s.err = fmt.Errorf("slot %s: sync: %w", s.path, err)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.err == nil {
+			s.err = fmt.Errorf("slot %s: sync: %w", s.path, err)
+		}
 		return s.err
 	}
-	if s.dirtyLo != s.dirtyHi {
+	if lo != hi {
 		// Advice only: where the kernel keeps the pages (tmpfs), the read-back reads memory,
 		// which is then the medium.
-		_ = unix.Fadvise(int(s.f.Fd()), s.dirtyLo, s.dirtyHi-s.dirtyLo, unix.FADV_DONTNEED)
-		s.dirtyLo, s.dirtyHi = 0, 0
+		_ = unix.Fadvise(int(s.f.Fd()), lo, hi-lo, unix.FADV_DONTNEED)
 	}
 	return nil
 }
@@ -327,6 +372,7 @@ func (s *Slot) ReadAt(p []byte, off int64) (int, error) {
 // VerifyBlock reads n bytes at off back from the slot and checks them against want, their
 // SHA-256. A mismatch is [ErrMismatch] and fewer bytes than n [ErrShortRead], each in a
 // [*BlockError] naming the block. Call Sync first, or the read-back may come from memory.
+// It keeps a buffer of its own: not for two goroutines at once.
 func (s *Slot) VerifyBlock(off int64, n int, want [sha256.Size]byte) error {
 	if n <= 0 || n > int(s.blockSize) {
 		return s.blockErr(off, fmt.Errorf("%w: verify %d bytes, blocks are %d", ErrUnaligned, n, s.blockSize))
@@ -347,12 +393,14 @@ func (s *Slot) VerifyBlock(off int64, n int, want [sha256.Size]byte) error {
 	return nil
 }
 
-// End says the image is complete: it syncs, and any later WriteBlock is [ErrEnded]. It
-// returns the first write or sync failure, if any.
+// End says the image is complete: it syncs, and any later write is [ErrEnded]. It returns
+// the first write or sync failure, if any. No write may run concurrently with it.
 func (s *Slot) End() error {
 	if err := s.Sync(); err != nil {
 		return err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.ended = true
 	return nil
 }

@@ -24,6 +24,7 @@ type installer interface {
 	Size() int64
 	Begin(imageLen int64) error
 	WriteBlock(off int64, p []byte) error
+	WriteBlocks(off int64, p []byte) error
 	ReadAt(p []byte, off int64) (int, error)
 	VerifyBlock(off int64, n int, want [sha256.Size]byte) error
 	Sync() error
@@ -214,6 +215,110 @@ func TestWriteBlockBounds(t *testing.T) {
 	}
 }
 
+// A run of blocks is whole blocks from a block offset, of which only the image's last may be
+// short, ending exactly at the image's end; the first run error also names its block.
+func TestWriteBlocksBounds(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.img")
+	s, err := slot.CreateFile(path, 16*bs, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const imageLen = 5*bs + 100
+	img := randomBytes(4, imageLen)
+	if err := s.WriteBlocks(0, img[:bs]); !errors.Is(err, slot.ErrNotBegun) {
+		t.Fatalf("before Begin: got %v, want ErrNotBegun", err)
+	}
+	if err := s.Begin(imageLen); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		off, n int64
+		want   error
+	}{
+		{"two blocks", 0, 2 * bs, nil},
+		{"to the image's end, short last block", 2 * bs, 3*bs + 100, nil},
+		{"one block", bs, bs, nil},
+		{"unaligned offset", 100, 2 * bs, slot.ErrUnaligned},
+		{"a partial block inside the image", bs, 2*bs - 1, slot.ErrUnaligned},
+		{"a partial block after whole ones", bs, 2*bs + 1, slot.ErrUnaligned},
+		{"short of the image's end", 2 * bs, 3*bs + 99, slot.ErrUnaligned},
+		{"empty", bs, 0, slot.ErrUnaligned},
+		{"past the image's end", 2 * bs, 4 * bs, slot.ErrPastEnd},
+	} {
+		var err error
+		if tc.off+tc.n <= imageLen {
+			err = s.WriteBlocks(tc.off, img[tc.off:tc.off+tc.n])
+		} else {
+			err = s.WriteBlocks(tc.off, make([]byte, tc.n))
+		}
+		var be *slot.BlockError
+		if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) || err != nil && (!errors.As(err, &be) || be.Off != tc.off) {
+			t.Errorf("%s: got %v, want %v naming offset %d", tc.name, err, tc.want, tc.off)
+		}
+	}
+	if err := s.End(); err != nil {
+		t.Fatal(err)
+	}
+	s.DropCache(0, imageLen)
+	got := make([]byte, imageLen)
+	if _, err := s.ReadAt(got, 0); err != nil || !bytes.Equal(got, img) {
+		t.Fatalf("read back: %v, equal %v", err, bytes.Equal(got, img))
+	}
+	if err := s.WriteBlocks(0, img[:bs]); !errors.Is(err, slot.ErrEnded) {
+		t.Fatalf("after End: got %v, want ErrEnded", err)
+	}
+}
+
+// One goroutine writes runs while another syncs and reads back what the first says it has
+// written, as the installer does: every block read back after a Sync is the one written (run
+// with -race, the detector checks the slot's own bookkeeping too).
+func TestWriteWhileSyncing(t *testing.T) {
+	const blocks = 512
+	img := randomBytes(5, blocks*bs)
+	s, err := slot.CreateFile(filepath.Join(t.TempDir(), "a.img"), blocks*bs, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Begin(int64(len(img))); err != nil {
+		t.Fatal(err)
+	}
+	written := make(chan int64)
+	var werr error
+	go func() {
+		defer close(written)
+		for b := int64(0); b < blocks; b += 8 {
+			if werr = s.WriteBlocks(b*bs, img[b*bs:(b+8)*bs]); werr != nil {
+				return
+			}
+			written <- b + 8
+		}
+	}()
+	done := int64(0)
+	for w := range written {
+		if w-done < 64 && w < blocks {
+			continue
+		}
+		if err := s.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		for b := done; b < w; b++ {
+			if err := s.VerifyBlock(b*bs, bs, sha256.Sum256(img[b*bs:(b+1)*bs])); err != nil {
+				t.Fatal(err)
+			}
+		}
+		done = w
+	}
+	if werr != nil || done != blocks {
+		t.Fatalf("wrote to block %d: %v", done, werr)
+	}
+	if err := s.End(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A block that reads back different, or short, is named in the error.
 func TestVerifyBlockMismatchAndShort(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a.img")
@@ -279,12 +384,11 @@ func TestReadAtPastCapacity(t *testing.T) {
 	}
 }
 
-// On a full file system a write into a sparse slot file fails with ENOSPC naming the block,
-// and the failure is sticky: no later write, sync or end pretends all is well.
-func TestFullFileSystemWrite(t *testing.T) {
-	dir := tmpfs.Mount(t, 256*1024)
-	path := filepath.Join(dir, "b.img")
-	// A sparse slot file, as a slot made by truncate(1) or by an older agent would be.
+// sparseSlot is a 1 MiB slot, begun, in a sparse file on a file system of 256 KiB: a slot
+// made by truncate(1) or by an older agent would be sparse.
+func sparseSlot(t *testing.T) *slot.Slot {
+	t.Helper()
+	path := filepath.Join(tmpfs.Mount(t, 256*1024), "b.img")
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -295,10 +399,17 @@ func TestFullFileSystemWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
 	if err := s.Begin(1 << 20); err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// On a full file system a write into a sparse slot file fails with ENOSPC naming the block,
+// and the failure is sticky: no later write, sync or end pretends all is well.
+func TestFullFileSystemWrite(t *testing.T) {
+	s := sparseSlot(t)
 	block := randomBytes(3, bs)
 	var werr error
 	var off int64
@@ -317,11 +428,41 @@ func TestFullFileSystemWrite(t *testing.T) {
 	if err := s.WriteBlock(0, block); !errors.Is(err, syscall.ENOSPC) {
 		t.Errorf("a later write: got %v, want the first error again", err)
 	}
+	if err := s.WriteBlocks(0, append(block, block...)); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("a later run: got %v, want the first error again", err)
+	}
 	if err := s.Sync(); !errors.Is(err, syscall.ENOSPC) {
 		t.Errorf("Sync: got %v, want the first error again", err)
 	}
 	if err := s.End(); !errors.Is(err, syscall.ENOSPC) {
 		t.Errorf("End: got %v, want the first error again", err)
+	}
+}
+
+// A run that fills the file system is refused naming the first block it did not write
+// whole (the run's first, or one inside it where the kernel wrote part of the run); the
+// blocks before it hold what was written.
+func TestFullFileSystemWriteBlocks(t *testing.T) {
+	s := sparseSlot(t)
+	img := randomBytes(6, 1<<20)
+	const run = 3 * bs
+	var off int64
+	var err error
+	for off = 0; off+run <= 1<<20; off += run {
+		if err = s.WriteBlocks(off, img[off:off+run]); err != nil {
+			break
+		}
+	}
+	var be *slot.BlockError
+	if !errors.Is(err, syscall.ENOSPC) || !errors.As(err, &be) {
+		t.Fatalf("got %v, want ENOSPC in a BlockError", err)
+	}
+	if be.Off < off || be.Off >= off+run || be.Off%bs != 0 {
+		t.Fatalf("the error names offset %d: want a block of the run at %d", be.Off, off)
+	}
+	got := make([]byte, be.Off)
+	if _, err := s.ReadAt(got, 0); err != nil || !bytes.Equal(got, img[:be.Off]) {
+		t.Fatalf("the blocks before %d: %v, equal %v", be.Off, err, bytes.Equal(got, img[:be.Off]))
 	}
 }
 
