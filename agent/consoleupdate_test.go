@@ -66,7 +66,7 @@ func (r *dirRepo) Progress(p provisioning.UpdateProgress) { r.notes = append(r.n
 // base, and a facility whose repository (keys/repo) the technician copies; the phone's own
 // repository is out of reach, as for a phone with no network.
 type consolePhone struct {
-	t     *testing.T
+	t     testing.TB
 	a     *Agent
 	slots *Slots
 	keys  string
@@ -74,7 +74,7 @@ type consolePhone struct {
 	log   *syncBuffer
 }
 
-func newConsolePhone(t *testing.T, base []byte, mod func(*Config)) *consolePhone {
+func newConsolePhone(t testing.TB, base []byte, mod func(*Config)) *consolePhone {
 	t.Helper()
 	data, keys := enrolled(t)
 	if err := os.WriteFile(filepath.Join(data, "conf", provisioning.RepositoryFile), []byte(`{"url":"file:///nonexistent/repo"}`), 0o600); err != nil {

@@ -63,7 +63,7 @@ func TestFirmwareInStatusObject(t *testing.T) {
 
 // factorySlots are two file slots and a redundant bootloader environment, as a phone leaves
 // the factory: its build in slot a, good and booted.
-func factorySlots(t *testing.T) *Slots {
+func factorySlots(t testing.TB) *Slots {
 	t.Helper()
 	dir := t.TempDir()
 	envFile := filepath.Join(dir, "uboot.env")
