@@ -97,7 +97,9 @@ func (c *Client) Call(ctx context.Context, typ byte, req, answer any) error {
 	for {
 		select {
 		case f := <-c.frames:
-			if f.Seq != seq {
+			if f.Seq != seq || f.Type < answerBit {
+				// A late answer, or the phone's own request or note of an update that
+				// ended: not the answer to this.
 				continue
 			}
 			return ParseAnswer(typ, f, answer)
