@@ -55,7 +55,8 @@ func (a *Agent) newConsole(stop context.CancelFunc) (*console, error) {
 			stop()
 			return nil
 		},
-		Logger: log,
+		Updater: consoleUpdater{a},
+		Logger:  log,
 	})
 	if err != nil {
 		return nil, err

@@ -10,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wallphone/wallphone/firmware/bootenv"
 	"github.com/wallphone/wallphone/firmware/install"
 	"github.com/wallphone/wallphone/firmware/release"
+	"github.com/wallphone/wallphone/policy"
 	"github.com/wallphone/wallphone/tufclient"
 )
 
@@ -70,9 +72,12 @@ type pendingFirmware struct {
 	Length  int64  `json:"length"`
 }
 
-// firmware is the update goroutine's own: nothing else touches it, but for reboot, which the
-// call loop reads.
+// firmware is the update goroutine's and the console's, one at a time (mu), but for reboot,
+// which the call loop reads.
 type firmware struct {
+	// mu guards st and trial after open, and the inactive slot, the install's progress record
+	// and its directory: one install at a time, from the network or from the console.
+	mu      sync.Mutex
 	slots   *Slots
 	st      firmwareState
 	trial   bool      // this process runs the pending firmware, on trial
@@ -180,6 +185,8 @@ func (a *Agent) firmwareStep(ctx context.Context, checked bool) {
 	if fw == nil || a.rebootWanted.Load() {
 		return
 	}
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
 	if fw.trial {
 		failing := a.health(checked)
 		switch {
@@ -200,7 +207,7 @@ func (a *Agent) firmwareStep(ctx context.Context, checked bool) {
 	if !checked || fw.st.Pending != nil {
 		return
 	}
-	if err := a.installFirmware(ctx); err != nil {
+	if err := a.installFirmware(ctx, a.source); err != nil {
 		a.log.Error("firmware update not installed; the running firmware stays", "event", "firmware_error", "err", err)
 	}
 }
@@ -244,12 +251,48 @@ func (a *Agent) commitFirmware() {
 	}
 }
 
-// installFirmware looks for a release for this phone and installs it.
-func (a *Agent) installFirmware(ctx context.Context) error {
-	fw, s := a.fw, a.fw.slots
-	targets, err := a.source.Targets(release.Prefix)
-	if err != nil {
+// firmwareSource is where releases come from: the repository over the network
+// (*tufclient.Client), or a technician's copy of it carried by the console.
+type firmwareSource interface {
+	Targets(prefix string) ([]tufclient.Target, error)
+	install.Fetcher
+}
+
+// installFirmware looks for a release for this phone in src and installs it. The caller
+// holds fw.mu.
+func (a *Agent) installFirmware(ctx context.Context, src firmwareSource) error {
+	rel, choice, err := a.installRelease(ctx, src, nil)
+	if err != nil || rel != nil {
 		return err
+	}
+	attrs := []any{"event", "firmware_current", "committed", a.fw.st.Committed}
+	for _, s := range choice.Skipped {
+		if errors.Is(s.Err, release.ErrFailed) {
+			attrs = append(attrs, "not_retried", s.Target)
+		}
+	}
+	a.log.Info("no firmware to install", attrs...)
+	return nil
+}
+
+// installedRelease is what installRelease put in the inactive slot.
+type installedRelease struct {
+	Image   string
+	Version uint64
+	Slot    string
+	Result  install.Result
+}
+
+// installRelease picks the release for this phone from src (release.Pick: its board, above
+// the committed version and the floor, not failed here, in its rollout), installs it into
+// the inactive slot, marks the slot to be tried and asks for the reboot. With nothing to
+// install it returns a nil release and the choice, which says why. onBatch, if set, hears
+// the install's progress. The caller holds fw.mu.
+func (a *Agent) installRelease(ctx context.Context, src firmwareSource, onBatch func(done, total int64)) (*installedRelease, release.Choice, error) {
+	fw, s := a.fw, a.fw.slots
+	targets, err := src.Targets(release.Prefix)
+	if err != nil {
+		return nil, release.Choice{}, err
 	}
 	var list []release.Target
 	byName := map[string]tufclient.Target{}
@@ -264,28 +307,21 @@ func (a *Agent) installFirmware(ctx context.Context) error {
 	if choice.Floor > fw.st.Floor {
 		fw.st.Floor = choice.Floor
 		if err := a.saveFirmware(fw.st); err != nil {
-			return err
+			return nil, choice, err
 		}
 	}
 	if choice.Target == "" {
-		attrs := []any{"event", "firmware_current", "committed", fw.st.Committed}
-		for _, s := range choice.Skipped {
-			if errors.Is(s.Err, release.ErrFailed) {
-				attrs = append(attrs, "not_retried", s.Target)
-			}
-		}
-		a.log.Info("no firmware to install", attrs...)
-		return nil
+		return nil, choice, nil
 	}
 	rel := choice.Release
 	image, index := byName[choice.Target], byName[rel.Index]
 	if index.Name == "" {
-		return fmt.Errorf("%s: its block index %s is not a signed target", choice.Target, rel.Index)
+		return nil, choice, fmt.Errorf("%s: its block index %s is not a signed target", choice.Target, rel.Index)
 	}
 	var idxSum [32]byte
 	b, err := hex.DecodeString(rel.IndexSHA256)
 	if err != nil || len(b) != len(idxSum) {
-		return fmt.Errorf("%s: index_sha256 %q", choice.Target, rel.IndexSHA256)
+		return nil, choice, fmt.Errorf("%s: index_sha256 %q", choice.Target, rel.IndexSHA256)
 	}
 	copy(idxSum[:], b)
 	inactive := bootenv.SlotB
@@ -297,50 +333,60 @@ func (a *Agent) installFirmware(ctx context.Context) error {
 	a.setFirmwareStatus("%s; installing version %d into slot %s", fw.summary(), rel.Version, inactive)
 	sl, err := s.open(inactive, image.Length)
 	if err != nil {
-		return err
+		return nil, choice, err
 	}
 	defer sl.Close()
 	running, err := os.Open(s.Image(s.Running))
 	if err != nil {
-		return err
+		return nil, choice, err
 	}
 	defer running.Close()
 	res, err := install.Install(ctx, install.Options{
-		Fetcher: a.source, Image: image, Index: index, IndexSHA256: idxSum, Slot: sl,
+		Fetcher: src, Image: image, Index: index, IndexSHA256: idxSum, Slot: sl,
 		Running: running, RunningLen: fw.st.CommittedLength,
 		Progress: firmwareProgress{a, inactive}, Dir: filepath.Join(a.cfg.DataDir, "firmware"), Log: a.log,
 		OnBatch: func(done, total int64) {
 			a.setFirmwareStatus("%s; installing version %d into slot %s: %d%%", fw.summary(), rel.Version, inactive, done*100/max(total, 1))
+			if onBatch != nil {
+				onBatch(done, total)
+			}
 		},
 	})
 	if err != nil {
-		return err
+		a.setFirmwareStatus("%s", fw.summary())
+		return nil, choice, err
 	}
 	// Recorded before the switch, or a phone stopped between the two would boot the update on
 	// trial without knowing it, and install it again into the good slot. A failed_slot left
 	// from an earlier rollback goes first: then only a rollback of this update sets it, and
 	// a record found without a trial or a rollback is an update never switched to.
 	env, err := bootenv.Open(s.Env)
-	if f, _ := env.Get("failed_slot"); err == nil && f != "" {
-		env.Unset("failed_slot")
-		err = env.Save()
+	if err == nil {
+		if f, _ := env.Get("failed_slot"); f != "" {
+			env.Unset("failed_slot")
+			err = env.Save()
+		}
 	}
 	if err != nil {
-		return fmt.Errorf("mark slot %s to be tried: %w", inactive, err)
+		return nil, choice, fmt.Errorf("mark slot %s to be tried: %w", inactive, err)
 	}
 	fw.st.Pending = &pendingFirmware{Version: rel.Version, Slot: inactive, Length: res.Length}
 	if err := a.saveFirmware(fw.st); err != nil {
-		return err
+		return nil, choice, err
 	}
 	if err := bootenv.MarkTrial(env, inactive); err != nil {
 		fw.st.Pending = nil
-		return errors.Join(fmt.Errorf("mark slot %s to be tried: %w", inactive, err), a.saveFirmware(fw.st))
+		return nil, choice, errors.Join(fmt.Errorf("mark slot %s to be tried: %w", inactive, err), a.saveFirmware(fw.st))
 	}
-	a.setFirmwareStatus("%s; version %d installed in slot %s: reboots into it when idle", fw.summary(), rel.Version, inactive)
+	when := "when idle"
+	if w := a.rebootWindow(); !w.Any() {
+		when = "when idle inside the policy's reboot window, " + w.String()
+	}
+	a.setFirmwareStatus("%s; version %d installed in slot %s: reboots into it %s", fw.summary(), rel.Version, inactive, when)
 	a.rebootWanted.Store(true)
 	a.log.Info("new firmware installed and verified: the phone reboots into it when idle", "event", "firmware_ready",
 		"version", rel.Version, "slot", inactive, "fetched", res.Fetched, "copied", res.Copied)
-	return nil
+	return &installedRelease{Image: choice.Target, Version: rel.Version, Slot: inactive, Result: res}, choice, nil
 }
 
 // firmwareProgress keeps an install's progress in the state database, with the slot it is
@@ -405,4 +451,19 @@ func (a *Agent) mayReboot(now time.Time) bool {
 		return true
 	}
 	return a.policy.RebootWindow.Contains(now)
+}
+
+// rebootWindow is the reboot window of the newest policy installed, for what the phone says;
+// mayReboot decides by the policy in force. Safe from any goroutine.
+func (a *Agent) rebootWindow() policy.RebootWindow {
+	if a.policyFromRepo() {
+		if p := a.updates.Policy(); p != nil {
+			return p.RebootWindow
+		}
+		return policy.RebootWindow{}
+	}
+	if a.policy != nil { // a local file, in force from start to end
+		return a.policy.RebootWindow
+	}
+	return policy.RebootWindow{}
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -86,7 +87,7 @@ func TestFirmwareInStatusObject(t *testing.T) {
 
 // factorySlots are two file slots and a redundant bootloader environment, as a phone leaves
 // the factory: its build in slot a, good and booted.
-func factorySlots(t *testing.T) *Slots {
+func factorySlots(t testing.TB) *Slots {
 	t.Helper()
 	dir := t.TempDir()
 	envFile := filepath.Join(dir, "uboot.env")
@@ -286,7 +287,7 @@ func TestInstallIntoPartitions(t *testing.T) {
 	if a.fw.st.CommittedLength != part {
 		t.Errorf("factory image read as %d bytes, want the partition's %d", a.fw.st.CommittedLength, part)
 	}
-	if err := a.installFirmware(context.Background()); err != nil {
+	if err := a.installFirmware(context.Background(), a.source); err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
 	if p := a.fw.st.Pending; p == nil || p.Version != 2 || p.Slot != "b" || p.Length != int64(len(v2)) {
@@ -361,5 +362,41 @@ func TestProgressIsPerSlot(t *testing.T) {
 	}
 	if _, err := (firmwareProgress{a, "b"}).Load(); !errors.Is(err, install.ErrProgress) {
 		t.Errorf("a record without its slot: %v, want ErrProgress", err)
+	}
+}
+
+// Installed firmware that waits for the policy's reboot window says so in the status.
+func TestStatusNamesRebootWindow(t *testing.T) {
+	data, keys := enrolled(t)
+	img := filepath.Join(t.TempDir(), "v2.img")
+	if err := os.WriteFile(img, []byte("version 2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := demo.PublishFirmware(keys, "sim", 2, img, demo.Firmware{}); err != nil {
+		t.Fatal(err)
+	}
+	var pol map[string]any
+	b, err := os.ReadFile(filepath.Join(keys, "policy.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &pol)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol["firmware"] = map[string]any{"reboot_window": "02:00-05:00", "time_zone": "America/Chicago"}
+	b, _ = json.Marshal(pol)
+	local := filepath.Join(t.TempDir(), "policy.json")
+	if err := os.WriteFile(local, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var log syncBuffer
+	a, _ := newAgent(t, data, &log, func(c *Config) { c.Slots = factorySlots(t); c.LocalPolicy = local })
+	t.Cleanup(func() { a.Close() })
+	if err := a.installFirmware(context.Background(), a.source); err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	want := "version 2 installed in slot b: reboots into it when idle inside the policy's reboot window, 02:00-05:00 America/Chicago"
+	if st := *a.fwStatus.Load(); !strings.Contains(st, want) {
+		t.Errorf("status %q, want %q", st, want)
 	}
 }

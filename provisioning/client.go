@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -89,28 +88,18 @@ func (c *Client) Call(ctx context.Context, typ byte, req, answer any) error {
 	if req == nil {
 		req = struct{}{}
 	}
-	payload, err := json.Marshal(req)
+	seq, err := c.send(typ, req)
 	if err != nil {
 		return err
-	}
-	c.seq++
-	if c.seq == 0 {
-		c.seq = 1 // 0 is the phone's for answers to frames it could not read
-	}
-	seq := c.seq
-	b, err := AppendFrame(nil, Frame{Type: typ, Seq: seq, Payload: payload})
-	if err != nil {
-		return err
-	}
-	if _, err := c.w.Write(b); err != nil {
-		return fmt.Errorf("write to the phone: %w", err)
 	}
 	timer := time.NewTimer(c.Timeout)
 	defer timer.Stop()
 	for {
 		select {
 		case f := <-c.frames:
-			if f.Seq != seq {
+			if f.Seq != seq || f.Type < answerBit {
+				// A late answer, or the phone's own request or note of an update that
+				// ended: not the answer to this.
 				continue
 			}
 			return ParseAnswer(typ, f, answer)
@@ -122,6 +111,18 @@ func (c *Client) Call(ctx context.Context, typ byte, req, answer any) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// send writes one request and returns its sequence number.
+func (c *Client) send(typ byte, req any) (uint16, error) {
+	c.seq++
+	if c.seq == 0 {
+		c.seq = 1 // 0 is the phone's for answers to frames it could not read
+	}
+	if err := writeJSON(c.w, Frame{Type: typ, Seq: c.seq}, req); err != nil {
+		return 0, fmt.Errorf("write to the phone: %w", err)
+	}
+	return c.seq, nil
 }
 
 // Hello asks who the phone is and for a fresh challenge.

@@ -185,6 +185,9 @@ type rig struct {
 	cancel  context.CancelFunc
 	served  chan error
 	stopped bool
+	// updater and after, if set before newServer, are the console's Updater and timer.
+	updater provisioning.Updater
+	after   func(time.Duration) <-chan time.Time
 }
 
 var validators = map[string]func([]byte) error{
@@ -232,9 +235,10 @@ func (r *rig) newServer() {
 	srv, err := provisioning.NewServer(provisioning.Config{
 		DeviceID: "wp-0123abcd", Firmware: "test", DataDir: r.data, DeviceKey: r.devKey,
 		TrustFile: r.trust, Validators: validators, Locks: r.db, Audit: r.auditor, Phone: r.phone,
-		Reset:  func() error { r.phone.did(&r.phone.resets); return nil },
-		Reboot: func() error { r.phone.did(&r.phone.reboots); return nil },
-		Now:    r.clock.Now,
+		Reset:   func() error { r.phone.did(&r.phone.resets); return nil },
+		Reboot:  func() error { r.phone.did(&r.phone.reboots); return nil },
+		Now:     r.clock.Now,
+		Updater: r.updater, After: r.after,
 	})
 	if err != nil {
 		r.t.Fatal(err)

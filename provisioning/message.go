@@ -3,8 +3,9 @@ package provisioning
 import (
 	"errors"
 	"fmt"
-	"github.com/wallphone/wallphone/internal/strictjson"
 	"time"
+
+	"github.com/wallphone/wallphone/internal/strictjson"
 )
 
 // Message types. An answer has the request's type with the high bit set, or TypeError.
@@ -19,6 +20,15 @@ const (
 	TypeReset    byte = 0x08
 	TypeReboot   byte = 0x09
 	TypeBye      byte = 0x0a
+	// TypeUpdate asks the phone to install firmware from the technician's copy of the
+	// repository; while it runs, the phone sends TypeRead requests and TypeProgress notes.
+	TypeUpdate byte = 0x0b
+	// TypeRead is the phone's request, during an update, for bytes of a file of the
+	// technician's repository. Its answer's payload is binary (see AppendData), the one
+	// payload that is not JSON.
+	TypeRead byte = 0x0c
+	// TypeProgress is the phone's note, during an update, of how far it is; it has no answer.
+	TypeProgress byte = 0x0d
 	TypeError    byte = 0xff
 
 	answerBit byte = 0x80
@@ -27,7 +37,7 @@ const (
 var typeNames = map[byte]string{
 	TypeHello: "hello", TypeAuth: "auth", TypeStatus: "status", TypeSelftest: "selftest",
 	TypeLogs: "logs", TypePut: "put", TypeEnroll: "enroll", TypeReset: "reset",
-	TypeReboot: "reboot", TypeBye: "bye",
+	TypeReboot: "reboot", TypeBye: "bye", TypeUpdate: "update",
 }
 
 // ErrMessage: a frame arrived intact but its payload is not a valid message of its type.
@@ -128,6 +138,8 @@ const (
 	CodeBadRequest       = "bad_request"
 	CodeRefused          = "refused"
 	CodeFailed           = "failed"
+	// CodeNotFound is the technician's answer to a TypeRead of a file its repository lacks.
+	CodeNotFound = "not_found"
 )
 
 // Error is the phone's refusal of a request.
@@ -166,7 +178,7 @@ func decode(payload []byte, v any) error {
 func ParseRequest(t byte, payload []byte) (any, error) {
 	var v any
 	switch t {
-	case TypeHello, TypeStatus, TypeSelftest, TypeReboot, TypeBye:
+	case TypeHello, TypeStatus, TypeSelftest, TypeReboot, TypeBye, TypeUpdate:
 		var empty struct{}
 		if err := decode(payload, &empty); err != nil {
 			return nil, err

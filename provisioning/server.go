@@ -115,7 +115,8 @@ type SelftestResult struct {
 	Checks []Check `json:"checks"`
 }
 
-// Config is what a Server needs. Every field but Logger, Now, Rand and Firmware is required.
+// Config is what a Server needs. Every field but Logger, Now, After, Rand, Firmware and
+// Updater is required.
 type Config struct {
 	DeviceID string
 	Firmware string
@@ -135,6 +136,11 @@ type Config struct {
 	Reset func() error
 	// Reboot restarts the phone.
 	Reboot func() error
+	// Updater installs firmware from the technician's repository (update); nil refuses it.
+	Updater Updater
+	// After is the phone's timer while it waits for the technician's answers during an
+	// update; nil is time.After.
+	After  func(time.Duration) <-chan time.Time
 	Now    func() time.Time
 	Rand   io.Reader
 	Logger *slog.Logger
@@ -176,6 +182,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
+	}
+	if cfg.After == nil {
+		cfg.After = time.After
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -254,15 +263,32 @@ func WriteEnrolment(dataDir string, items map[string][]byte, facility string, be
 
 // Serve answers requests on rw until its Read fails or ctx is done; it returns nil then if
 // ctx is done. Each Serve starts with no one authenticated: whoever is on the line now
-// says hello again. To stop a Serve blocked in Read, close what rw reads from.
+// says hello again. Serve reads rw on a goroutine of its own and returns once that has
+// stopped: when ctx is done or a write fails, it closes rw if rw is an io.Closer (a serial
+// port); otherwise the caller must close what rw reads from for Serve to return.
 func (s *Server) Serve(ctx context.Context, rw io.ReadWriter) error {
 	s.mu.Lock()
 	s.session = session{}
 	s.mu.Unlock()
-	fr := NewFrameReader(rw)
+	frames := make(chan frameResult)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { readFrames(NewFrameReader(rw), frames, stop) })
+	defer func() {
+		close(stop)
+		if c, ok := rw.(io.Closer); ok && ctx.Err() == nil {
+			// A failed write: the reader may be blocked on a line nobody will close.
+			c.Close()
+		}
+		wg.Wait()
+	}()
+	l := &line{w: rw, frames: frames}
 	for {
-		f, err := fr.ReadFrame()
+		f, err := l.next(ctx)
 		if ctx.Err() != nil {
+			if c, ok := rw.(io.Closer); ok {
+				c.Close()
+			}
 			return nil
 		}
 		var ferr error
@@ -271,13 +297,16 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriter) error {
 			// Noise, or a frame cut short; nothing of it is acted on.
 			s.cfg.Logger.Debug("console frame discarded", "event", "console_frame_discarded", "err", err)
 			if errors.Is(err, ErrFrameTooLarge) {
-				ferr = s.write(rw, Frame{Type: TypeError}, &Error{Code: CodeBadRequest, Message: "frame too large"})
+				ferr = l.write(Frame{Type: TypeError}, &Error{Code: CodeBadRequest, Message: "frame too large"})
 			}
 		case err != nil:
 			return err
+		case f.Type >= answerBit:
+			// An answer to a read of an update that has ended: nothing to do with it.
+			continue
 		default:
-			typ, answer := s.handle(ctx, f)
-			ferr = s.write(rw, Frame{Type: typ, Seq: f.Seq}, answer)
+			typ, answer := s.handle(ctx, l, f)
+			ferr = l.write(Frame{Type: typ, Seq: f.Seq}, answer)
 		}
 		if ferr != nil {
 			return ferr
@@ -293,7 +322,130 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriter) error {
 	}
 }
 
-func (s *Server) write(w io.Writer, f Frame, v any) error {
+// frameResult is one ReadFrame's outcome.
+type frameResult struct {
+	f   Frame
+	err error
+}
+
+// readFrames hands the frames of fr to out until the stream fails or stop is closed.
+func readFrames(fr *FrameReader, out chan<- frameResult, stop <-chan struct{}) {
+	for {
+		f, err := fr.ReadFrame()
+		select {
+		case out <- frameResult{f, err}:
+		case <-stop:
+			return
+		}
+		if err != nil && !errors.Is(err, ErrFrameCorrupt) && !errors.Is(err, ErrFrameTooLarge) {
+			return
+		}
+	}
+}
+
+// line is one Serve's connection: frames in from its reader, frames out. During an update
+// the phone sends requests of its own on it and reads their answers.
+type line struct {
+	frames <-chan frameResult
+	// err is the error that stopped the reader, sticky: nothing more comes.
+	err error
+	// pending is a request that ended an update (ErrInterrupted), served next.
+	pending *Frame
+	// seq numbers the phone's own requests; only the goroutine reading the line uses it.
+	seq uint16
+
+	wmu sync.Mutex // guards w and last: answers, requests and notes are written from two goroutines during an update
+	w   io.Writer
+	// last is the latest progress note, sent again to keep the line alive.
+	last *UpdateProgress
+}
+
+// next returns the next frame to serve.
+func (l *line) next(ctx context.Context) (Frame, error) {
+	if l.pending != nil {
+		f := *l.pending
+		l.pending = nil
+		return f, nil
+	}
+	if l.err != nil {
+		return Frame{}, l.err
+	}
+	select {
+	case r := <-l.frames:
+		if r.err != nil && !errors.Is(r.err, ErrFrameCorrupt) && !errors.Is(r.err, ErrFrameTooLarge) {
+			l.err = r.err
+		}
+		return r.f, r.err
+	case <-ctx.Done():
+		return Frame{}, ctx.Err()
+	}
+}
+
+// await returns the next answer to one of the phone's own requests, skipping frames that do
+// not read; errWait when timeout fires first, ErrInterrupted (keeping the request for next)
+// when the technician's tool sends a request instead.
+func (l *line) await(ctx context.Context, timeout <-chan time.Time) (Frame, error) {
+	for {
+		if l.err != nil {
+			return Frame{}, l.err
+		}
+		select {
+		case r := <-l.frames:
+			switch {
+			case errors.Is(r.err, ErrFrameCorrupt), errors.Is(r.err, ErrFrameTooLarge):
+				continue // the request is asked again when its answer does not come
+			case r.err != nil:
+				l.err = r.err
+				return Frame{}, r.err
+			case r.f.Type < answerBit:
+				l.pending = &r.f
+				return Frame{}, fmt.Errorf("%w (it sent %s)", ErrInterrupted, requestName(r.f.Type))
+			}
+			return r.f, nil
+		case <-timeout:
+			return Frame{}, errWait
+		case <-ctx.Done():
+			return Frame{}, ctx.Err()
+		}
+	}
+}
+
+// request sends one of the phone's own requests and returns its sequence number.
+func (l *line) request(typ byte, v any) (uint16, error) {
+	l.seq++
+	if l.seq == 0 {
+		l.seq = 1
+	}
+	return l.seq, l.write(Frame{Type: typ, Seq: l.seq}, v)
+}
+
+// note sends a progress note, and keeps it to send again while nothing else is said.
+func (l *line) note(p UpdateProgress) {
+	l.wmu.Lock()
+	l.last = &p
+	l.wmu.Unlock()
+	l.write(Frame{Type: TypeProgress}, p)
+}
+
+// renote sends the latest progress note again.
+func (l *line) renote() {
+	l.wmu.Lock()
+	p := l.last
+	l.wmu.Unlock()
+	if p == nil {
+		p = &UpdateProgress{Stage: "starting"}
+	}
+	l.write(Frame{Type: TypeProgress}, *p)
+}
+
+func (l *line) write(f Frame, v any) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	return writeJSON(l.w, f, v)
+}
+
+// writeJSON writes a frame whose payload is v in JSON.
+func writeJSON(w io.Writer, f Frame, v any) error {
 	var err error
 	if f.Payload, err = json.Marshal(v); err != nil {
 		return err
@@ -306,14 +458,18 @@ func (s *Server) write(w io.Writer, f Frame, v any) error {
 	return err
 }
 
+func requestName(t byte) string {
+	if n := typeNames[t]; n != "" {
+		return n
+	}
+	return fmt.Sprintf("type %#x", t)
+}
+
 // handle carries out one request and returns the answer's type and body.
-func (s *Server) handle(ctx context.Context, f Frame) (byte, any) {
+func (s *Server) handle(ctx context.Context, l *line, f Frame) (byte, any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	name := typeNames[f.Type]
-	if name == "" {
-		name = fmt.Sprintf("type %#x", f.Type)
-	}
+	name := requestName(f.Type)
 	req, err := ParseRequest(f.Type, f.Payload)
 	if err != nil {
 		s.audit("console_bad_request", map[string]string{"request": name, "error": err.Error()})
@@ -364,6 +520,10 @@ func (s *Server) handle(ctx context.Context, f Frame) (byte, any) {
 	case TypeBye:
 		s.session = session{}
 		answer = Done{Message: "session closed"}
+	case TypeUpdate:
+		answer, err = s.update(ctx, l, fields)
+		// An update takes as long as the line needs: the session was in use all along.
+		s.session.lastUsed = s.cfg.Now()
 	}
 	if err != nil {
 		fields["result"] = "refused"
@@ -745,4 +905,39 @@ func (s *Server) reset(ctx context.Context, now time.Time, r Reset, fields map[s
 		}
 	}
 	return ResetAnswer{Done: true}, nil
+}
+
+// update installs firmware from the technician's repository: the Updater reads it through
+// the line while this goroutine keeps the line alive with progress notes.
+func (s *Server) update(ctx context.Context, l *line, fields map[string]string) (Updated, error) {
+	if s.cfg.Updater == nil {
+		return Updated{}, &Error{Code: CodeRefused, Message: "this phone does not update its firmware over the console"}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-s.cfg.After(keepAlive):
+				l.renote()
+			}
+		}
+	})
+	u, err := s.cfg.Updater.Update(ctx, &remote{s: s, l: l})
+	close(stop)
+	wg.Wait()
+	if u.Image != "" {
+		fields["image"], fields["version"] = u.Image, fmt.Sprint(u.Version)
+	}
+	if err != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			err = &Error{Code: CodeRefused, Message: err.Error()}
+		}
+		return Updated{}, err
+	}
+	fields["slot"], fields["fetched"] = u.Slot, fmt.Sprint(u.Fetched)
+	return u, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/wallphone/wallphone/provisioning"
@@ -23,6 +24,11 @@ var vectorInputs = []vector{
 	{name: "logs", typ: 0x05, seq: 258, payload: `{"lines":20}`},
 	{name: "empty", typ: 0x0a, seq: 0, payload: ""},
 	{name: "long", typ: 0x06, seq: 65535, payload: `{"name":"sip.json","offset":0,"total":300,"data":"` + string(bytes.Repeat([]byte("A"), 300)) + `"}`},
+	{name: "update", typ: 0x0b, seq: 7, payload: "{}"},
+	{name: "read", typ: 0x0c, seq: 40000, payload: `{"name":"targets/firmware/sim_2.img","offset":8176,"length":4088}`},
+	{name: "progress", typ: 0x0d, seq: 0, payload: `{"stage":"installing","done":1048576,"total":4194304}`},
+	// The data answer's payload is binary: the file's size (8 bytes), then its bytes.
+	{name: "data-answer", typ: 0x8c, seq: 40000, payload: string(provisioning.AppendData(nil, 12264, []byte{0, 0, 1, 2, 0, 0xff, '\t', '\n'}))},
 }
 
 func TestFrameVectors(t *testing.T) {
@@ -34,7 +40,11 @@ func TestFrameVectors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fmt.Fprintf(&b, "%s\t%#02x\t%d\t%s\t%x\n", v.name, v.typ, v.seq, v.payload, w)
+			p := v.payload
+			if strings.ContainsFunc(p, func(r rune) bool { return r < ' ' || r > '~' }) {
+				p = "hex:" + hex.EncodeToString([]byte(p))
+			}
+			fmt.Fprintf(&b, "%s\t%#02x\t%d\t%s\t%x\n", v.name, v.typ, v.seq, p, w)
 		}
 		if err := os.WriteFile(filepath.Join("testdata", "frames.txt"), b.Bytes(), 0o644); err != nil {
 			t.Fatal(err)
@@ -211,6 +221,60 @@ func FuzzParseTrust(f *testing.F) {
 		}
 		if tr.Len() > bytes.Count(b, []byte("ed25519:")) {
 			t.Fatal("more keys than lines")
+		}
+	})
+}
+
+// The technician's tool parses the phone's read requests, and the phone the tool's data
+// answers, during an update: neither may panic, a read accepted names only a repository file
+// with a length a frame carries, and a data answer round-trips.
+func FuzzParseRead(f *testing.F) {
+	seeds := 0
+	for _, v := range readVectors(f) {
+		if v.typ == provisioning.TypeRead {
+			f.Add([]byte(v.payload))
+			seeds++
+		}
+	}
+	if seeds == 0 {
+		f.Fatal("no seeds")
+	}
+	f.Add([]byte(`{"name":"metadata/../x","offset":0,"length":1}`))
+	f.Add([]byte(`{"name":"metadata/timestamp.json","offset":-1,"length":5000}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := provisioning.ParseRead(b)
+		if err != nil {
+			return
+		}
+		if !provisioning.ValidRepoName(r.Name) || strings.Contains(r.Name, "..") || strings.HasPrefix(r.Name, "/") ||
+			r.Offset < 0 || r.Length < 1 || r.Length > provisioning.MaxData {
+			t.Fatalf("read accepted: %+v", r)
+		}
+	})
+}
+
+func FuzzParseData(f *testing.F) {
+	seeds := 0
+	for _, v := range readVectors(f) {
+		if v.typ == provisioning.TypeRead|0x80 {
+			f.Add([]byte(v.payload))
+			seeds++
+		}
+	}
+	if seeds == 0 {
+		f.Fatal("no seeds")
+	}
+	f.Add([]byte{0xff, 0, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		size, data, err := provisioning.ParseData(b)
+		if err != nil {
+			return
+		}
+		if size < 0 {
+			t.Fatalf("size %d", size)
+		}
+		if !bytes.Equal(provisioning.AppendData(nil, size, data), b) {
+			t.Fatal("round trip")
 		}
 	})
 }

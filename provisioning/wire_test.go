@@ -3,6 +3,7 @@ package provisioning_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -153,6 +154,14 @@ func readVectors(t testing.TB) []vector {
 		}
 		var v vector
 		v.name, v.payload, v.wire = f[0], f[3], f[4]
+		if h, ok := strings.CutPrefix(v.payload, "hex:"); ok {
+			// A binary payload (the data answer's) is written in hex.
+			b, err := hex.DecodeString(h)
+			if err != nil {
+				t.Fatalf("vector line %q: %v", line, err)
+			}
+			v.payload = string(b)
+		}
 		typ, err1 := strconv.ParseUint(f[1], 0, 8)
 		seq, err2 := strconv.ParseUint(f[2], 0, 16)
 		if err1 != nil || err2 != nil {

@@ -54,6 +54,10 @@ type Options struct {
 	MetadataURL, TargetsURL string
 	// HTTP carries requests; nil means a client with the timeouts below.
 	HTTP *http.Client
+	// Transport, if set, carries every download instead of HTTP or the file system (the
+	// serial console, say), and URL may then have any scheme: the transport is given the
+	// URLs the client makes of it. What it carries is verified exactly as a download is.
+	Transport Transport
 	// MaxTarget refuses any target longer than this, whatever the metadata says.
 	MaxTarget int64
 	// TopLevelOnlyDelegates refuses a target that the top-level targets role lists itself:
@@ -63,6 +67,17 @@ type Options struct {
 	TopLevelOnlyDelegates bool
 	// Now is the reference time for expiry; nil means the system clock.
 	Now func() time.Time
+}
+
+// Transport fetches the repository's files some other way than HTTP: metadata and whole
+// targets with Open, parts of targets with OpenRange.
+type Transport interface {
+	// Open returns the file at url; an error wrapping fs.ErrNotExist if there is none (which
+	// ends the search for a newer root).
+	Open(ctx context.Context, url string) (io.ReadCloser, error)
+	// OpenRange returns bytes [off, off+n) of the file at url, which must be length bytes
+	// long (the signed length): a file of another length is an error.
+	OpenRange(ctx context.Context, url string, off, n, length int64) (io.ReadCloser, error)
 }
 
 // MaxRoles is how many delegated roles one target's lookup may consult: the phone's
@@ -238,6 +253,9 @@ func New(o Options) (*Client, error) {
 	}
 	for _, raw := range []string{o.MetadataURL, o.TargetsURL} {
 		u, err := url.Parse(raw)
+		if o.Transport != nil && err == nil {
+			continue
+		}
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") {
 			return nil, fmt.Errorf("tufclient: repository URL %q: want http, https or file", raw)
 		}
@@ -262,7 +280,7 @@ func New(o Options) (*Client, error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("tufclient: %w", err)
 	}
-	c := &Client{o: o, fetcher: &fetcher{http: o.HTTP, metadataURL: o.MetadataURL}}
+	c := &Client{o: o, fetcher: &fetcher{http: o.HTTP, transport: o.Transport, metadataURL: o.MetadataURL}}
 	if err := c.checkEnrolledRoot(); err != nil {
 		return nil, err
 	}
@@ -573,7 +591,8 @@ func CheckRoleName(name string) error {
 // fetcher serves go-tuf's metadata downloads and our target downloads, over HTTP(S) or from a
 // folder (file://, for a repository on a USB stick or the simulated phone's demo).
 type fetcher struct {
-	http *http.Client
+	http      *http.Client
+	transport Transport // nil: HTTP and files
 	// ctx is the context of the Refresh under way, nil outside one.
 	ctx context.Context
 	// metadataURL and consistent tell a delegated role's metadata from the others, by the
@@ -583,6 +602,9 @@ type fetcher struct {
 }
 
 func (f *fetcher) open(ctx context.Context, raw string) (io.ReadCloser, error) {
+	if f.transport != nil {
+		return f.transport.Open(ctx, raw)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, err
@@ -607,6 +629,9 @@ func (f *fetcher) open(ctx context.Context, raw string) (io.ReadCloser, error) {
 
 // openRange opens bytes [off, off+n) of the target of the given signed length at raw.
 func (f *fetcher) openRange(ctx context.Context, raw string, off, n, length int64) (io.ReadCloser, error) {
+	if f.transport != nil {
+		return f.transport.OpenRange(ctx, raw, off, n, length)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, err

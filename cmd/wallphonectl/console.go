@@ -79,6 +79,8 @@ const consoleUsage = `usage:
                                audit.key, vault.json, sip.json) and give the phone a new key
       reset [--yes]            factory reset: wipe keys, configuration, state and spool
       reboot                   restart the phone's agent
+      update IMAGE-DIR         install firmware from a copy of the repository (metadata/ and
+                               targets/); only the blocks the phone lacks cross the cable
       shell                    interactive: a prompt taking the commands above, and help
   wallphonectl console cert --provisioning-key FILE --facility ID --name NAME
                             --technician-pub FILE [--valid 30d] [--serial N] --out FILE
@@ -134,6 +136,12 @@ func consoleMain(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 	// Check the subcommand before reading files or touching the port.
 	if _, ok := consoleCommands[sub]; !ok && sub != "shell" {
 		return fmt.Errorf("%w: console: unknown command %q", errUsage, sub)
+	}
+	if sub == "update" {
+		// A wrong folder is found before the technician waits for the phone.
+		if _, err := updateDir(subArgs); err != nil {
+			return err
+		}
 	}
 	c := &consoleCmd{stdin: bufio.NewScanner(stdin), stdout: stdout, stderr: stderr,
 		port: *port, baud: *baud, timeout: *timeout, attemptEvery: attemptEvery, spin: isTerminal(stderr)}
@@ -210,6 +218,7 @@ var consoleCommands = map[string]func(c *consoleCmd, ctx context.Context, args [
 	"enroll":   (*consoleCmd).doEnroll,
 	"reset":    (*consoleCmd).doReset,
 	"reboot":   (*consoleCmd).doReboot,
+	"update":   (*consoleCmd).doUpdate,
 }
 
 func (c *consoleCmd) run(ctx context.Context, sub string, args []string) error {
@@ -423,7 +432,7 @@ func (c *consoleCmd) shell(ctx context.Context) error {
 		}
 		switch fields[0] {
 		case "help", "?":
-			fmt.Fprintln(c.stdout, "commands: hello, status, selftest, logs [--lines N], enroll --conf DIR, reset [--yes], reboot, quit")
+			fmt.Fprintln(c.stdout, "commands: hello, status, selftest, logs [--lines N], enroll --conf DIR, update IMAGE-DIR, reset [--yes], reboot, quit")
 			continue
 		case "quit", "exit":
 			return c.client.Bye(ctx)
