@@ -64,6 +64,9 @@ var (
 	ErrBlockNumber = errors.New("blockindex: no such block")
 	// ErrMismatch is returned by Check for a block whose bytes do not match the index.
 	ErrMismatch = errors.New("blockindex: block does not match the index")
+	// ErrRunning: Plan could not read the running image (a bad sector in the running slot,
+	// say). The caller may plan without it, fetching every block.
+	ErrRunning = errors.New("blockindex: running image unreadable")
 )
 
 const (

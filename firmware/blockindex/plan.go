@@ -145,7 +145,7 @@ func hashRunning(r io.ReaderAt, length, bs int64) ([]uint64, error) {
 			if err == nil || err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, fmt.Errorf("blockindex: read running slot at %d: %w", off+int64(n), err)
+			return nil, fmt.Errorf("%w: at %d: %w", ErrRunning, off+int64(n), err)
 		}
 		for k := int64(0); k < int64(len(chunk)); k += bs {
 			h := sha256.Sum256(chunk[k:min(k+bs, int64(len(chunk)))])

@@ -356,6 +356,12 @@ func (in *installer) write(ctx context.Context, p Progress, resuming bool) error
 		runningLen = 0
 	}
 	plan, err := blockindex.Plan(in.o.Running, runningLen, idx, rangeSize)
+	if errors.Is(err, blockindex.ErrRunning) {
+		// A running slot that cannot be read whole is when a phone most needs an update:
+		// every block is fetched instead.
+		in.log.Warn("firmware install: running slot unreadable, fetching every block", "err", err)
+		plan, err = blockindex.Plan(nil, 0, idx, rangeSize)
+	}
 	if err != nil {
 		return fmt.Errorf("install: plan: %w", err)
 	}

@@ -98,6 +98,39 @@ func TestDeltaInstall(t *testing.T) {
 	}
 }
 
+// A running slot with a bad sector (a read error) does not stop the update that may fix it:
+// every block is fetched.
+func TestRunningSlotUnreadable(t *testing.T) {
+	old := randomBytes(2, imageLen)
+	img := bytes.Clone(old)
+	img[5] ^= 0xff
+	p := newPhone(t, true, img, 2<<20)
+	o, _ := p.options(old)
+	o.Running = badSector{r: bytes.NewReader(old), at: 40 * bs}
+	res, err := install.Install(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.checkSlot()
+	if res.Fetched != imageLen || res.Copied != 0 {
+		t.Fatalf("fetched %d, copied %d; want all %d fetched", res.Fetched, res.Copied, imageLen)
+	}
+}
+
+// badSector reads as r, but for an I/O error at every read that covers `at`.
+type badSector struct {
+	r  io.ReaderAt
+	at int64
+}
+
+func (b badSector) ReadAt(p []byte, off int64) (int, error) {
+	if off <= b.at && b.at < off+int64(len(p)) {
+		n, _ := b.r.ReadAt(p[:b.at-off], off)
+		return n, syscall.EIO
+	}
+	return b.r.ReadAt(p, off)
+}
+
 // changing reads as r, except that the block at `at` reads differently after the first read
 // of it (the plan's).
 type changing struct {
