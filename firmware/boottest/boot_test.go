@@ -162,3 +162,54 @@ func TestGoodUpdate(t *testing.T) {
 	}
 	m.report(start)
 }
+
+// Scenario 2, a bad update: version 3 never starts (its /init gives up, the kernel panics and
+// reboots). U-Boot boots it on trial up to the limit, counting each boot, then falls back to
+// the good slot; the agent there reports version 3 as failed and does not install it again,
+// at that boot or the next.
+func TestBadUpdate(t *testing.T) {
+	p := need(t)
+	start := time.Now()
+	m := newMachine(t, p)
+	m.publish(3, true)
+	base, _ := p.slot(1, false)
+
+	b := m.power(cut{})
+	if ready := b.event("firmware_ready"); b.slot != bootenv.SlotA || !b.exited || ready == nil || ready["version"] != 3.0 || ready["slot"] != bootenv.SlotB {
+		m.failBoot(b, "version 3 was not installed into slot b from slot a before a reboot")
+	}
+	m.expectEnv(bootenv.SlotB, true, "good_slot", bootenv.SlotA)
+	for n := uint64(1); n <= 3; n++ {
+		b = m.power(cut{})
+		if b.slot != bootenv.SlotB || b.trial != "1" || b.count != n || !b.panicked || !b.exited || b.has("agent_started") {
+			m.failBoot(b, "U-Boot booted slot %q trial %q count %d (panicked %v); want slot b on trial, boot %d of 3, its init failing", b.slot, b.trial, b.count, b.panicked, n)
+		}
+		// What the next boot decides: slot b again until the count reaches the limit.
+		if n < 3 {
+			m.expectEnv(bootenv.SlotB, true, "bootcount", fmt.Sprintf("%x", n))
+		} else {
+			m.expectEnv(bootenv.SlotA, false, "bootcount", "3", "upgrade_available", "1")
+		}
+	}
+	for i := range 2 {
+		b = m.power(untilIdle)
+		if b.slot != bootenv.SlotA || b.trial == "1" || b.fellBack != (i == 0) {
+			m.failBoot(b, "U-Boot booted slot %q trial %q, fell back %v; want slot a off trial, the fallback said at the first boot", b.slot, b.trial, b.fellBack)
+		}
+		if st := b.event("agent_started"); st == nil || st["firmware"] != "1" {
+			m.failBoot(b, "version 1 did not start")
+		}
+		if f := b.event("firmware_failed"); (f != nil) != (i == 0) || f != nil && f["version"] != 3.0 {
+			m.failBoot(b, "version 3's failure reported %v; want it reported once, at the first boot after the fallback", f)
+		}
+		cur := b.event("firmware_current")
+		if cur == nil || cur["not_retried"] != "firmware/qemu_3.img" || b.has("firmware_installing") {
+			m.failBoot(b, "version 3 is not left alone as failed: %v", cur)
+		}
+		m.expectEnv(bootenv.SlotA, false, "good_slot", bootenv.SlotA, "failed_slot", bootenv.SlotB)
+	}
+	if !m.slotHolds(bootenv.SlotA, base) {
+		t.Fatal("slot a no longer holds version 1")
+	}
+	m.report(start)
+}

@@ -155,11 +155,13 @@ var (
 	fallbackLine = regexp.MustCompile(`wallphone: slot \w+ not committed after`)
 )
 
-// cut says when to cut the power during a boot: at an event (stop returns true for it), or
-// at a time.
+// cut says when to cut the power during a boot: at an event (stop returns true for it), at a
+// time (at, asked again after each line: stop may arm it), or when the repository server says
+// the download stalled.
 type cut struct {
-	stop func(b *boot, line string, ev map[string]any) bool
-	at   <-chan time.Time
+	stop    func(b *boot, line string, ev map[string]any) bool
+	at      func() <-chan time.Time
+	stalled bool
 }
 
 // power runs one power-on until the machine powers itself off (a reboot: -no-reboot), or the
@@ -209,7 +211,14 @@ func (m *machine) power(c cut) *boot {
 			b.killed = true
 		}
 	}
-	at := c.at
+	at := func() <-chan time.Time { return nil }
+	if c.at != nil {
+		at = c.at
+	}
+	var stalls <-chan struct{}
+	if c.stalled {
+		stalls = m.srv.stalls
+	}
 loop:
 	for {
 		select {
@@ -233,6 +242,8 @@ loop:
 				b.uboot, b.slot, b.trial = true, s[1], s[2]
 				b.count, _ = strconv.ParseUint(s[3], 16, 64)
 				b.lastMarker = "boot script"
+			case strings.Contains(line, "Starting kernel"):
+				b.lastMarker = "kernel"
 			case strings.Contains(line, "Kernel panic"):
 				b.panicked = true
 			case strings.Contains(line, "{"):
@@ -240,6 +251,8 @@ loop:
 					b.events = append(b.events, ev)
 					if name, _ := ev["event"].(string); name != "" {
 						b.lastMarker = name
+					} else if msg, _ := ev["msg"].(string); strings.HasPrefix(msg, "firmware install: ") {
+						b.lastMarker = msg
 					}
 					if n := ev["event"]; n == "agent_started" || n == "firmware_ready" {
 						io.WriteString(stdin, "wait 1s\n")
@@ -249,8 +262,10 @@ loop:
 			if c.stop != nil && !b.killed && c.stop(b, line, ev) {
 				kill()
 			}
-		case <-at:
-			at = nil
+		case <-at():
+			kill()
+		case <-stalls:
+			b.lastMarker = "download stalled"
 			kill()
 		case <-guard.C:
 			kill()
