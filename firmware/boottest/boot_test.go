@@ -2,7 +2,9 @@ package boottest
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -212,4 +214,174 @@ func TestBadUpdate(t *testing.T) {
 		t.Fatal("slot a no longer holds version 1")
 	}
 	m.report(start)
+}
+
+// Scenario 3, power cuts: qemu killed with SIGKILL at random moments of updates, one after
+// another on one phone, each at a stage drawn from the seed: the download (the repository
+// stalls the image's response after a random number of bytes, and the power goes then), the
+// write (a random part of how long an install takes, after it starts) or the switch (a random
+// part of how long it takes from the install's end through the reboot to the commit). After
+// every power-on the slot U-Boot booted must hold a whole image of a version (the factory's or
+// a published one: the slot's bytes hashed against it), and the state must read. Each cut
+// version is carried on by the next power-ons; one that ends idle gets the next version
+// published.
+func TestPowerCuts(t *testing.T) {
+	p := need(t)
+	start := time.Now()
+	cuts := 10
+	if s := os.Getenv("WALLPHONE_BOOT_CUTS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			t.Fatalf("WALLPHONE_BOOT_CUTS=%q", s)
+		}
+		cuts = n
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("WALLPHONE_BOOT_SEED"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("WALLPHONE_BOOT_SEED=%q", s)
+		}
+		seed = n
+	}
+	t.Logf("seed %d: make test-boot SEED=%d replays this run's schedule", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 17))
+	m := newMachine(t, p)
+
+	factory, _ := p.slot(1, false)
+	images := map[uint64]string{1: factory}
+	committed, published := uint64(1), uint64(1)
+	fetched := int64(20480) // what an update fetched last: the download's length
+	est := map[string]time.Duration{"write": 8 * time.Second, "switch": 10 * time.Second}
+	var (
+		readyAt, installAt time.Time
+		landed             = map[string]int{}
+		landedAt           = map[string]int{}
+		idle               = true
+	)
+	for done, boots := 0, 0; done < cuts || !idle; boots++ {
+		if boots > 8*cuts+20 {
+			t.Fatalf("%d power-ons for %d cuts: the updates do not go on", boots, done)
+		}
+		if idle && done < cuts {
+			published++
+			images[published] = m.publish(published, false)
+		}
+		// Plan this cut, or none once all are done (the last update then runs to its end).
+		stage, u := "", rng.Float64()
+		if done < cuts {
+			stage = []string{"download", "write", "switch"}[rng.IntN(3)]
+		}
+		var timer *time.Timer
+		c := cut{at: func() <-chan time.Time {
+			if timer == nil {
+				return nil
+			}
+			return timer.C
+		}}
+		if stage == "download" {
+			drain(m.srv.stalls)
+			m.srv.budget.Store(int64(u * float64(fetched)))
+			c.stalled = true
+		}
+		c.stop = func(b *boot, _ string, ev map[string]any) bool {
+			now := time.Now()
+			switch ev["event"] {
+			case "firmware_installing":
+				installAt = now
+				if stage == "write" && timer == nil {
+					timer = time.NewTimer(time.Duration(u * float64(est["write"])))
+				}
+			case "firmware_ready":
+				readyAt = now
+				est["write"] = (est["write"] + now.Sub(installAt)) / 2
+				if f, ok := ev["fetched"].(float64); ok && f > 0 {
+					fetched = int64(f)
+				}
+				if stage == "switch" && timer == nil {
+					timer = time.NewTimer(time.Duration(u * float64(est["switch"])))
+				}
+			case "firmware_committed":
+				if !readyAt.IsZero() {
+					est["switch"] = (est["switch"] + now.Sub(readyAt)) / 2
+				}
+				return timer == nil // the cut planned did not come: the update is over
+			case "firmware_current":
+				return true // idle: nothing more happens
+			}
+			return false
+		}
+		if stage == "switch" && !readyAt.IsZero() && boots > 0 {
+			// A switch under way: the time runs on from the install's end, across power-ons; past
+			// it, the cut comes at a random moment of this power-on instead.
+			left := time.Duration(u*float64(est["switch"])) - time.Since(readyAt)
+			if left <= 0 {
+				left = time.Duration(u * float64(est["switch"]))
+			}
+			timer = time.NewTimer(left)
+		}
+		b := m.power(c)
+		if timer != nil {
+			timer.Stop()
+		}
+		m.srv.budget.Store(-1)
+		idle = b.has("firmware_current")
+		for _, e := range b.events {
+			switch e["event"] {
+			case "firmware_committed":
+				committed = uint64(e["version"].(float64))
+				readyAt = time.Time{}
+			case "firmware_state":
+				committed = max(committed, uint64(e["committed"].(float64)))
+			}
+		}
+		cutHere := b.killed && !idle && !b.has("firmware_committed")
+		if cutHere {
+			done++
+			landed[stage]++
+			landedAt[b.lastMarker]++
+			t.Logf("cut %d (%s, u=%.2f) landed after %q; power on %d booted slot %q trial %q", done, stage, u, b.lastMarker, b.n, b.slot, b.trial)
+		}
+		// The boot landed in a slot holding a whole image, and the state reads.
+		if b.slot != "" {
+			held := uint64(0)
+			for v, img := range images {
+				if m.slotHolds(b.slot, img) {
+					held = v
+				}
+			}
+			if held == 0 {
+				m.failBoot(b, "U-Boot booted slot %s (trial %q), which holds no whole image of any version", b.slot, b.trial)
+			}
+			if st := b.event("agent_started"); st != nil && st["firmware"] != fmt.Sprint(held) {
+				m.failBoot(b, "slot %s holds version %d, and the agent says it is %v", b.slot, held, st["firmware"])
+			}
+		}
+		if _, err := m.env(); err != nil {
+			m.failBoot(b, "the boot state does not read after this power-on: %v", err)
+		}
+	}
+	// Every cut carried on to the end: the last version is committed and runs off trial.
+	b := m.boots[len(m.boots)-1]
+	if committed != published || !b.has("firmware_current") {
+		m.failBoot(b, "version %d committed at the end, %d published", committed, published)
+	}
+	env := m.expectEnv(b.slot, false)
+	good, _ := env.Get("good_slot")
+	if good != b.slot || !m.slotHolds(b.slot, images[published]) {
+		t.Fatalf("the last version %d is not in the good slot %s (%s)", published, b.slot, envVars(env))
+	}
+	t.Logf("%d power cuts: by stage %v; by what the console said last %v; %d versions published, %d bytes of images served",
+		cuts, landed, landedAt, published-1, m.srv.served.Load())
+	m.report(start)
+}
+
+func drain(c <-chan struct{}) {
+	for {
+		select {
+		case <-c:
+		default:
+			return
+		}
+	}
 }

@@ -170,7 +170,7 @@ type cut struct {
 func (m *machine) power(c cut) *boot {
 	t := m.t
 	t.Helper()
-	b := &boot{n: len(m.boots) + 1}
+	b := &boot{n: len(m.boots) + 1, lastMarker: "power-on"}
 	m.boots = append(m.boots, b)
 	fmt.Fprintf(m.console, "\n===== power on %d =====\n", b.n)
 	cmd := m.qemu()
@@ -283,7 +283,7 @@ loop:
 }
 
 // bootGuard bounds one power-on: a boot under emulation takes tens of seconds.
-const bootGuard = 6 * time.Minute
+const bootGuard = 2 * time.Minute
 
 // env reads the machine's boot state from its disk, as U-Boot will at the next boot.
 func (m *machine) env() (*bootenv.Env, error) { return bootenv.Open(stateConfig(m.disk)) }
