@@ -258,6 +258,7 @@ func TestPowerCuts(t *testing.T) {
 		landed             = map[string]int{}
 		landedAt           = map[string]int{}
 		idle               = true
+		stages             []string // the stages of this round's cuts still to land
 	)
 	for done, boots := 0, 0; done < cuts || !idle; boots++ {
 		if boots > 8*cuts+20 {
@@ -269,8 +270,14 @@ func TestPowerCuts(t *testing.T) {
 		}
 		// Plan this cut, or none once all are done (the last update then runs to its end).
 		stage, u := "", rng.Float64()
+		if len(stages) == 0 {
+			// Each round of three cuts takes every stage once, in an order of its own.
+			for _, i := range rng.Perm(3) {
+				stages = append(stages, []string{"download", "write", "switch"}[i])
+			}
+		}
 		if done < cuts {
-			stage = []string{"download", "write", "switch"}[rng.IntN(3)]
+			stage = stages[0]
 		}
 		var timer *time.Timer
 		c := cut{at: func() <-chan time.Time {
@@ -338,6 +345,7 @@ func TestPowerCuts(t *testing.T) {
 		cutHere := b.killed && !idle && !b.has("firmware_committed")
 		if cutHere {
 			done++
+			stages = stages[1:]
 			landed[stage]++
 			landedAt[b.lastMarker]++
 			t.Logf("cut %d (%s, u=%.2f) landed after %q; power on %d booted slot %q trial %q", done, stage, u, b.lastMarker, b.n, b.slot, b.trial)

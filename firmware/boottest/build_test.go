@@ -64,20 +64,22 @@ type parts struct {
 	initrd    []byte // the initramfs (newc cpio)
 	bootImage string // partition 1: boot.scr
 
-	mu     sync.Mutex        // guards slots
-	slots  map[uint64]string // a version's slot image (see slot)
-	broken map[uint64]bool
+	mu    sync.Mutex         // guards slots
+	slots map[release]string // a release's slot image (see slot)
 }
 
-// slotImage returns the slot image of version v, built the first time it is asked for.
+// release is a version as built: good, or broken.
+type release struct {
+	version uint64
+	broken  bool
+}
+
+// slot returns the slot image of version v, built the first time it is asked for.
 // A broken one's /init gives up at once: its agent never starts.
 func (p *parts) slot(v uint64, broken bool) (string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if path, ok := p.slots[v]; ok {
-		if p.broken[v] != broken {
-			return "", fmt.Errorf("version %d built broken=%v, asked broken=%v", v, p.broken[v], broken)
-		}
+	if path, ok := p.slots[release{v, broken}]; ok {
 		return path, nil
 	}
 	bin := filepath.Join(p.dir, fmt.Sprintf("wallphoned-%d", v))
@@ -85,6 +87,9 @@ func (p *parts) slot(v uint64, broken bool) (string, error) {
 		return "", err
 	}
 	tree := filepath.Join(p.dir, fmt.Sprintf("slot-%d", v))
+	if broken {
+		tree += "-broken"
+	}
 	if err := p.slotTree(tree, bin, broken); err != nil {
 		return "", err
 	}
@@ -95,7 +100,7 @@ func (p *parts) slot(v uint64, broken bool) (string, error) {
 	if err := os.RemoveAll(tree); err != nil {
 		return "", err
 	}
-	p.slots[v], p.broken[v] = img, broken
+	p.slots[release{v, broken}] = img
 	return img, nil
 }
 
@@ -105,7 +110,7 @@ func buildParts(dir, deps string) (*parts, error) {
 		return nil, fmt.Errorf("go env GOMOD: %w", err)
 	}
 	p := &parts{dir: dir, deps: deps, root: filepath.Dir(strings.TrimSpace(string(out))),
-		slots: map[uint64]string{}, broken: map[uint64]bool{}}
+		slots: map[release]string{}}
 	p.ctl = filepath.Join(dir, "wallphonectl")
 	if err := p.goBuild(p.ctl, "./cmd/wallphonectl", "", "", ""); err != nil {
 		return nil, err
@@ -116,9 +121,9 @@ func buildParts(dir, deps string) (*parts, error) {
 	}
 	// Debian's arm64 vmlinuz is an uncompressed Image (an EFI stub in front), which booti takes.
 	p.kernel = kernels[0]
-	release := strings.TrimPrefix(filepath.Base(p.kernel), "vmlinuz-")
+	kernelRelease := strings.TrimPrefix(filepath.Base(p.kernel), "vmlinuz-")
 	if p.initrd, err = initramfs(filepath.Join(deps, "busybox", "bin", "busybox"),
-		filepath.Join(deps, "kernel", "lib", "modules", release)); err != nil {
+		filepath.Join(deps, "kernel", "lib", "modules", kernelRelease)); err != nil {
 		return nil, err
 	}
 	boot := filepath.Join(dir, "boot")
