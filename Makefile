@@ -12,7 +12,7 @@ PKGS     := ./...
 # Deadline for one test binary; the whole suite takes a few minutes on two cores.
 TESTTIMEOUT ?= 15m
 
-.PHONY: all run run-update install go-deps build build-nocgo build-cgo test test-arm vet lint fmt-check bench fuzz soak-firmware prompts deps clean
+.PHONY: all run run-update install go-deps build build-nocgo build-cgo test test-arm test-boot vet lint fmt-check bench fuzz soak-firmware prompts deps clean
 
 all: build
 
@@ -103,6 +103,18 @@ test-arm: deps
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) test $(ARMTEST) -exec '$(QEMU_ARM)' $$($(GO) list $(PKGS) | grep -v /cmd/)
 	$(call cgo_env,arm64,aarch64-linux-gnu) $(GO) test $(ARMTEST) -tags portaudio -exec '$(QEMU_ARM64)' ./audio/portaudio/
 	$(call cgo_env,arm,arm-linux-gnueabihf,7) $(GO) test $(ARMTEST) -tags portaudio -exec '$(QEMU_ARM)' ./audio/portaudio/
+
+# The A/B firmware switch on a real bootloader (firmware/boottest, README "The boot test"):
+# Debian's U-Boot and arm64 kernel under qemu-system-aarch64, software emulation, with the arm64
+# wallphoned as init, through a good update, a bad one rolled back, and POWER_CUTS power cuts
+# (SEED replays a run: the test prints its seed). scripts/boot-deps.sh installs qemu and the
+# tools, and unpacks the phone's busybox and kernel into $(BOOTDEPS).
+BOOTDEPS   ?= .run/boot/deps
+POWER_CUTS ?= 10
+test-boot: go-deps
+	scripts/boot-deps.sh $(BOOTDEPS)
+	WALLPHONE_BOOT_DEPS=$$(cd $(BOOTDEPS) && pwd) WALLPHONE_BOOT_CUTS=$(POWER_CUTS) $(if $(SEED),WALLPHONE_BOOT_SEED=$(SEED)) \
+	  $(GO) test -count=1 -timeout 60m -v ./firmware/boottest/
 
 # The handset package builds only with -tags portaudio; it is checked with the tag as well.
 vet:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -295,5 +296,29 @@ func TestTopLevelTargetsAllowed(t *testing.T) {
 	k.Publish()
 	if got, tg, err := fetch(t, k.client(t), "registry.reg"); err != nil || got != "registry by the vendor" || tg.Role != metadata.TARGETS {
 		t.Fatalf("got %q from %s: %v", got, tg.Role, err)
+	}
+}
+
+// A delegated role's cached metadata torn by a power cut (an empty file, as a write not yet
+// on flash leaves it) is dropped and fetched again, as the top-level roles' are: the walk to
+// the role's targets does not stop at it.
+func TestDelegatedRoleCacheTorn(t *testing.T) {
+	k := newKeepers(t, false)
+	if _, _, err := fetch(t, k.client(t), "registry.reg"); err != nil {
+		t.Fatal(err)
+	}
+	role := filepath.Join(k.dir, "registry.json")
+	if _, err := os.Stat(role); err != nil {
+		t.Fatalf("the registry role is not cached where go-tuf keeps it: %v", err)
+	}
+	if err := os.WriteFile(role, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := k.client(t)
+	if got, tg, err := fetch(t, c, "registry.reg"); err != nil || got != "registry v1" || tg.Role != "registry" {
+		t.Fatalf("after a torn registry role: got %q from %q, %v", got, tg.Role, err)
+	}
+	if len(c.Damaged) != 1 || !strings.HasPrefix(c.Damaged[0], "registry.json: ") {
+		t.Fatalf("damaged files reported: %q", c.Damaged)
 	}
 }

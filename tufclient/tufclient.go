@@ -357,6 +357,14 @@ func (c *Client) dropDamaged() {
 		"snapshot.json":  func(b []byte) error { _, err := metadata.Snapshot().FromBytes(b); return err },
 		"targets.json":   func(b []byte) error { _, err := metadata.Targets().FromBytes(b); return err },
 	}
+	// Every other metadata file is a delegated role's (go-tuf names it after the role): a torn
+	// one stops the walk to its targets just the same, so it goes too.
+	files, _ := filepath.Glob(filepath.Join(c.o.Dir, "*.json"))
+	for _, path := range files {
+		if name := filepath.Base(path); parse[name] == nil {
+			parse[name] = func(b []byte) error { _, err := metadata.Targets().FromBytes(b); return err }
+		}
+	}
 	for name, p := range parse {
 		path := filepath.Join(c.o.Dir, name)
 		b, err := os.ReadFile(path)

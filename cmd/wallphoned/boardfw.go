@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -11,6 +14,7 @@ import (
 	"github.com/wallphone/wallphone/agent"
 	"github.com/wallphone/wallphone/device/board"
 	"github.com/wallphone/wallphone/firmware/bootenv"
+	"github.com/wallphone/wallphone/firmware/release"
 )
 
 // slotArg is the kernel command line argument by which dist/boot.cmd tells the agent which
@@ -50,6 +54,30 @@ func boardSlots(fw *board.Firmware, cmdline string) (*agent.Slots, error) {
 		return nil, fmt.Errorf("the bootloader's environment: %w", err)
 	}
 	return &agent.Slots{Hardware: fw.Hardware, Running: running, Env: env, Image: fw.Slot, BlockDevices: true}, nil
+}
+
+// loadFirmware reads --firmware: a board file's firmware section on its own, which gives the
+// simulated phone's devices a real board's slots and bootloader (the boot test's virtual
+// machine, whose U-Boot and Linux are real and whose keypad and hook switch are not).
+func loadFirmware(path string) (*board.Firmware, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--firmware: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var fw board.Firmware
+	if err := dec.Decode(&fw); err != nil {
+		return nil, fmt.Errorf("--firmware %s: %w", path, err)
+	}
+	if err := release.CheckHardware(fw.Hardware); err != nil {
+		return nil, fmt.Errorf("--firmware %s: hardware: %w", path, err)
+	}
+	abs := func(p string) bool { return filepath.IsAbs(p) && filepath.Clean(p) == p }
+	if !abs(fw.SlotA) || !abs(fw.SlotB) || fw.SlotA == fw.SlotB || fw.EnvConfig != "" && !abs(fw.EnvConfig) {
+		return nil, fmt.Errorf("--firmware %s: want slot_a and slot_b two different absolute paths, and env_config absolute if given", path)
+	}
+	return &fw, nil
 }
 
 // rebootExit is wallphoned's exit status when new firmware waits for a reboot that the

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,5 +83,56 @@ func TestRebootBoard(t *testing.T) {
 		if !strings.Contains(string(unit), "\n"+line+"\n") {
 			t.Errorf("dist/wallphoned.service has no %s", line)
 		}
+	}
+}
+
+// --firmware gives the simulated phone a real board's slots: the same JSON as a board file's
+// firmware section, checked as strictly, and only for the simulated phone.
+func TestLoadFirmware(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, json, err string
+	}{
+		{"the boot test's", `{"hardware": "qemu", "slot_a": "/dev/vda2", "slot_b": "/dev/vda3", "env_config": "/etc/fw_env.config"}`, ""},
+		{"no env_config", `{"hardware": "qemu", "slot_a": "/dev/vda2", "slot_b": "/dev/vda3"}`, ""},
+		{"unknown field", `{"hardware": "qemu", "slot_a": "/dev/vda2", "slot_b": "/dev/vda3", "slot_c": "/dev/vda4"}`, "unknown field"},
+		{"bad hardware", `{"hardware": "Qemu Virt", "slot_a": "/dev/vda2", "slot_b": "/dev/vda3"}`, "hardware"},
+		{"relative slot", `{"hardware": "qemu", "slot_a": "vda2", "slot_b": "/dev/vda3"}`, "absolute"},
+		{"one slot twice", `{"hardware": "qemu", "slot_a": "/dev/vda2", "slot_b": "/dev/vda2"}`, "two different"},
+		{"no slot b", `{"hardware": "qemu", "slot_a": "/dev/vda2"}`, "absolute"},
+		{"relative env_config", `{"hardware": "qemu", "slot_a": "/dev/vda2", "slot_b": "/dev/vda3", "env_config": "fw_env.config"}`, "env_config"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".json")
+			if err := os.WriteFile(path, []byte(tc.json), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			fw, err := loadFirmware(path)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %+v, %v; want an error with %q", fw, err, tc.err)
+				}
+				return
+			}
+			if err != nil || fw.Hardware != "qemu" || fw.Slot("a") != "/dev/vda2" || fw.Slot("b") != "/dev/vda3" {
+				t.Fatalf("got %+v, %v", fw, err)
+			}
+		})
+	}
+	if _, err := loadFirmware(filepath.Join(dir, "missing.json")); err == nil {
+		t.Error("a missing file was read")
+	}
+	for _, args := range [][]string{
+		{"--board", "rpi", "--firmware", "fw.json"},
+		{"--board-file", "b.json", "--firmware", "fw.json"},
+		{"--slots", "--firmware", "fw.json"},
+	} {
+		var usage *usageError
+		if _, err := parseFlags(args, io.Discard); !errors.As(err, &usage) || !strings.Contains(err.Error(), "--firmware") {
+			t.Errorf("%q: %v, want a usage error about --firmware", args, err)
+		}
+	}
+	if c, err := parseFlags([]string{"--firmware", "fw.json"}, io.Discard); err != nil || c.firmwareFile != "fw.json" {
+		t.Errorf("--firmware on the simulated phone: %+v, %v", c, err)
 	}
 }

@@ -72,6 +72,9 @@ type config struct {
 	runningSlot string
 	// boardSlots are a real board's firmware slots (from its board file), if it updates.
 	boardSlots *agent.Slots
+	// firmwareFile gives the simulated phone a real board's firmware layout (a board file's
+	// firmware section): its slots are block devices, as on a board booted by U-Boot.
+	firmwareFile string
 }
 
 const agentUsage = `usage: wallphoned [flags]
@@ -104,6 +107,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.StringVar(&c.provisioningPub, "provisioning-pub", "", "`file` of facility provisioning keys the console trusts (default: /etc/wallphone/provisioning.pub; for the sim board provisioning.pub in the demo facility)")
 	fs.StringVar(&c.vault, "vault", "", "where recordings go: a local `directory` acting as the vault, or none (default: <data>/conf/vault.json; for the sim board without one, the data directory's name + \"-vault\")")
 	fs.BoolVar(&c.slots, "slots", false, "sim board: boot from the two firmware slots in <data>/slots as a board's bootloader does (this build is flashed into the good slot when it is newer)")
+	fs.StringVar(&c.firmwareFile, "firmware", "", "sim board: update a real board's firmware slots, named in this `file` as a board file's firmware section (JSON), booted by U-Boot with dist/boot.cmd (the boot test's virtual machine)")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 	if err := parse(fs, args, "wallphoned", stdout, agentUsage); err != nil {
 		return c, err
@@ -132,6 +136,11 @@ func (c *config) check() error {
 		return fmt.Errorf("--policy and --registry are for the simulated phone only: a real phone uses only what its repository signed")
 	} else if real && c.slots {
 		return fmt.Errorf("--slots is for the simulated phone only: a real board's bootloader picks the slot")
+	} else if real && c.firmwareFile != "" {
+		return fmt.Errorf("--firmware is for the simulated phone only: a real board's file has its firmware section")
+	}
+	if c.slots && c.firmwareFile != "" {
+		return fmt.Errorf("--slots and --firmware: the simulated phone boots either from its own slot files or from a real bootloader's slots, not both")
 	}
 	if c.updateInterval < time.Minute {
 		return fmt.Errorf("--update-interval %s: want at least 1m", c.updateInterval)

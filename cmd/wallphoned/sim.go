@@ -32,6 +32,18 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 		log.Info("running from a firmware slot", "event", "firmware_running", "slot", slot)
 		cfg.runningSlot = slot
 	}
+	if cfg.firmwareFile != "" {
+		fw, err := loadFirmware(cfg.firmwareFile)
+		if err != nil {
+			return err
+		}
+		slots, err := boardSlots(fw, readCmdline())
+		if err != nil {
+			// As on a board: the phone still serves calls with the firmware it has.
+			log.Error("firmware updates off", "event", "firmware_error", "err", err)
+		}
+		cfg.boardSlots = slots
+	}
 	if err := enrolDemo(cfg, log); err != nil {
 		return err
 	}
@@ -89,6 +101,10 @@ func runSim(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.
 		}
 		_, err = simBoot(cfg.dataDir, self, log, execImage)
 		return err
+	}
+	if errors.Is(err, agent.ErrReboot) && cfg.boardSlots != nil {
+		// A real bootloader's slots: the board reboots as a real board does.
+		return rebootBoard(os.Getpid(), sysReboot)
 	}
 	return err
 }

@@ -56,14 +56,14 @@ func TestBootScriptNames(t *testing.T) {
 			t.Errorf("%s is not in the package doc", v)
 		}
 	}
-	board := []string{"slot_a_part", "slot_b_part", "root_prefix", "kernel_file", "console_args", "slot_part", "bootargs"}
+	board := []string{"slot_a_part", "slot_b_part", "root_prefix", "kernel_file", "initrd_file", "console_args", "state_load", "state_save", "slot_part", "initrd_arg", "bootargs"}
 	for v := range set {
 		if !slices.Contains(stateVars, v) && !slices.Contains(board, v) {
 			t.Errorf("the script sets %s, neither state nor a board setting", v)
 		}
 	}
 	header := readScript(t)
-	for _, v := range board[:5] {
+	for _, v := range board[:8] {
 		if !strings.Contains(header, "#   "+v) && !strings.Contains(header, ", "+v) {
 			t.Errorf("board setting %s is not documented in the script's header", v)
 		}
