@@ -91,12 +91,12 @@ test: deps fmt-check vet lint build
 # (GOARM=7), then the PortAudio handset with cgo for both. qemu-user starts only the test
 # binary it is given (binfmt_misc is not there to start ARM binaries by itself), so the tests
 # that start a second process of their own architecture cannot run: the commands' script,
-# signal and crash tests (./cmd/...), which run the agent as a process, and spool's TestCrash,
-# which kills copies of its own test binary. They run natively in make test. No -L for qemu:
+# signal and crash tests (./cmd/...), which run the agent as a process, and spool's TestCrash
+# and firmware/install's TestResumeAfterKill, which kill copies of their own test binary. They run natively in make test. No -L for qemu:
 # the targets' libraries come from multiarch, and -L would pair another ld.so with them.
 QEMU_ARM64 := timeout -s KILL 600 qemu-aarch64-static
 QEMU_ARM   := timeout -s KILL 600 qemu-arm-static
-ARMTEST    := -short -count=1 -timeout $(TESTTIMEOUT) -skip '^TestCrash$$'
+ARMTEST    := -short -count=1 -timeout $(TESTTIMEOUT) -skip '^(TestCrash|TestResumeAfterKill)$$'
 test-arm: deps
 	scripts/arm-deps.sh
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) test $(ARMTEST) -exec '$(QEMU_ARM64)' $$($(GO) list $(PKGS) | grep -v /cmd/)
