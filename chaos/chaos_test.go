@@ -196,6 +196,8 @@ type harness struct {
 	receipts    int
 	consoleRuns int
 	rows        []row
+	spoolFS     string // the small file system under the spool ("" when it cannot be mounted)
+	filled      bool
 }
 
 func newHarness(t *testing.T, cfg config) *harness {
@@ -251,6 +253,8 @@ func newHarness(t *testing.T, cfg config) *harness {
 	if err := os.WriteFile(filepath.Join(conf, "vault.json"), vj, 0o600); err != nil {
 		t.Fatal(err)
 	}
+
+	h.spoolOnTmpfs()
 
 	// The called parties: SIPp on ports of the harness's choosing, one run per call.
 	h.peers = &peers{bin: sipp, dir: filepath.Join(h.dir, "sipp"), sipPort: ports.take(t, 1), rtp: ports.take(t, 4)}

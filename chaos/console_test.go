@@ -98,7 +98,7 @@ func (h *harness) consoleResult(r consoleResult, cut bool) {
 		h.t.Errorf("console session with the agent up: %v", r.err)
 		return
 	}
-	h.counts["console sessions"]++
+	h.counts["console sessions that read the status"]++
 	st := r.status
 	if st.DeviceID != h.deviceID || st.Facility != "demo-county" || st.PolicyVersion < 2 || st.RegistryVersion < 1 {
 		h.t.Errorf("console status %+v", st)

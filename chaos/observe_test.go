@@ -48,6 +48,8 @@ func (h *harness) observe(e event) {
 	case "recording_destroyed":
 		h.destroyed[e.CallID] = true
 		h.counts["recordings destroyed on the phone"]++
+	case "record_scrubbed":
+		h.counts["call records scrubbed on the phone"]++
 	case "call_cut_short":
 		h.counts["calls found cut short at start-up"]++
 	case "recording_failed":

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -60,6 +61,7 @@ func startAgent(t *testing.T, bin string, args []string, env []string, logFile *
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
+	cmd.SysProcAttr = dieWithTest()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -133,6 +135,12 @@ func (a *agentProc) rss() int64 {
 	return 0
 }
 
+// dieWithTest has a process the harness starts killed if the test binary dies first (a
+// test's timeout ends it without cleanups): nothing it started outlives it.
+func dieWithTest() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
 // repoServer is the repository served over HTTP by a process of its own (this test binary,
 // see TestMain), so that it can be killed with SIGKILL like any web server.
 type repoServer struct {
@@ -147,6 +155,7 @@ func (r *repoServer) start(t *testing.T) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), repoEnv+"="+r.dir, repoAddrEnv+"="+r.addr)
+	cmd.SysProcAttr = dieWithTest()
 	cmd.Stdout, cmd.Stderr = r.log, r.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -277,6 +286,7 @@ func (p *peers) start(t *testing.T, mode string) {
 		"-mi", "127.0.0.1", "-mp", strconv.Itoa(p.rtp), "-m", "1", "-nostdin",
 		"-timeout", "120s", "-timeout_error", "-trace_err", "-error_file", filepath.Join(p.dir, "sipp_errors.log"))
 	cmd.Dir = p.dir
+	cmd.SysProcAttr = dieWithTest()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -21,54 +21,64 @@ import (
 
 // runPlan is what happens in one run of the agent; event numbers count its log lines.
 type runPlan struct {
-	killAt    int           // the agent is killed after this many events (0: never)
-	killAfter time.Duration // or at the first event this long after its start
-	calm      bool
-	pause     time.Duration // how long it stays down after the kill before the next run
+	// The agent is killed at the first event this long after its start (0: never), or at its
+	// killAtSegment-th sealed segment if that comes first.
+	killAfter     time.Duration
+	killAtSegment int
+	recordFirst   bool // the run's first call is a recorded one that is accepted
+	calm          bool
+	pause         time.Duration // how long it stays down after the kill before the next run
 	// The servers: killed at the first event number, started again at the second (or once
 	// the agent is down, if the run ends first). 0: left alone.
 	s3Kill, s3Back     int
 	repoKill, repoBack int
 	// The proxy in front of S3: fault from faultAt, for faultN requests (a stall until
 	// faultEnd or the run's end).
-	fault             s3test.Fault
-	faultAt, faultN   int
-	faultEnd          int
-	consoleAt         int // a technician signs in and reads the status (0: not this run)
-	final             bool
-	calls             []callSpec // the final run's calls; otherwise drawn from the schedule
-	drainAfterCalls   bool
-	sampleMemoryCalls bool
+	fault           s3test.Fault
+	faultAt, faultN int
+	faultEnd        int
+	consoleAt       int // a technician signs in and reads the status (0: not this run)
+	final           bool
+	calls           []callSpec // the final run's calls; otherwise drawn from the schedule
+	drainAfterCalls bool
 }
 
 var faultNames = map[s3test.Fault]string{s3test.Fail500: "S3 500 errors", s3test.Full507: "S3 507 insufficient storage",
 	s3test.Stall: "S3 stalls", s3test.Corrupt: "S3 corrupted bodies"}
+
+// callReserve is the room the phone wants for a recorded call under the demo policy: its
+// longest call (15 minutes) of both directions of µ-law, with the segments' overhead (as
+// the agent reckons it).
+const callReserve = 900*16000 + 901*1024 + 64<<10
 
 // plan draws the next run. Most runs are cut short within their first call; some run calm
 // for several calls (long enough for the phone to ask the repository, 10 to 20 s after start).
 func (h *harness) plan() runPlan {
 	r := h.rng
 	var p runPlan
+	ms := func(lo, hi int) time.Duration { return time.Duration(lo+r.IntN(hi-lo)) * time.Millisecond }
 	switch x := r.IntN(100); {
 	case h.runs == 0 || !h.goalMet():
 		// Calm: long enough for the phone to ask the repository (10 to 20 s after its start)
 		// and take up its news, with the repository's server left alone.
-		p.killAfter = 22*time.Second + time.Duration(r.IntN(10000))*time.Millisecond
+		p.killAfter = ms(22000, 32000)
 		p.calm = true
-	case x < 20:
-		p.killAt = 1 + r.IntN(8) // while it starts
-	case x < 85:
-		p.killAt = 5 + r.IntN(40) // in the first call, mostly
+	case x < 25:
+		p.killAfter = ms(0, 1000) // while it starts
+	case x < 82:
+		p.killAfter = ms(1000, 5000) // prompts, the decision, dialing
+	case x < 92:
+		p.killAfter = ms(5000, 15000) // notices, the accept, talk
 	default:
-		p.killAt = 40 + r.IntN(60)
+		// While it records: its first call is a recorded one, killed after a segment.
+		p.killAtSegment = 1 + r.IntN(2)
+		p.killAfter = 25 * time.Second
+		p.recordFirst = true
 	}
 	if r.IntN(4) == 0 {
-		p.pause = time.Duration(200+r.IntN(2800)) * time.Millisecond
+		p.pause = ms(200, 1500)
 	}
-	horizon := p.killAt // the events the faults are placed among
-	if p.calm {
-		horizon = 80
-	}
+	horizon := 10 + int(p.killAfter/(200*time.Millisecond)) // the events the faults are placed among: about 5 a second
 	if r.IntN(100) < 40 {
 		p.s3Kill = 1 + r.IntN(horizon)
 		p.s3Back = p.s3Kill + 1 + r.IntN(60)
@@ -94,7 +104,12 @@ func (h *harness) run(p runPlan) {
 	t := h.t
 	h.runs++
 	ag := startAgent(t, h.bin, h.agentA, h.env, h.logs)
-	began := time.Now()
+	var killC <-chan time.Time
+	if p.killAfter > 0 {
+		tm := time.NewTimer(p.killAfter)
+		defer tm.Stop()
+		killC = tm.C
+	}
 	servers := []*serverFault{
 		{name: "versitygw", at: p.s3Kill, back: p.s3Back, kill: h.s3.Kill, start: func() { h.s3.Restart(t) }},
 		{name: "repository server", at: p.repoKill, back: p.repoBack, kill: h.repo.kill, start: func() { h.repo.start(t) }},
@@ -108,12 +123,20 @@ func (h *harness) run(p runPlan) {
 		faultOn   bool
 		conDone   chan consoleResult
 		calls     = p.calls
+		segments  int
 		drainTick <-chan time.Time
 	)
 	guard := time.NewTimer(2 * time.Minute)
 	defer guard.Stop()
 	drainTicker := time.NewTicker(200 * time.Millisecond)
 	defer drainTicker.Stop()
+	kill := func() {
+		if !killed {
+			ag.kill()
+			killed = true
+			h.kills["agent"]++
+		}
+	}
 	next := func() {
 		var s callSpec
 		switch {
@@ -125,6 +148,8 @@ func (h *harness) run(p runPlan) {
 			return
 		case p.final:
 			s, calls = calls[0], calls[1:]
+		case p.recordFirst && cur == nil:
+			s = callSpec{"recorded", callerEN, recordedNumbers[h.rng.IntN(len(recordedNumbers))], "accept"}
 		default:
 			s = h.nextSpec()
 		}
@@ -143,6 +168,9 @@ func (h *harness) run(p runPlan) {
 		case r := <-conDone:
 			conDone = nil
 			h.consoleResult(r, killed)
+			continue
+		case <-killC:
+			kill()
 			continue
 		case <-drainTick:
 			if h.drained() {
@@ -190,8 +218,8 @@ func (h *harness) run(p runPlan) {
 				case "call_ended":
 					ag.send("onhook")
 				case "onhook":
-					if p.sampleMemoryCalls {
-						h.rssSamples = append(h.rssSamples, ag.rss())
+					if rss := ag.rss(); rss > 0 {
+						h.rssSamples = append(h.rssSamples, rss)
 					}
 					ag.send("wait 1s")
 					next()
@@ -219,10 +247,11 @@ func (h *harness) run(p runPlan) {
 			conDone = h.con.session(h.deviceID)
 			h.consoleRuns++
 		}
-		if (p.killAt > 0 && n >= p.killAt) || (p.killAfter > 0 && time.Since(began) >= p.killAfter) {
-			ag.kill()
-			killed = true
-			h.kills["agent"]++
+		if e.name() == "segment_sealed" {
+			segments++
+		}
+		if p.killAtSegment > 0 && segments >= p.killAtSegment {
+			kill()
 		}
 	}
 	err := ag.wait()
@@ -343,6 +372,7 @@ func (h *harness) purge() {
 // timestamp (an older one put back), 4 a valid registry and policy again.
 func (h *harness) advanceRepo() {
 	h.stepRepo(h.progress(), false)
+	h.stepSpool(h.progress())
 }
 
 // stepRepo takes the next stage of the repository's story if it is due; forced, whatever

@@ -153,9 +153,13 @@ func (h *harness) searchPlaintext(objects map[string][]byte, id age.Identity) pl
 			}
 		}
 	}
-	for _, root := range []string{h.data, h.s3.DataDir()} {
+	roots := []string{h.data, h.s3.DataDir()}
+	if h.spoolFS != "" {
+		roots = append(roots, h.spoolFS) // the spool, which the data directory links to
+	}
+	for _, root := range roots {
 		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
+			if err != nil || d.IsDir() || d.Type()&fs.ModeSymlink != 0 {
 				return nil
 			}
 			b, err := os.ReadFile(p)
