@@ -12,7 +12,7 @@ PKGS     := ./...
 # Deadline for one test binary; the whole suite takes a few minutes on two cores.
 TESTTIMEOUT ?= 15m
 
-.PHONY: all run run-update install go-deps build build-nocgo build-cgo test test-arm test-boot vet lint fmt-check bench fuzz soak-firmware prompts deps clean
+.PHONY: all run run-update install go-deps build build-nocgo build-cgo test test-arm test-boot vet lint fmt-check bench fuzz soak-firmware chaos soak prompts deps clean
 
 all: build
 
@@ -153,6 +153,20 @@ SEED  ?=
 soak-firmware: go-deps
 	WALLPHONE_FIRMWARE_KILLS=$(KILLS) $(if $(SEED),WALLPHONE_FIRMWARE_SEED=$(SEED)) $(GO) test -count=1 -timeout 2h -v \
 	  -run '^TestKill9DuringFirmwareUpdate$$' ./cmd/wallphoned/
+
+# The whole system under faults (chaos/, README: The whole system under faults): the agent on
+# the simulated phone with SIPp, versitygw and its repository, everything killed with kill -9
+# on a seeded schedule, the promises checked at the end. make test runs it with 50 kills of
+# the agent; chaos with CHAOS_KILLS, soak for DURATION (a Go duration: 30m, 8h). SEED replays
+# the schedule of a run (each prints its seed).
+CHAOS_KILLS ?= 300
+DURATION    ?= 1h
+CHAOS_RUN   = vgw=$$(GO=$(GO) scripts/versitygw.sh) && WALLPHONE_VERSITYGW=$$vgw $(if $(SEED),WALLPHONE_CHAOS_SEED=$(SEED))
+chaos: deps
+	$(CHAOS_RUN) WALLPHONE_CHAOS_KILLS=$(CHAOS_KILLS) $(GO) test -count=1 -timeout 0 -v -run '^TestChaos$$' ./chaos/
+
+soak: deps
+	$(CHAOS_RUN) WALLPHONE_CHAOS_DURATION=$(DURATION) $(GO) test -count=1 -timeout 0 -v -run '^TestChaos$$' ./chaos/
 
 # Regenerate the spoken prompts from audio/prompts/catalog.tsv (needs espeak-ng and sox).
 prompts:

@@ -164,7 +164,7 @@ func TestSweep(t *testing.T) {
 	put(callrecord.Record{CallID: "c-hit", Recorded: true, Decision: "recorded", Number: "+15125550177", CallerID: "1001"})
 	// Recorded to a number that stays unprivileged: kept.
 	put(callrecord.Record{CallID: "c-keep", Recorded: true, Decision: "recorded", Number: "+15125550123"})
-	// Connected unrecorded: nothing to destroy.
+	// Blocked: nothing to destroy but the number in its record (TestSweepScrubsUnrecordedCalls).
 	put(callrecord.Record{CallID: "c-blocked", Decision: "blocked", Number: "+15125550177"})
 	db.PutCall("c-junk", []byte("not json"))
 
@@ -178,7 +178,7 @@ func TestSweep(t *testing.T) {
 	logs := &logRecords{}
 	key := testKey(3)
 	n, err := Sweep(reg, db, sp, key, "wp-9", when, slog.New(logs))
-	if err != nil || n != 1 {
+	if err != nil || n != 2 {
 		t.Fatalf("destroyed %d, err %v", n, err)
 	}
 	if len(sp.deleted) != 1 || sp.deleted[0] != "c-hit" || sp.files["c-keep"] != 3 {

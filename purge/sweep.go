@@ -28,10 +28,13 @@ type Spool interface {
 	DeleteCall(callID string) (removed int, err error)
 }
 
-// Sweep checks every recorded call the phone has a record of against reg, and destroys the
-// ones whose number is now privileged. It is idempotent: the order below (request queued,
-// files deleted, record scrubbed last) means a sweep cut short by a power cut is finished by
-// the next one. It returns how many calls it destroyed.
+// Sweep checks every call the phone has a record of with a number (recorded and blocked
+// calls) against reg, and destroys the ones whose number is now privileged: a recorded call's
+// files, and the number in every such record, since that it was called at all is
+// privileged; a purge request is queued for each, as a sealed copy of the record may be in
+// the vault. It is idempotent: the order below (request queued, files deleted, record
+// scrubbed last) means a sweep cut short by a power cut is finished by the next one. It
+// returns how many records it scrubbed.
 func Sweep(reg Registry, calls Calls, sp Spool, key ed25519.PrivateKey, deviceID string, now time.Time, log *slog.Logger) (int, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -48,7 +51,7 @@ func Sweep(reg Registry, calls Calls, sp Spool, key ed25519.PrivateKey, deviceID
 			log.Error("call record unreadable: not checked against the registry", "event", "purge_error", "call_id", id, "err", err)
 			return nil
 		}
-		if !r.Recorded || r.Number == "" || r.Destroyed {
+		if r.Number == "" || r.Destroyed {
 			return nil
 		}
 		if e, ok := reg.Lookup(r.Number); ok {
@@ -69,9 +72,11 @@ func Sweep(reg Registry, calls Calls, sp Spool, key ed25519.PrivateKey, deviceID
 		if err := sp.CommitPurge(r.CallID, req); err != nil {
 			return 0, fmt.Errorf("purge: queue request for %s: %w", r.CallID, err)
 		}
-		removed, err := sp.DeleteCall(r.CallID)
-		if err != nil {
-			return 0, fmt.Errorf("purge: delete %s: %w", r.CallID, err)
+		removed := 0
+		if r.Recorded {
+			if removed, err = sp.DeleteCall(r.CallID); err != nil {
+				return 0, fmt.Errorf("purge: delete %s: %w", r.CallID, err)
+			}
 		}
 		r.Number = ""
 		r.Destroyed = true
@@ -84,6 +89,11 @@ func Sweep(reg Registry, calls Calls, sp Spool, key ed25519.PrivateKey, deviceID
 			return 0, fmt.Errorf("purge: scrub record %s: %w", r.CallID, err)
 		}
 		// The number is not logged: it is privileged.
+		if !r.Recorded {
+			log.Warn("call record scrubbed: the number called is privileged", "event", "record_scrubbed",
+				"call_id", r.CallID, "kind", h.kind, "registry_version", reg.Version())
+			continue
+		}
 		log.Warn("recording destroyed: the number called is privileged", "event", "recording_destroyed",
 			"call_id", r.CallID, "kind", h.kind, "registry_version", reg.Version(), "files_deleted", removed)
 	}
