@@ -13,7 +13,6 @@ import (
 	"sync"
 
 	"github.com/wallphone/wallphone/firmware/release"
-	"github.com/wallphone/wallphone/internal/atomicfile"
 	"github.com/wallphone/wallphone/provisioning"
 	"github.com/wallphone/wallphone/tufclient"
 )
@@ -134,6 +133,8 @@ func (a *Agent) consoleSource(root []byte, repo provisioning.Repo) (*tufclient.C
 
 // copyMetadata copies the metadata files of from (not its folders: targets, or an earlier
 // copy) into to. go-tuf replaces its files by renaming, so each is read whole, old or new.
+// The copy is scratch, removed after the update and at the next one's start: written plainly,
+// not synced to flash file by file.
 func copyMetadata(from, to string) error {
 	if err := os.MkdirAll(to, 0o700); err != nil {
 		return err
@@ -150,7 +151,7 @@ func copyMetadata(from, to string) error {
 		if err != nil {
 			return err
 		}
-		if err := atomicfile.Write(filepath.Join(to, e.Name()), b, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o600); err != nil {
 			return err
 		}
 	}

@@ -144,12 +144,11 @@ func (a *Agent) openFirmware() error {
 		a.rebootWanted.Store(true)
 	case p.Slot == s.Running && good == p.Slot:
 		// Committed in the environment, and the phone stopped before it recorded the commit.
-		st.Committed, st.CommittedSlot, st.CommittedLength, st.Pending, changed = p.Version, p.Slot, p.Length, nil, true
+		st.commit()
+		changed = true
 		a.log.Info("new firmware committed before the phone stopped", "event", "firmware_committed", "version", p.Version, "slot", p.Slot)
 		// The audit entry comes after the record in commitFirmware, so it is missing here.
-		if err := a.audit.Append("firmware_committed", map[string]string{"version": fmt.Sprint(p.Version), "slot": p.Slot}); err != nil {
-			a.log.Error("audit log: firmware commit not recorded", "event", "audit_error", "err", err)
-		}
+		a.auditFirmware("firmware_committed", p)
 	case failed != p.Slot:
 		// Recorded, and the phone stopped before the switch: installed again (the slot checked).
 		st.Pending, changed = nil, true
@@ -159,9 +158,7 @@ func (a *Agent) openFirmware() error {
 		st.Pending, changed = nil, true
 		a.log.Error("new firmware did not commit and the phone fell back: it will not be installed again by itself",
 			"event", "firmware_failed", "version", p.Version, "slot", p.Slot, "running", s.Running)
-		if err := a.audit.Append("firmware_failed", map[string]string{"version": fmt.Sprint(p.Version), "slot": p.Slot}); err != nil {
-			a.log.Error("audit log: firmware failure not recorded", "event", "audit_error", "err", err)
-		}
+		a.auditFirmware("firmware_failed", p)
 	}
 	fw.st = st
 	a.log.Info("firmware", "event", "firmware_state", "committed", st.Committed, "slot", s.Running, "floor", st.Floor)
@@ -239,15 +236,27 @@ func (a *Agent) commitFirmware() {
 		return
 	}
 	p := fw.st.Pending
-	fw.st.Committed, fw.st.CommittedSlot, fw.st.CommittedLength, fw.st.Pending = p.Version, p.Slot, p.Length, nil
+	fw.st.commit()
 	fw.trial = false
 	if err := a.saveFirmware(fw.st); err != nil {
 		a.log.Error("firmware state not saved", "event", "firmware_error", "err", err)
 	}
 	a.setFirmwareStatus("%s", fw.summary())
 	a.log.Info("new firmware healthy and committed", "event", "firmware_committed", "version", p.Version, "slot", p.Slot)
-	if err := a.audit.Append("firmware_committed", map[string]string{"version": fmt.Sprint(p.Version), "slot": p.Slot}); err != nil {
-		a.log.Error("audit log: firmware commit not recorded", "event", "audit_error", "err", err)
+	a.auditFirmware("firmware_committed", p)
+}
+
+// commit makes the pending firmware the committed one.
+func (st *firmwareState) commit() {
+	p := st.Pending
+	st.Committed, st.CommittedSlot, st.CommittedLength, st.Pending = p.Version, p.Slot, p.Length, nil
+}
+
+// auditFirmware records what became of pending firmware in the audit log; a failure to is
+// logged, and the firmware's state stands.
+func (a *Agent) auditFirmware(kind string, p *pendingFirmware) {
+	if err := a.audit.Append(kind, map[string]string{"version": fmt.Sprint(p.Version), "slot": p.Slot}); err != nil {
+		a.log.Error("audit log: "+kind+" not recorded", "event", "audit_error", "err", err)
 	}
 }
 
