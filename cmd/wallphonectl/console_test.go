@@ -281,9 +281,15 @@ func auditCount(t *testing.T, data, kind string) int {
 // startAgent runs the simulated phone with its console on port; it is killed at the end.
 func startAgent(t *testing.T, bin, data, port, trust string) (*exec.Cmd, *agentLog, *bytes.Buffer) {
 	t.Helper()
-	agent := exec.Command(bin, "--board", "sim", "--clock", "virtual", "--log", "json", "--data", data,
-		"--console", port, "--provisioning-pub", trust, "--demo=false")
-	agent.Env = append(os.Environ(), "HOME="+data)
+	return startAgentWith(t, bin, data, "--data", data, "--console", port, "--provisioning-pub", trust, "--demo=false")
+}
+
+// startAgentWith starts the simulated phone on the virtual clock with JSON logs, HOME set to
+// home and the flags given, and waits for its console to open.
+func startAgentWith(t *testing.T, bin, home string, flags ...string) (*exec.Cmd, *agentLog, *bytes.Buffer) {
+	t.Helper()
+	agent := exec.Command(bin, append([]string{"--board", "sim", "--clock", "virtual", "--log", "json"}, flags...)...)
+	agent.Env = append(os.Environ(), "HOME="+home)
 	// Standard input stays open (the simulated phone's keypad) until the test ends.
 	if _, err := agent.StdinPipe(); err != nil {
 		t.Fatal(err)

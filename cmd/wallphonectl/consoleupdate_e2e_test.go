@@ -80,25 +80,8 @@ func TestConsoleUpdateAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	line := newPullableLine(t)
-	agent := exec.Command(bin, "--board", "sim", "--slots", "--clock", "virtual", "--log", "json", "--data", data,
-		"--vault", "none", "--console", line.a.Name(), "--provisioning-pub", filepath.Join(keys, "provisioning.pub"))
-	agent.Env = append(os.Environ(), "HOME="+dir)
-	if _, err := agent.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := agent.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	agent.Stderr = &stderr
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
-	log := &agentLog{added: make(chan struct{}, 1)}
-	go log.read(stdout)
-	log.await(t, "event", "console_open")
+	_, log, stderr := startAgentWith(t, bin, dir, "--slots", "--data", data, "--vault", "none",
+		"--console", line.a.Name(), "--provisioning-pub", filepath.Join(keys, "provisioning.pub"))
 
 	// Version 2: this build with its last 3 MiB replaced, published into the technician's
 	// copy of the facility's repository; the phone's own repository does not have it.
