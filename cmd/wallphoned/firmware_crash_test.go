@@ -340,19 +340,7 @@ func (p *phone) run(plan runPlan, c *cycle) runResult {
 	run := p.srv.run.Load()
 	cmd := exec.Command(p.bin, "--board", "sim", "--slots", "--clock", "virtual", "--log", "json", "--data", p.data, "--vault", "none")
 	cmd.Env = append(os.Environ(), "HOME="+p.home)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout, stderr := startPiped(t, cmd)
 	lines := make(chan logLine)
 	go func() {
 		defer close(lines)
@@ -477,7 +465,7 @@ loop:
 			fail("the phone did not finish in time")
 		}
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	stdin.Close()
 	p.last = res.events
 	var exit *exec.ExitError

@@ -44,19 +44,7 @@ func TestSignalEndsCallCleanly(t *testing.T) {
 			cmd := exec.Command(bin, "--board", "sim", "--clock", "real", "--callee", "auto",
 				"--log", "json", "--data", data)
 			cmd.Env = append(os.Environ(), "HOME="+data)
-			stdin, err := cmd.StdinPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
+			stdin, stdout, stderr := startPiped(t, cmd)
 			t.Cleanup(func() { cmd.Process.Kill() })
 			// The free hotline: no notice to sit through, and the auto called party answers.
 			io.WriteString(stdin, "offhook\npress 1\npress 1001#\npress 1234#\npress 8006564673#\n")
