@@ -192,6 +192,12 @@ func (h *harness) run(p runPlan) {
 		guard.Reset(2 * time.Minute)
 		n++
 		h.observe(e)
+		// A call the phone opened is the harness's even when the kill was already decided:
+		// its record is made, and shipped after the restart.
+		if cur != nil && cur.id == "" && e.name() == "offhook" && e.CallID != "" {
+			cur.id = e.CallID
+			h.byID[cur.id] = cur
+		}
 		if killed {
 			continue
 		}
@@ -201,10 +207,6 @@ func (h *harness) run(p runPlan) {
 			h.advanceRepo()
 			next()
 		} else if cur != nil {
-			if cur.id == "" && e.name() == "offhook" && e.CallID != "" {
-				cur.id = e.CallID
-				h.byID[cur.id] = cur
-			}
 			if e.CallID != "" && e.CallID == cur.id {
 				switch e.name() {
 				case "decision":
