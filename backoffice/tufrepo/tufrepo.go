@@ -9,7 +9,9 @@
 // metadata/timestamp.json, metadata/N.<role>.json for every delegated role, and
 // targets/<dir>/<sha256>.<name> for every target. Beside them, for the back office only:
 // pending/<role>.json, a role's next metadata waiting for its keys' signatures, and
-// role-expiry.json, how long each delegated role's metadata stays valid once signed.
+// role-expiry.json, how long each delegated role's metadata stays valid once signed, and
+// last-timestamp.json, a copy of the newest timestamp published, which shows a timestamp.json
+// put back (Open then refuses: ErrPutBack).
 //
 // # Who signs what
 //
@@ -101,6 +103,10 @@ var (
 	ErrNotPending = errors.New("tufrepo: nothing pending for the role")
 	// ErrNotRoleKey: a key offered to sign a role is not one of the role's keys.
 	ErrNotRoleKey = errors.New("tufrepo: key is not one of the role's keys")
+	// ErrPutBack: metadata/timestamp.json is older than the newest timestamp published (put
+	// back from a backup, or synced from a mirror): publishing would reuse version numbers
+	// phones have seen.
+	ErrPutBack = errors.New("tufrepo: metadata put back to an older version")
 )
 
 // Init creates a repository in dir with version 1 of every role and no targets, signed by
@@ -193,9 +199,12 @@ func Open(dir string) (*Repo, error) {
 	if r.targets, err = metadata.Targets().FromFile(filepath.Join(md, fmt.Sprintf("%d.targets.json", tv))); err != nil {
 		return nil, fmt.Errorf("tufrepo: targets: %w", err)
 	}
-	rv, err := latestRoot(md)
+	rv, err := newest(md, Root)
 	if err != nil {
 		return nil, err
+	}
+	if rv == 0 {
+		return nil, fmt.Errorf("tufrepo: no root metadata in %s", md)
 	}
 	if r.root, err = metadata.Root().FromFile(filepath.Join(md, fmt.Sprintf("%d.root.json", rv))); err != nil {
 		return nil, fmt.Errorf("tufrepo: root: %w", err)
@@ -203,23 +212,50 @@ func Open(dir string) (*Repo, error) {
 	if err := r.openDelegated(); err != nil {
 		return nil, err
 	}
+	if err := r.checkNewest(); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
-func latestRoot(md string) (int64, error) {
-	names, err := filepath.Glob(filepath.Join(md, "*.root.json"))
+// lastTimestamp is the back office's copy of the newest timestamp it published, beside the
+// repository's metadata and not served: what shows a timestamp.json put back.
+const lastTimestamp = "last-timestamp.json"
+
+// checkNewest refuses a repository whose timestamp.json is older than the newest one it
+// published (put back from a backup, or synced from a mirror that fell behind). Publishing
+// from there would sign snapshot and targets versions phones have already seen, with older
+// contents: they refuse them, and take no update again until the versions pass theirs.
+func (r *Repo) checkNewest() error {
+	last, err := metadata.Timestamp().FromFile(filepath.Join(r.dir, lastTimestamp))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // a repository that has not published since the copy was first kept
+	}
+	if err != nil {
+		return fmt.Errorf("tufrepo: %s: %w", lastTimestamp, err)
+	}
+	if have, published := r.timestamp.Signed.Version, last.Signed.Version; have < published {
+		return fmt.Errorf("%w: metadata/timestamp.json is version %d (snapshot version %d), but version %d (snapshot version %d) "+
+			"was published: put the newest back before publishing (cp %s %s), lest phones that saw it refuse every update",
+			ErrPutBack, have, r.timestamp.Signed.Meta["snapshot.json"].Version, published, last.Signed.Meta["snapshot.json"].Version,
+			filepath.Join(r.dir, lastTimestamp), filepath.Join(r.dir, "metadata", "timestamp.json"))
+	}
+	return nil
+}
+
+// newest is the highest version of a role's metadata in the metadata folder md; 0 if none.
+func newest(md, role string) (int64, error) {
+	suffix := "." + role + ".json"
+	names, err := filepath.Glob(filepath.Join(md, "*"+suffix))
 	if err != nil {
 		return 0, err
 	}
 	var best int64
 	for _, n := range names {
-		v, err := strconv.ParseInt(strings.TrimSuffix(filepath.Base(n), ".root.json"), 10, 64)
+		v, err := strconv.ParseInt(strings.TrimSuffix(filepath.Base(n), suffix), 10, 64)
 		if err == nil && v > best {
 			best = v
 		}
-	}
-	if best == 0 {
-		return 0, fmt.Errorf("tufrepo: no root metadata in %s", md)
 	}
 	return best, nil
 }
@@ -429,7 +465,12 @@ func (r *Repo) stamp(signers Signers, exp Expiry, now time.Time) error {
 	if err := sign(ts, Timestamp, r.root.Signed.Roles[Timestamp], signers[Timestamp]); err != nil {
 		return err
 	}
-	return writeMeta(ts, filepath.Join(r.dir, "metadata", "timestamp.json"))
+	// The copy after the timestamp itself: cut between the two, the copy is older, never
+	// newer than what was published.
+	if err := writeMeta(ts, filepath.Join(r.dir, "metadata", "timestamp.json")); err != nil {
+		return err
+	}
+	return writeMeta(ts, filepath.Join(r.dir, lastTimestamp))
 }
 
 // sign replaces meta's signatures with those of the keys at hand that the role lists; fewer

@@ -3,6 +3,7 @@ package tufrepo
 import (
 	"crypto/ed25519"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,4 +119,112 @@ func TestKeyFiles(t *testing.T) {
 	if _, err := ParsePublicKey([]byte("junk")); err == nil {
 		t.Fatal("junk read as a key")
 	}
+}
+
+// A timestamp.json put back to an older one (a restore from backup, a sync from a mirror that
+// fell behind) names an older snapshot than the repository holds. Publishing from it would
+// write snapshot and targets versions phones have already seen, with other contents: they
+// refuse them and take no update again until the versions pass what they saw. Open refuses,
+// naming the versions, and nothing is written.
+func TestTimestampPutBack(t *testing.T) {
+	dir := t.TempDir()
+	rk, s := keysFor(t)
+	if err := Init(dir, rk, s, DefaultExpiry, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "p.json")
+	ts := filepath.Join(dir, "metadata", "timestamp.json")
+	var old []byte
+	for v := range 3 {
+		if v == 1 {
+			var err error
+			if old, err = os.ReadFile(ts); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(src, []byte(strings.Repeat("x", v)), 0o600)
+		if err := r.AddTarget("policy/demo.json", src, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Commit(s, DefaultExpiry, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newest, _ := os.ReadFile(ts)
+	if err := os.WriteFile(ts, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotFiles(t, dir)
+	_, err := Open(dir)
+	if !errors.Is(err, ErrPutBack) || !strings.Contains(err.Error(), "version 2 (snapshot version 2)") || !strings.Contains(err.Error(), "version 4 (snapshot version 4)") {
+		t.Fatalf("open with timestamp.json put back: %v, want ErrPutBack naming timestamp versions 2 and 4", err)
+	}
+	if after := snapshotFiles(t, dir); !maps.Equal(before, after) {
+		t.Fatal("metadata changed by a refused open")
+	}
+	// The newest timestamp put back in its place, the repository publishes again.
+	os.WriteFile(ts, newest, 0o644)
+	r, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Refresh(s, DefaultExpiry, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if r, err = Open(dir); err != nil || r.timestamp.Signed.Version != 5 {
+		t.Fatalf("after the refresh: %v", err)
+	}
+}
+
+// A publish cut short after it wrote a role's new metadata and before the timestamp (here:
+// the timestamp key missing) published nothing phones saw: the next publish goes on from it.
+func TestPublishCutShort(t *testing.T) {
+	dir := t.TempDir()
+	rk, s := keysFor(t)
+	if err := Init(dir, rk, s, DefaultExpiry, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "p.json")
+	os.WriteFile(src, []byte("x"), 0o600)
+	r, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddTarget("policy/demo.json", src, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Commit(Signers{Targets: s[Targets], Snapshot: s[Snapshot]}, DefaultExpiry, time.Now()); !errors.Is(err, ErrThreshold) {
+		t.Fatalf("commit without the timestamp key: %v", err)
+	}
+	if r, err = Open(dir); err != nil {
+		t.Fatalf("open after a publish cut short: %v", err)
+	}
+	if err := r.AddTarget("policy/demo.json", src, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Commit(s, DefaultExpiry, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if r, err = Open(dir); err != nil || r.TargetsVersion() != 2 || r.Target("policy/demo.json") == nil {
+		t.Fatalf("after the publish: %v", err)
+	}
+}
+
+// snapshotFiles is every metadata file of the repository with its contents.
+func snapshotFiles(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	names, _ := filepath.Glob(filepath.Join(dir, "metadata", "*"))
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[filepath.Base(n)] = string(b)
+	}
+	return m
 }
