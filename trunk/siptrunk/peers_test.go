@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	mathrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/audio/g711"
+	"github.com/wallphone/wallphone/internal/testports"
 	"github.com/wallphone/wallphone/trunk"
 )
 
@@ -55,63 +55,13 @@ func needTool(t *testing.T, cmd, pkg string) string {
 // for a peer's media ports above its first one, and for baresip's SIP over TLS.
 const portBlock = 4
 
-// ports hands out blocks of portBlock ports above the kernel's ephemeral range, where no
-// socket the kernel numbers itself (a trunk's listener, a client's) can take one before the
-// peer binds it, and never the same block twice in one test binary.
-var ports struct {
-	sync.Mutex // guards next
-	next       int
-}
+// ports hands out the test peers' ports, never the same twice in one test binary.
+var ports = testports.New(nil)
 
-// freePort returns the first port of a block that was free on 127.0.0.1, for both UDP and
-// TCP, a moment ago.
+// freePort returns the first of portBlock ports that were free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
-	lo, hi := 61000, 65535
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if top, err := strconv.Atoi(f[1]); err == nil && top+1 > lo {
-				lo = top + 1
-			}
-		}
-	}
-	lo = (lo + portBlock - 1) / portBlock * portBlock
-	blocks := (hi - lo) / portBlock
-	if blocks < 16 {
-		t.Fatalf("no room above the ephemeral ports (from %d) for test peers", lo)
-	}
-	ports.Lock()
-	defer ports.Unlock()
-	if ports.next == 0 {
-		ports.next = mathrand.IntN(blocks)
-	}
-	for range blocks {
-		port := lo + (ports.next%blocks)*portBlock
-		ports.next++
-		ok := true
-		for p := port; p < port+portBlock && ok; p++ {
-			ok = free(p)
-		}
-		if ok {
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
-func free(port int) bool {
-	a := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	u, err := net.ListenPacket("udp", a)
-	if err != nil {
-		return false
-	}
-	defer u.Close()
-	l, err := net.Listen("tcp", a)
-	if err != nil {
-		return false
-	}
-	return l.Close() == nil
+	return ports.Take(t, portBlock)
 }
 
 // testTrunk starts a trunk on loopback that sends its calls to server.
@@ -290,34 +240,10 @@ func startSIPp(t *testing.T, scenario string, transport string, keys ...string) 
 	// SIPp binds its socket right after it starts; give it that moment by waiting until the
 	// kernel lists the port as bound. Trying to bind it ourselves would race SIPp for it:
 	// under qemu that took the port from SIPp ("Unable to bind main socket").
-	for i := 0; i < 200 && !bound(transport, port); i++ {
+	for i := 0; i < 200 && !testports.Bound(transport, port); i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return s
-}
-
-// bound reports whether a socket on 127.0.0.1 or any address is bound to port (listening,
-// for TCP), as /proc/net/udp or /proc/net/tcp list it.
-func bound(transport string, port int) bool {
-	file, listen := "/proc/net/udp", ""
-	if transport == "tcp" {
-		file, listen = "/proc/net/tcp", "0A"
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return false
-	}
-	want := fmt.Sprintf(":%04X", port)
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) < 4 || !strings.HasSuffix(f[1], want) {
-			continue
-		}
-		if listen == "" || f[3] == listen {
-			return true
-		}
-	}
-	return false
 }
 
 // wait waits for SIPp to finish its scenario and fails the test if it did not pass.
