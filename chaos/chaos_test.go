@@ -14,6 +14,7 @@ import (
 
 	"github.com/wallphone/wallphone/audio"
 	"github.com/wallphone/wallphone/backoffice/demo"
+	"github.com/wallphone/wallphone/internal/testports"
 	"github.com/wallphone/wallphone/provisioning"
 	"github.com/wallphone/wallphone/tufclient"
 	"github.com/wallphone/wallphone/uplink/s3test"
@@ -191,13 +192,14 @@ type harness struct {
 	counts      map[string]int // events and other things worth a line in the table
 	spooled     map[string]string
 	destroyed   map[string]bool
-	rssSamples  []int64
+	memSamples  []memory // after each call
 	purgeRuns   int
 	receipts    int
 	consoleRuns int
 	rows        []row
 	spoolFS     string // the small file system under the spool ("" when it cannot be mounted)
 	filled      bool
+	fw          fwState
 }
 
 func newHarness(t *testing.T, cfg config) *harness {
@@ -212,10 +214,7 @@ func newHarness(t *testing.T, cfg config) *harness {
 	h.data = filepath.Join(h.dir, "data")
 	h.keys = h.data + "-keys"
 	h.bin = filepath.Join(h.dir, "bin", "wallphoned")
-	build := exec.Command("go", "build", "-o", h.bin, "github.com/wallphone/wallphone/cmd/wallphoned")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build wallphoned: %v\n%s", err, out)
-	}
+	h.buildFirmware()
 	h.env = append(os.Environ(), "HOME="+h.dir)
 	if h.logs, err = os.OpenFile(filepath.Join(h.dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
 		t.Fatal(err)
@@ -232,8 +231,8 @@ func newHarness(t *testing.T, cfg config) *harness {
 	if h.oldStamp, err = os.ReadFile(filepath.Join(h.keys, "repo", "metadata", "timestamp.json")); err != nil {
 		t.Fatal(err)
 	}
-	ports := newPortPicker(h.rng)
-	h.repo = &repoServer{dir: filepath.Join(h.dir, "served"), addr: fmt.Sprintf("127.0.0.1:%d", ports.take(t, 1)), log: h.logFileFor("repository.log")}
+	ports := testports.New(h.rng)
+	h.repo = &repoServer{dir: filepath.Join(h.dir, "served"), addr: fmt.Sprintf("127.0.0.1:%d", ports.Take(t, 1)), log: h.logFileFor("repository.log")}
 	h.serve(filepath.Join(h.keys, "repo"))
 	h.repo.start(t)
 	t.Cleanup(h.repo.kill)
@@ -257,13 +256,13 @@ func newHarness(t *testing.T, cfg config) *harness {
 	h.spoolOnTmpfs()
 
 	// The called parties: SIPp on ports of the harness's choosing, one run per call.
-	h.peers = &peers{bin: sipp, dir: filepath.Join(h.dir, "sipp"), sipPort: ports.take(t, 1), rtp: ports.take(t, 4)}
+	h.peers = &peers{bin: sipp, dir: filepath.Join(h.dir, "sipp"), sipPort: ports.Take(t, 1), rtp: ports.Take(t, 4)}
 	if err := os.MkdirAll(h.peers.dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.peers.stop)
 	h.peers.scenarios = h.scenarios(t)
-	rtpLow := ports.take(t, 200)
+	rtpLow := ports.Take(t, 200)
 	sip := fmt.Sprintf(`{"server": "127.0.0.1:%d", "user": "wall-0042", "listen": "127.0.0.1:0", "rtp_ports": "%d-%d"}`,
 		h.peers.sipPort, rtpLow, rtpLow+199)
 	sipFile := filepath.Join(h.dir, "sip.json")
@@ -273,7 +272,7 @@ func newHarness(t *testing.T, cfg config) *harness {
 
 	// The console: a pseudo-terminal whose far end the technician's client holds.
 	h.con = newConsole(t, h.keys)
-	h.agentA = []string{"--board", "sim", "--log", "json", "--data", h.data, "--trunk", "sip", "--sip", sipFile,
+	h.agentA = []string{"--board", "sim", "--slots", "--log", "json", "--data", h.data, "--trunk", "sip", "--sip", sipFile,
 		"--update-interval", "1m", "--console", h.con.port}
 	return h
 }
@@ -333,7 +332,13 @@ func (h *harness) progress() float64 {
 	return float64(h.kills["agent"]) / float64(h.cfg.kills)
 }
 
-func (h *harness) finished() bool { return h.progress() >= 1 }
+// finished reports whether the run is over: far enough along, with the repository's story
+// told to its end (the firmware release committed), or well past it, when the end's checks
+// say what never came.
+func (h *harness) finished() bool {
+	pr := h.progress()
+	return pr >= 1 && (h.stage == len(stageNames)-1 && h.goalMet() || pr >= 1.25)
+}
 
 // nextSpec draws the next call of the schedule. The first calls are fixed so that the late
 // number is recorded and uploaded early.

@@ -28,7 +28,7 @@ import (
 // one, take up the newest registry, drain its spool, and quit cleanly. The back office then
 // carries out the purge requests.
 func (h *harness) final() {
-	for h.stage < 4 {
+	for h.stage < len(stageNames)-1 {
 		h.stepRepo(1, true)
 	}
 	h.emptySpoolFS()
@@ -179,6 +179,7 @@ func (h *harness) check() {
 		row{"files left in the spool", len(spoolLeft), "after the drain"},
 		row{"audit log entries", auditEntries, fmt.Sprintf("chain and signatures verify; decisions: %d, one per call", auditDecisions)},
 		h.checkMemory(),
+		h.fwRow(),
 		row{"bytes searched for plaintext", found.bytes, fmt.Sprintf("called party's voice: %d, caller's voice: %d, privileged/free numbers: %d (the search finds the voices in a decrypted segment: %v)",
 			found.callee, found.caller, found.numbers, found.selfTest)},
 	)

@@ -20,6 +20,7 @@ import (
 // connected unrecorded, no registry that was tampered with installed, no version going back.
 func (h *harness) observe(e event) {
 	t := h.t
+	h.observeFirmware(e)
 	switch e.name() {
 	case "agent_started":
 		h.deviceID, h.deviceKey = e.DeviceID, e.DeviceKey

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wallphone/wallphone/internal/testports"
 )
 
 // The real parts the harness starts and kills: the agent, the repository's server and the
@@ -36,6 +37,8 @@ type event struct {
 	DeviceID        string `json:"device_id"`
 	DeviceKey       string `json:"device_key"`
 	Err             string `json:"err"`
+	Firmware        string `json:"firmware"`
+	Trial           *bool  `json:"trial"`
 	line            string
 }
 
@@ -120,19 +123,31 @@ func (a *agentProc) wait() error {
 	return a.cmd.Wait()
 }
 
-// rss is the agent's resident memory in bytes, from /proc; 0 if it cannot be read.
-func (a *agentProc) rss() int64 {
+// memory is the agent's resident memory, from /proc: all of it, and its anonymous part (the
+// heap, stacks and runtime, without the pages of files it maps: its binary, the registry,
+// the state database), which is what would grow with what it keeps. Zero if unreadable.
+type memory struct{ rss, anon int64 }
+
+func (a *agentProc) memory() memory {
+	var m memory
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.cmd.Process.Pid))
 	if err != nil {
-		return 0
+		return m
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			m.rss = kb << 10
+		case "RssAnon:":
+			m.anon = kb << 10
 		}
 	}
-	return 0
+	return m
 }
 
 // dieWithTest has a process the harness starts killed if the test binary dies first (a
@@ -191,74 +206,6 @@ func waitListening(t *testing.T, addr, what string) {
 	}
 }
 
-// portPicker hands out ports above the kernel's ephemeral range, where no socket the kernel
-// numbers itself (the phone's own, a client's) can take one before a peer binds it. Each is
-// checked free for UDP and TCP when handed out.
-type portPicker struct {
-	lo, n, next int
-}
-
-func newPortPicker(rng *rand.Rand) *portPicker {
-	lo := 61000
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if top, err := strconv.Atoi(f[1]); err == nil && top+1 > lo {
-				lo = top + 1
-			}
-		}
-	}
-	n := 65535 - lo
-	return &portPicker{lo: lo, n: n, next: rng.IntN(n)}
-}
-
-// take returns the first of count consecutive free ports.
-func (p *portPicker) take(t *testing.T, count int) int {
-	t.Helper()
-	for range p.n {
-		port := p.lo + p.next%(p.n-count)
-		p.next += count
-		ok := true
-		for q := port; q < port+count && ok; q++ {
-			ok = portFree(q)
-		}
-		if ok {
-			return port
-		}
-	}
-	t.Fatal("no free port above the ephemeral range")
-	return 0
-}
-
-func portFree(port int) bool {
-	a := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	for _, listen := range []func() (io.Closer, error){
-		func() (io.Closer, error) { return net.ListenPacket("udp", a) },
-		func() (io.Closer, error) { return net.Listen("tcp", a) },
-	} {
-		c, err := listen()
-		if err != nil {
-			return false
-		}
-		c.Close()
-	}
-	return true
-}
-
-// udpBound reports whether a UDP socket is bound to port, as /proc/net/udp lists it.
-func udpBound(port int) bool {
-	b, err := os.ReadFile("/proc/net/udp")
-	if err != nil {
-		return false
-	}
-	want := fmt.Sprintf(":%04X ", port)
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		if f := strings.Fields(line); len(f) > 1 && strings.HasSuffix(f[1]+" ", want) {
-			return true
-		}
-	}
-	return false
-}
-
 // sipPeer is SIPp playing the called party of one call, from a scenario in testdata.
 type sipPeer struct {
 	cmd  *exec.Cmd
@@ -299,7 +246,7 @@ func (p *peers) start(t *testing.T, mode string) {
 	p.started++
 	// SIPp binds its port just after it starts; the phone dials seconds later, after its own
 	// prompt, but a port not yet bound would refuse the INVITE. A guard, not a timing.
-	for i := 0; i < 500 && !udpBound(p.sipPort); i++ {
+	for i := 0; i < 500 && !testports.Bound("udp", p.sipPort); i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -25,9 +25,13 @@ type runPlan struct {
 	// killAtSegment-th sealed segment if that comes first.
 	killAfter     time.Duration
 	killAtSegment int
-	recordFirst   bool // the run's first call is a recorded one that is accepted
-	calm          bool
-	pause         time.Duration // how long it stays down after the kill before the next run
+	// Or killAfterEvent this long after the first event named killOn (a moment of the
+	// firmware update).
+	killOn         string
+	killAfterEvent time.Duration
+	recordFirst    bool // the run's first call is a recorded one that is accepted
+	calm           bool
+	pause          time.Duration // how long it stays down after the kill before the next run
 	// The servers: killed at the first event number, started again at the second (or once
 	// the agent is down, if the run ends first). 0: left alone.
 	s3Kill, s3Back     int
@@ -63,6 +67,9 @@ func (h *harness) plan() runPlan {
 		// and take up its news, with the repository's server left alone.
 		p.killAfter = ms(22000, 32000)
 		p.calm = true
+		if h.stage == 5 {
+			h.planFirmware(&p)
+		}
 	case x < 25:
 		p.killAfter = ms(0, 1000) // while it starts
 	case x < 82:
@@ -105,10 +112,21 @@ func (h *harness) run(p runPlan) {
 	h.runs++
 	ag := startAgent(t, h.bin, h.agentA, h.env, h.logs)
 	var killC <-chan time.Time
+	var killTm *time.Timer
+	killTimer := func(d time.Duration) {
+		if killTm != nil {
+			killTm.Stop()
+		}
+		killTm = time.NewTimer(d)
+		killC = killTm.C
+	}
+	defer func() {
+		if killTm != nil {
+			killTm.Stop()
+		}
+	}()
 	if p.killAfter > 0 {
-		tm := time.NewTimer(p.killAfter)
-		defer tm.Stop()
-		killC = tm.C
+		killTimer(p.killAfter)
 	}
 	servers := []*serverFault{
 		{name: "versitygw", at: p.s3Kill, back: p.s3Back, kill: h.s3.Kill, start: func() { h.s3.Restart(t) }},
@@ -125,6 +143,9 @@ func (h *harness) run(p runPlan) {
 		calls     = p.calls
 		segments  int
 		drainTick <-chan time.Time
+		// The phone has new firmware ready and reboots into it once idle: the next call
+		// waits for the rebooted phone, lest its keys go to the one on its way out.
+		rebootDue bool
 	)
 	guard := time.NewTimer(2 * time.Minute)
 	defer guard.Stop()
@@ -201,7 +222,24 @@ func (h *harness) run(p runPlan) {
 		if killed {
 			continue
 		}
+		if p.killOn != "" && e.name() == p.killOn {
+			p.killOn = ""
+			killTimer(p.killAfterEvent)
+			h.counts["kills aimed at "+e.name()]++
+		}
 		// The phone.
+		switch {
+		case e.name() == "firmware_ready":
+			rebootDue = true
+		case e.name() == "agent_started" && started:
+			// Rebooted into new firmware. A call whose keys the phone on its way out had read
+			// was never made.
+			rebootDue = false
+			if cur != nil && cur.id == "" {
+				h.counts["calls not made: keys read before a reboot"]++
+			}
+			next()
+		}
 		if e.name() == "agent_started" && !started {
 			started = true
 			h.advanceRepo()
@@ -220,10 +258,14 @@ func (h *harness) run(p runPlan) {
 				case "call_ended":
 					ag.send("onhook")
 				case "onhook":
-					if rss := ag.rss(); rss > 0 {
-						h.rssSamples = append(h.rssSamples, rss)
+					if m := ag.memory(); m.anon > 0 {
+						h.memSamples = append(h.memSamples, m)
 					}
 					ag.send("wait 1s")
+					if rebootDue {
+						cur = nil
+						break
+					}
 					next()
 				}
 			}
@@ -318,6 +360,7 @@ func (f *serverFault) up() {
 // office carrying out purge requests.
 func (h *harness) afterRun() {
 	h.snapshotSpool()
+	h.checkSlots()
 	if h.runs%8 == 0 {
 		h.purge()
 	}
@@ -371,7 +414,7 @@ func (h *harness) purge() {
 // The repository's story, one stage at a time, each taken at the start of a run once the run
 // is far enough along: 1 a registry that makes the late number privileged (once a call to it
 // is in the vault), 2 a registry whose files are tampered with after signing, 3 a stale
-// timestamp (an older one put back), 4 a valid registry and policy again.
+// timestamp (an older one put back), 4 a valid registry and policy again, 5 new firmware.
 func (h *harness) advanceRepo() {
 	h.stepRepo(h.progress(), false)
 	h.stepSpool(h.progress())
@@ -390,16 +433,18 @@ func (h *harness) stepRepo(pr float64, force bool) {
 		}
 		h.publishRegistry(false)
 		h.lateVer = h.lastReg
-	case h.stage == 1 && ((h.goalMet() && pr >= 0.45) || pr >= 0.75):
+	case h.stage == 1 && ((h.goalMet() && pr >= 0.4) || pr >= 0.7):
 		h.publishRegistry(true)
-	case h.stage == 2 && ((h.goalMet() && pr >= 0.6) || pr >= 0.85):
+	case h.stage == 2 && ((h.goalMet() && pr >= 0.5) || pr >= 0.8):
 		h.staleTimestamp()
-	case h.stage == 3 && ((h.goalMet() && pr >= 0.7) || pr >= 0.95):
+	case h.stage == 3 && ((h.goalMet() && pr >= 0.6) || pr >= 0.85):
 		h.serve(filepath.Join(h.keys, "repo"))
 		h.publishRegistry(false)
 		if err := demo.PublishPolicy(h.keys, 3, `"segment": "5s"`, `"segment": "1s"`); err != nil {
 			h.t.Fatal(err)
 		}
+	case h.stage == 4 && ((h.goalMet() && pr >= 0.7) || pr >= 0.9):
+		h.publishFirmware()
 	default:
 		return
 	}
@@ -409,11 +454,11 @@ func (h *harness) stepRepo(pr float64, force bool) {
 }
 
 var stageNames = []string{"", "registry making a recorded number privileged published", "registry tampered with after signing published",
-	"stale timestamp served", "valid registry and policy published after them"}
+	"stale timestamp served", "valid registry and policy published after them", "firmware release published"}
 
 // goalMet reports whether the phone has done what the repository's stage asks of it: taken
 // up the late registry, refused the tampered one, refused the stale timestamp, taken up the
-// last registry.
+// last registry, committed the new firmware.
 func (h *harness) goalMet() bool {
 	switch h.stage {
 	case 1:
@@ -422,6 +467,8 @@ func (h *harness) goalMet() bool {
 		return h.counts["update errors"] > h.stageAt
 	case 4:
 		return h.regInstall >= h.lastReg
+	case 5:
+		return h.fw.committed == fwTo
 	}
 	return true
 }

@@ -61,22 +61,32 @@ func (h *harness) emptySpoolFS() {
 	h.filled = false
 }
 
-// checkMemory compares the agent's resident memory after calls early in the run with that
-// late in it: the median of the last quarter of the samples may not pass the first
-// quarter's by half and 16 MiB (whatever the phone keeps, its memory must not grow with it).
+// checkMemory compares the agent's memory after calls early in the run with that late in it.
+// Anonymous memory after a call is anywhere from about 25 to 50 MiB, as the collector has or
+// has not yet run since the PIN check (argon2id takes 19 MiB, and the heap's goal doubles
+// it), so it is judged by its floor: the least in the last quarter of the samples may not
+// pass the least in the first by half and 16 MiB. Memory the phone kept would raise the
+// floor. The medians and the pages of mapped files are reported beside it, not judged.
 func (h *harness) checkMemory() row {
-	n := len(h.rssSamples)
+	n := len(h.memSamples)
 	if n < 8 {
 		return row{"agent's resident memory after a call", n, "too few samples to compare"}
 	}
-	median := func(s []int64) int64 {
-		s = slices.Clone(s)
-		slices.Sort(s)
-		return s[len(s)/2]
+	type stats struct{ least, median, medianAll int64 }
+	of := func(s []memory) stats {
+		anon, all := make([]int64, len(s)), make([]int64, len(s))
+		for i, m := range s {
+			anon[i], all[i] = m.anon, m.rss
+		}
+		slices.Sort(anon)
+		slices.Sort(all)
+		return stats{anon[0], anon[len(anon)/2], all[len(all)/2]}
 	}
-	early, late := median(h.rssSamples[:n/4]), median(h.rssSamples[n-n/4:])
-	if late > early*3/2+16<<20 {
-		h.t.Errorf("the agent's memory grew: %d MiB after calls early in the run, %d MiB late", early>>20, late>>20)
+	early, late := of(h.memSamples[:n/4]), of(h.memSamples[n-n/4:])
+	if late.least > early.least*3/2+16<<20 {
+		h.t.Errorf("the agent's memory grew: at least %d MiB anonymous after calls late in the run, against %d MiB early", late.least>>20, early.least>>20)
 	}
-	return row{"agent's resident memory after a call", n, fmt.Sprintf("median of the first quarter of samples %.1f MiB, of the last %.1f MiB", float64(early)/(1<<20), float64(late)/(1<<20))}
+	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
+	return row{"agent's resident memory after a call", n, fmt.Sprintf("anonymous, first quarter of the samples: least %.1f MiB, median %.1f MiB; last quarter: least %.1f MiB, median %.1f MiB (medians with mapped files: %.1f, %.1f MiB)",
+		mib(early.least), mib(early.median), mib(late.least), mib(late.median), mib(early.medianAll), mib(late.medianAll))}
 }
