@@ -32,7 +32,8 @@ type fwState struct {
 	committed uint64            // the version the phone said it committed
 	started   map[string]int    // agent starts by the firmware version they reported
 	checks    int               // times the slot the bootloader boots next was checked whole
-	trialKill bool              // a run was killed while the new firmware was on trial
+	// Kills aimed at the update: as the install begins, as the new firmware starts on trial.
+	installKill, trialKill bool
 }
 
 // buildFirmware builds wallphoned as versions fwFrom (the binary the harness starts) and fwTo.
@@ -159,16 +160,19 @@ func (h *harness) slotHolds(path string) (uint64, bool) {
 
 // planFirmware shapes a calm run while the new firmware is not yet committed: long enough to
 // install it, wait for a call to end, reboot and pass the first health check (up to a minute
-// in all); now and then killed as the install begins, or once, as the new firmware starts
-// on trial (a boot the bootloader counts: three uncommitted fall back).
+// in all). The first such run is killed as the install begins (or just after: a kill in the
+// middle of the download, the write, the switch or the reboot); a later one as the new
+// firmware starts on trial, if no boot on trial was counted yet: the bootloader allows three
+// uncommitted boots, and the runs after it are left to commit.
 func (h *harness) planFirmware(p *runPlan) {
 	r := h.rng
 	p.killAfter = time.Duration(60000+r.IntN(15000)) * time.Millisecond
 	switch {
-	case h.counts["firmware installed and verified"] == 0 && r.IntN(2) == 0:
+	case !h.fw.installKill:
+		h.fw.installKill = true
 		p.killOn, p.killAfterEvent = "firmware_installing", time.Duration(r.IntN(1000))*time.Millisecond
-	case h.counts["firmware installed and verified"] > 0 && !h.fw.trialKill:
-		p.killOn, p.killAfterEvent = "firmware_trial", time.Duration(r.IntN(3000))*time.Millisecond
+	case !h.fw.trialKill && h.counts["boots of new firmware on trial"] == 0:
 		h.fw.trialKill = true
+		p.killOn, p.killAfterEvent = "firmware_trial", time.Duration(r.IntN(3000))*time.Millisecond
 	}
 }
