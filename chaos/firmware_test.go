@@ -32,6 +32,8 @@ type fwState struct {
 	committed uint64            // the version the phone said it committed
 	started   map[string]int    // agent starts by the firmware version they reported
 	checks    int               // times the slot the bootloader boots next was checked whole
+	// rebootsInCall counts reboots into new firmware while a call was under way (a failure).
+	rebootsInCall int
 	// Kills aimed at the update: as the install begins, as the new firmware starts on trial.
 	installKill, trialKill bool
 }
@@ -91,6 +93,7 @@ func (h *harness) observeFirmware(e event) {
 		if n := len(h.calls); n > 0 {
 			if o := h.calls[n-1]; o.run == h.runs && o.id != "" && !o.onhook {
 				t.Errorf("the phone rebooted into new firmware during call %s", o.id)
+				h.fw.rebootsInCall++
 			}
 		}
 	case "firmware_committed":
@@ -139,8 +142,8 @@ func (h *harness) fwRow() row {
 	if h.fw.committed != fwTo {
 		h.t.Errorf("firmware version %d was published and never committed (committed: %d)", fwTo, h.fw.committed)
 	}
-	return row{"firmware release published mid-run", 1, fmt.Sprintf("committed: version %d; agent starts by version %v; the slot to boot next held a whole build at each of %d checks; reboots during a call: 0",
-		h.fw.committed, h.fw.started, h.fw.checks)}
+	return row{"firmware release published mid-run", 1, fmt.Sprintf("committed: version %d; agent starts by version %v; the slot to boot next held a whole build at each of %d checks; reboots during a call: %d",
+		h.fw.committed, h.fw.started, h.fw.checks, h.fw.rebootsInCall)}
 }
 
 // slotHolds reports which build a slot's image holds: a slot is as large as its partition,
