@@ -71,7 +71,7 @@ func (h *harness) plan() runPlan {
 			h.planFirmware(&p)
 		}
 	case x < 25:
-		p.killAfter = ms(0, 1000) // while it starts
+		p.killAfter = ms(1, 1000) // while it starts (0 would be never)
 	case x < 82:
 		p.killAfter = ms(1000, 5000) // prompts, the decision, dialing
 	case x < 92:
@@ -125,8 +125,11 @@ func (h *harness) run(p runPlan) {
 			killTm.Stop()
 		}
 	}()
-	if p.killAfter > 0 {
+	switch {
+	case p.killAfter > 0:
 		killTimer(p.killAfter)
+	case !p.final:
+		t.Fatalf("run %d planned without a kill: %+v", h.runs, p)
 	}
 	servers := []*serverFault{
 		{name: "versitygw", at: p.s3Kill, back: p.s3Back, kill: h.s3.Kill, start: func() { h.s3.Restart(t) }},
