@@ -131,7 +131,8 @@ func readConfig(t *testing.T) config {
 // runs while the agent is killed with SIGKILL (restarted at once or after a while), the S3
 // server and the repository's server are killed and restarted, the proxy stalls and fails
 // requests, and the repository publishes a registry that makes an already recorded and
-// uploaded number privileged, a tampered registry and a stale timestamp. Then, with
+// uploaded number privileged, a tampered registry, a stale timestamp and new firmware, which
+// the phone installs, reboots into when idle and commits once healthy. Then, with
 // everything up again and drained, the promises are checked from outside (see check).
 func TestChaos(t *testing.T) {
 	if testing.Short() {
