@@ -3,6 +3,7 @@ package chaos
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -148,13 +149,21 @@ func (h *harness) fwRow() row {
 
 // slotHolds reports which build a slot's image holds: a slot is as large as its partition,
 // the build at its start.
+// Only as many bytes as the longest build are read, not the whole 64 MiB slot.
 func (h *harness) slotHolds(path string) (uint64, bool) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return 0, false
 	}
+	defer f.Close()
+	longest := 0
+	for _, img := range h.fw.images {
+		longest = max(longest, len(img))
+	}
+	b := make([]byte, longest)
+	n, _ := io.ReadFull(f, b)
 	for v, img := range h.fw.images {
-		if len(b) >= len(img) && bytes.Equal(b[:len(img)], img) {
+		if n >= len(img) && bytes.Equal(b[:len(img)], img) {
 			return v, true
 		}
 	}
