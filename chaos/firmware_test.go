@@ -147,9 +147,8 @@ func (h *harness) fwRow() row {
 		h.fw.committed, h.fw.started, h.fw.checks, h.fw.rebootsInCall)}
 }
 
-// slotHolds reports which build a slot's image holds: a slot is as large as its partition,
-// the build at its start.
-// Only as many bytes as the longest build are read, not the whole 64 MiB slot.
+// slotHolds reports which build a slot's image holds. A slot is as large as its partition
+// (64 MiB) with the build at its start, so only as many bytes as the longest build are read.
 func (h *harness) slotHolds(path string) (uint64, bool) {
 	f, err := os.Open(path)
 	if err != nil {
